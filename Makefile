@@ -1,0 +1,54 @@
+# Two commands: `make run` (the embedded demo) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= var
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install migrate seed worker lint bench-limiter services-test browser-deps clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# The embedded default: SQLite and the filesystem broker under $(DATA_DIR), one real Celery
+# worker beside the web server, the sandbox portal served by the web process.
+run: export DEBUG ?= 1
+run: export DATA_DIR := $(abspath $(DATA_DIR))
+run: export SANDBOX_BASE_URL ?= http://$(HOST):$(PORT)
+run: install
+	mkdir -p $(DATA_DIR)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	@set -e; \
+	$(VENV)/bin/celery -A controlplane worker --loglevel=INFO --concurrency=2 --beat \
+	    --schedule=$(DATA_DIR)/celerybeat-schedule & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	echo "Serving on http://$(HOST):$(PORT)/ (admin: /admin/, API: /api/v1/) — Ctrl-C stops web and worker"; \
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+# Playwright drives Debian's chromium; nothing downloads a browser build.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+test: install browser-deps
+	$(PY) -m pytest -q -n 2 --dist loadfile tests --ignore=tests/services
+
+services-test: install
+	$(PY) -m pytest -q -p no:randomly tests/services
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench-limiter: install
+	$(PY) bench/limiter_bench.py
+
+clean:
+	rm -rf $(VENV) $(DATA_DIR)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BitrixConfig(AppConfig):
+    name = "apps.bitrix"
+    label = "bitrix"

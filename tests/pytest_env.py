@@ -1,0 +1,18 @@
+"""Loaded by pytest (`-p tests.pytest_env`) before Django is set up: the environment the
+suite runs in, unless the caller already set it (the services suite sets DATABASE_URL etc.)."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+# Two fixed test keys: the second only decrypts, so rotation is exercised.
+os.environ.setdefault(
+    "FIELD_ENCRYPTION_KEYS",
+    "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDA=,b2xkLWtleS1mb3Itcm90YXRpb24tdGVzdHMtMDAwMDA=",
+)
+os.environ.setdefault("ALLOWED_HOSTS", "*")
+os.environ.setdefault("SANDBOX_ENABLED", "1")
+os.environ.setdefault("PORTAL_ALLOW_LOOPBACK_HTTP", "1")
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="cp-test-"))
