@@ -1,0 +1,156 @@
+"""One leaky bucket per portal, shared by every worker process (FACTS §5).
+
+The state (`level`, `updated_at`) lives in a `PortalLimiter` row and changes only under
+`select_for_update` in a short transaction (on SQLite the project opens transactions with
+BEGIN IMMEDIATE, which serialises them the same way). The arithmetic is `apps.core.leakybucket`.
+
+`limiter_acquire` reserves one slot before each HTTP request (a batch is one request):
+- no wait: send at once;
+- a short wait (<= `BITRIX_LIMITER_MAX_SLEEP`, default 2.5 s): sleep in the worker, then send;
+- a longer wait: the reservation is not kept and `NotSent(retry_after=wait)` is raised, so the
+  task retries with a countdown instead of holding a worker.
+
+Because every request is sent no earlier than its reserved time, the model's counter is never
+below the portal's, so the portal never sees more than the bucket holds. We keep a safety
+margin (`BITRIX_LIMITER_MARGIN`, default 1 request) below the portal's burst.
+
+Method blocks (OPERATION_TIME_LIMIT, FACTS §5) live here too: `MethodBlock` rows hold a method on
+a portal until its `operating_reset_at`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.leakybucket import BucketState, drained, release, reserve
+
+from .errors import NotSent, WaitForReset
+from .models import MethodBlock, PortalLimiter
+
+LIMITER_CODE = "LOCAL_RATE_LIMIT"
+
+
+def max_sleep() -> float:
+    return float(getattr(settings, "BITRIX_LIMITER_MAX_SLEEP", 2.5))
+
+
+def margin() -> float:
+    return float(getattr(settings, "BITRIX_LIMITER_MARGIN", 1.0))
+
+
+def _effective_burst(burst: float) -> float:
+    return max(1.0, float(burst) - margin())
+
+
+def _ensure_row(portal_id: int) -> None:
+    # Outside the locking transaction: get_or_create copes with two processes creating at once.
+    PortalLimiter.objects.get_or_create(portal_id=portal_id, defaults={"level": 0.0, "updated_at": time.time()})
+
+
+def limiter_reserve(*, portal_id: int, rate: float, burst: float, limit: float | None = None) -> float:
+    """Reserve a slot and return the wait before sending. If the wait would exceed `limit`,
+    nothing is kept and NotSent(retry_after=wait) is raised."""
+    _ensure_row(portal_id)
+    with transaction.atomic():
+        row = PortalLimiter.objects.select_for_update().get(pk=portal_id)
+        now = time.time()
+        wait, state = reserve(
+            BucketState(row.level, row.updated_at), now, rate=float(rate), burst=_effective_burst(burst)
+        )
+        if limit is not None and wait > limit:
+            # Leave the row as it was: the reservation is released before it ever existed.
+            deferred = True
+        else:
+            deferred = False
+            row.level, row.updated_at = state.level, state.updated_at
+            row.save(update_fields=["level", "updated_at"])
+    if deferred:
+        raise NotSent(
+            LIMITER_CODE,
+            f"The portal's request budget is used up for the next {wait:.1f} s; retry later.",
+            retry_after=wait,
+        )
+    return wait
+
+
+def limiter_acquire(
+    *, portal_id: int, rate: float, burst: float, sleep: Callable[[float], None] = time.sleep
+) -> float:
+    """Reserve a slot and wait for it (short waits only). Returns the time slept."""
+    wait = limiter_reserve(portal_id=portal_id, rate=rate, burst=burst, limit=max_sleep())
+    if wait > 0:
+        sleep(wait)
+    return wait
+
+
+def limiter_release(*, portal_id: int, rate: float) -> None:
+    """Give a slot back: the request was reserved but never reached the portal."""
+    _ensure_row(portal_id)
+    with transaction.atomic():
+        row = PortalLimiter.objects.select_for_update().get(pk=portal_id)
+        state = release(BucketState(row.level, row.updated_at), time.time(), rate=float(rate))
+        row.level, row.updated_at = state.level, state.updated_at
+        row.save(update_fields=["level", "updated_at"])
+
+
+def limiter_saturate(*, portal_id: int, rate: float, burst: float) -> None:
+    """The portal answered QUERY_LIMIT_EXCEEDED: its bucket is fuller than we thought (another
+    client behind the same IP, a restart). Treat ours as full from now on."""
+    _ensure_row(portal_id)
+    with transaction.atomic():
+        row = PortalLimiter.objects.select_for_update().get(pk=portal_id)
+        now = time.time()
+        level = max(drained(BucketState(row.level, row.updated_at), now, float(rate)), float(burst))
+        row.level, row.updated_at = level, now
+        row.save(update_fields=["level", "updated_at"])
+
+
+def limiter_level(*, portal_id: int, rate: float) -> float:
+    """The model's counter now (tests, diagnostics)."""
+    row = PortalLimiter.objects.filter(pk=portal_id).first()
+    if row is None:
+        return 0.0
+    return drained(BucketState(row.level, row.updated_at), time.time(), float(rate))
+
+
+# --- operating-time blocks ---------------------------------------------------------------------
+
+
+def method_block_check(*, portal_id: int, methods: Iterable[str]) -> None:
+    """Raise WaitForReset if any of `methods` (normalised names) is held on the portal."""
+    names = {m for m in methods if m}
+    if not names:
+        return
+    now = timezone.now()
+    blocks = list(
+        MethodBlock.objects.filter(portal_id=portal_id, method__in=names, blocked_until__gt=now).order_by(
+            "-blocked_until"
+        )
+    )
+    if blocks:
+        block = blocks[0]
+        wait = (block.blocked_until - now).total_seconds()
+        raise WaitForReset(
+            "OPERATION_TIME_LIMIT",
+            f"{block.method} is held on this portal until its operating time resets ({wait:.0f} s).",
+            retry_after=max(wait, 0.0),
+            method=block.method,
+        )
+
+
+def method_block_set(*, portal_id: int, method: str, until: dt.datetime, code: str = "OPERATION_TIME_LIMIT") -> None:
+    """Hold `method` on the portal until `until` (never shortens an existing hold)."""
+    with transaction.atomic():
+        block, created = MethodBlock.objects.select_for_update().get_or_create(
+            portal_id=portal_id, method=method, defaults={"blocked_until": until, "code": code}
+        )
+        if not created and block.blocked_until < until:
+            block.blocked_until = until
+            block.code = code
+            block.save(update_fields=["blocked_until", "code", "updated_at"])

@@ -1,0 +1,163 @@
+"""OAuth token refresh, single-flight across processes (FACTS §7).
+
+After a 401 `expired_token`/`invalid_token`, every caller runs `credential_refresh` with the
+token that failed. It locks the Credential row (`select_for_update`), re-reads it and refreshes
+only if the stored token is still the one that failed: the first caller refreshes while the
+others wait on the lock, then find a new token and use it. The rotated pair is committed before
+anyone uses it (Bitrix24 invalidates the old refresh token).
+
+`invalid_grant` / `invalid_client` / `PAYMENT_REQUIRED` mark the credential broken, alert the
+admins (logger.error + mail_admins) and raise AuthFailed. A refresh that fails for a passing
+reason (token endpoint unreachable, 5xx, unreadable answer) raises NotSent: the call itself was
+refused with 401 and never ran, so it may be retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db import transaction
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+
+from apps.portals.models import Credential, CredentialStatus
+
+from .errors import AuthFailed, BitrixError, NotSent, PortalError
+
+logger = logging.getLogger(__name__)
+
+
+def token_url_for(credential: Credential) -> str:
+    """The token endpoint: the OAuth app's, else the credential's, else the setting."""
+    if credential.oauth_app_id and credential.oauth_app.token_url:
+        return credential.oauth_app.token_url
+    if credential.oauth_server_url:
+        url = credential.oauth_server_url
+        # A stored server_endpoint (https://oauth.bitrix.info/rest/) names the same server.
+        if url.rstrip("/").endswith("/rest"):
+            url = url.rstrip("/")[: -len("/rest")] + "/oauth/token/"
+        return url
+    return settings.BITRIX_OAUTH_TOKEN_URL
+
+
+def client_keys_for(credential: Credential) -> tuple[str, str]:
+    client_id = credential.client_id or (credential.oauth_app.client_id if credential.oauth_app_id else "")
+    client_secret = credential.client_secret or (credential.oauth_app.client_secret if credential.oauth_app_id else "")
+    return client_id, client_secret
+
+
+def apply_token_answer(credential: Credential, answer: dict) -> list[str]:
+    """Copy a token answer into the credential (not saved). Returns the changed field names."""
+    credential.access_token = str(answer["access_token"])
+    fields = ["access_token"]
+    if answer.get("refresh_token"):
+        credential.refresh_token = str(answer["refresh_token"])
+        fields.append("refresh_token")
+    expires_at = None
+    try:
+        if answer.get("expires"):
+            expires_at = dt.datetime.fromtimestamp(int(answer["expires"]), tz=dt.UTC)
+        elif answer.get("expires_in"):
+            expires_at = timezone.now() + dt.timedelta(seconds=int(answer["expires_in"]))
+    except (TypeError, ValueError, OverflowError):
+        expires_at = None
+    credential.access_expires_at = expires_at
+    fields.append("access_expires_at")
+    if answer.get("scope"):
+        credential.scope = str(answer["scope"])[:1000]
+        fields.append("scope")
+    if answer.get("client_endpoint"):
+        credential.client_endpoint = str(answer["client_endpoint"])[:300]
+        fields.append("client_endpoint")
+    return fields
+
+
+def credential_mark_broken(*, portal_id: int, code: str, detail: str = "") -> None:
+    """Mark the portal's credential broken and alert the admins (once per breakage)."""
+    text = f"{code}: {detail}".strip().rstrip(":")[:300]
+    changed = Credential.objects.filter(portal_id=portal_id).exclude(status=CredentialStatus.BROKEN).update(
+        status=CredentialStatus.BROKEN, status_detail=text, updated_at=timezone.now()
+    )
+    if changed:
+        _alert(portal_id=portal_id, text=text)
+
+
+def _alert(*, portal_id: int, text: str) -> None:
+    from apps.portals.models import Portal
+
+    slug = Portal.objects.filter(pk=portal_id).values_list("slug", flat=True).first() or str(portal_id)
+    logger.error("bitrix credential of portal %s is broken: %s", slug, text)
+    try:
+        mail_admins(
+            f"Bitrix24 credential broken: {slug}",
+            f"The credential of portal {slug} was marked broken ({text}).\n"
+            "Calls to this portal fail until it is re-authorised (reinstall the app or update the webhook).",
+            fail_silently=True,
+        )
+    except Exception:  # noqa: BLE001 - an alert must never break the caller
+        logger.exception("mail_admins failed")
+
+
+def credential_refresh(*, portal_id: int, failed_access_token: str) -> str:
+    """Single-flight refresh. Returns the access token to use now (new, or refreshed by
+    another process while we waited for the lock). Raises AuthFailed or NotSent."""
+    from .client import token_request
+
+    broken: AuthFailed | None = None
+    with transaction.atomic():
+        credential = Credential.objects.select_for_update().select_related("oauth_app", "portal").get(
+            portal_id=portal_id
+        )
+        if credential.status == CredentialStatus.BROKEN:
+            raise AuthFailed("CREDENTIAL_BROKEN", f"The credential is marked broken ({credential.status_detail}).")
+        current = credential.access_token or ""
+        if current and not constant_time_compare(current, failed_access_token or ""):
+            # Someone refreshed while we waited for the lock.
+            return current
+        client_id, client_secret = client_keys_for(credential)
+        if not (client_id and client_secret and credential.refresh_token):
+            broken = AuthFailed("NO_REFRESH_TOKEN", "No client keys or refresh token to refresh with.")
+            credential.status = CredentialStatus.BROKEN
+            credential.status_detail = broken.code
+            credential.save(update_fields=["status", "status_detail", "updated_at"])
+        else:
+            try:
+                answer = token_request(
+                    token_url=token_url_for(credential),
+                    params={
+                        "grant_type": "refresh_token",
+                        "client_id": client_id,
+                        "client_secret": client_secret,
+                        "refresh_token": credential.refresh_token,
+                    },
+                    label=credential.portal.slug,
+                )
+            except (AuthFailed, PortalError) as exc:
+                # invalid_grant, invalid_client, PAYMENT_REQUIRED, invalid_scope ...: permanent.
+                broken = exc if isinstance(exc, AuthFailed) else AuthFailed(
+                    exc.code, exc.description, http_status=exc.http_status
+                )
+                credential.status = CredentialStatus.BROKEN
+                credential.status_detail = f"{exc.code}: {exc.description}".strip().rstrip(":")[:300]
+                credential.save(update_fields=["status", "status_detail", "updated_at"])
+            except NotSent:
+                raise
+            except BitrixError as exc:
+                # The REST call was refused with 401 and never ran: retrying it is safe.
+                raise NotSent(
+                    "TOKEN_REFRESH_FAILED",
+                    f"The token refresh failed ({exc.code}); the call was not run.",
+                    http_status=exc.http_status,
+                    retry_after=10.0,
+                ) from None
+            else:
+                fields = apply_token_answer(credential, answer)
+                credential.save(update_fields=[*fields, "updated_at"])
+                logger.info("bitrix %s: OAuth token refreshed", credential.portal.slug)
+                return credential.access_token
+    # Committed the broken mark: now alert and fail.
+    _alert(portal_id=portal_id, text=f"{broken.code}: {broken.description}".strip().rstrip(":"))
+    raise broken

@@ -1,0 +1,47 @@
+"""Masking of credentials in anything that may be logged or shown: webhook codes in REST paths,
+`auth=` tokens and OAuth query parameters. Used for redirect locations and as a logging filter
+on urllib3, which logs request lines (path and query) at DEBUG."""
+
+import logging
+import re
+
+MASK = "***"
+
+_WEBHOOK_PATH = re.compile(r"(/rest/(?:api/)?\d+/)[^/\s\"'?#]+")
+_QUERY_SECRET = re.compile(
+    r"((?:^|[?&;\s])(?:auth|access_token|refresh_token|client_secret|code|application_token|"
+    r"AUTH_ID|REFRESH_ID)=)[^&\s\"'#]*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` with webhook codes, tokens and the given secret values replaced by ***."""
+    if not text:
+        return text
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    text = _WEBHOOK_PATH.sub(lambda m: m.group(1) + MASK, text)
+    return _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites a record's message with `redact` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record must still not leak
+            message = str(record.msg)
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def install_urllib3_filter() -> None:
+    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactFilter) for f in logger.filters):
+            logger.addFilter(RedactFilter())
