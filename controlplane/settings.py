@@ -206,3 +206,9 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- cache (API rate limit counters) -----------------------------------------------------------
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
+# Where the web process serving the sandbox is reached from workers (seed_demo's portal URL).
+SANDBOX_BASE_URL = env("SANDBOX_BASE_URL", default="http://127.0.0.1:8000")

@@ -21,3 +21,6 @@ urlpatterns = [
 
 if settings.SANDBOX_ENABLED:
     urlpatterns.append(path("sandbox/", include("apps.sandbox.urls")))
+
+handler404 = "apps.core.views.not_found"
+handler500 = "apps.core.views.server_error"

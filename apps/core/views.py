@@ -36,3 +36,25 @@ def readyz(request):
     if any(value != "ok" for value in checks.values()):
         raise NotReady(checks=checks)
     return {"status": "ready", "checks": checks, "sandbox": settings.SANDBOX_ENABLED}
+
+
+def not_found(request, exception=None):
+    """JSON 404 for the API and the health endpoints; Django's page elsewhere."""
+    from django.views.defaults import page_not_found
+
+    from .api import error_response
+    from .exceptions import NotFound
+
+    if request.path.startswith(("/api/", "/healthz", "/readyz")):
+        return error_response(NotFound("No such endpoint."), request)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    from django.http import JsonResponse
+    from django.views.defaults import server_error as html_server_error
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": {"code": "internal_error", "message": "Internal error; it has been logged.",
+                                       "request_id": getattr(request, "request_id", None)}}, status=500)
+    return html_server_error(request)

@@ -86,3 +86,12 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "key"], name="idempotency_unique_key")]
+
+
+class PendingPlan(Plan):
+    """The approvers' inbox in the admin: plans waiting for a decision."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "pending plan"
+        verbose_name_plural = "pending plans"

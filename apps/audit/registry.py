@@ -1,0 +1,45 @@
+"""Audit event types, registered once (Sentry's audit registry): a duplicate code fails at import."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    code: str
+    description: str
+
+
+_EVENTS: dict[str, AuditEvent] = {}
+
+
+def register(code: str, description: str) -> str:
+    if code in _EVENTS:
+        raise ValueError(f"Audit event {code!r} is registered twice.")
+    _EVENTS[code] = AuditEvent(code, description)
+    return code
+
+
+def get(code: str) -> AuditEvent:
+    try:
+        return _EVENTS[code]
+    except KeyError:
+        raise ValueError(f"Audit event {code!r} is not registered.") from None
+
+
+def all_events() -> list[AuditEvent]:
+    return sorted(_EVENTS.values(), key=lambda e: e.code)
+
+
+PLAN_SUBMITTED = register("plan.submitted", "An agent submitted a plan")
+PLAN_TRANSITION = register("plan.transition", "A plan changed state")
+PLAN_APPROVAL = register("plan.approval", "An approver approved or rejected a plan")
+PLAN_ATTEMPT = register("plan.attempt", "The executor sent a plan to the portal")
+PLAN_RECONCILED = register("plan.reconciled", "An approver settled a plan whose outcome was unknown")
+AGENT_CREATED = register("agent.created", "An agent was created")
+AGENT_REVOKED = register("agent.revoked", "An agent's token was revoked")
+AGENT_TOKEN_ROTATED = register("agent.token_rotated", "An agent got a new token")
+GRANT_CHANGED = register("grant.changed", "A pack grant was created or changed")
+GRANT_REMOVED = register("grant.removed", "A pack grant was removed")
+PORTAL_CHANGED = register("portal.changed", "A portal or its credential was created or changed")
+CREDENTIAL_BROKEN = register("credential.broken", "A portal credential stopped working")
+CREDENTIAL_REFRESHED = register("credential.refreshed", "OAuth tokens were refreshed")

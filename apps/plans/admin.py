@@ -1,0 +1,251 @@
+"""Approvals in the Django admin. Plans are read-only here (house rule 10): the only way to change
+one is an approve/reject/settle action, which — like `delete_selected` — shows a confirmation
+page with exactly what will be sent and a comment box, then calls the same service the
+`decide_plan` command calls."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from apps.core.exceptions import ApplicationError
+
+from . import services
+from .choices import Decision, PlanStatus
+from .models import Approval, ExecutionAttempt, PendingPlan, Plan
+
+
+class CommentForm(forms.Form):
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False, max_length=2000)
+
+
+class ApprovalInline(admin.TabularInline):
+    model = Approval
+    extra = 0
+    can_delete = False
+    fields = ("user", "decision", "comment", "content_hash", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class AttemptInline(admin.TabularInline):
+    model = ExecutionAttempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "outcome", "started_at", "finished_at", "detail")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _pretty(value) -> str:
+    return format_html("<pre style='white-space:pre-wrap;margin:0'>{}</pre>",
+                       json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+ACTIONS = {
+    "approve": ("Approve", "approve the selected plans"),
+    "reject": ("Reject", "reject the selected plans"),
+    "settle_succeeded": ("Mark done", "mark the selected plans as done (the call did happen)"),
+    "settle_failed": ("Mark failed", "mark the selected plans as failed (the call did not happen)"),
+}
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "portal", "agent", "status", "risk", "method_list", "approvals_progress", "created_at")
+    list_filter = ("status", "risk", "portal")
+    search_fields = ("id", "reason", "agent__slug", "portal__slug")
+    date_hierarchy = "created_at"
+    inlines = [ApprovalInline, AttemptInline]
+    actions = ["approve_selected", "reject_selected", "settle_succeeded", "settle_failed"]
+    readonly_fields = (
+        "id", "portal", "agent", "status", "risk", "reason", "steps_pretty", "packs", "approvals_required",
+        "content_hash", "created_at", "updated_at", "expires_at", "finished_at", "attempt_count", "result_pretty",
+        "error_pretty", "callback_url",
+    )
+    fields = readonly_fields
+    change_form_template = "admin/plans/plan/change_form.html"
+
+    # --- read-only: no form can bypass the state machine -------------------------------------
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("plans.approve_plan")
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).select_related("portal", "agent").prefetch_related("approvals")
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(portal__approvers=request.user)
+
+    # --- columns ----------------------------------------------------------------------------
+    @admin.display(description="plan")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
+
+    @admin.display(description="methods")
+    def method_list(self, obj):
+        return ", ".join(obj.methods)
+
+    @admin.display(description="approvals")
+    def approvals_progress(self, obj):
+        approved = sum(1 for a in obj.approvals.all() if a.decision == Decision.APPROVE)
+        return f"{approved}/{obj.approvals_required}"
+
+    @admin.display(description="steps (exactly what will be sent)")
+    def steps_pretty(self, obj):
+        return _pretty(obj.steps)
+
+    @admin.display(description="result")
+    def result_pretty(self, obj):
+        return _pretty(obj.result) if obj.result is not None else "—"
+
+    @admin.display(description="error")
+    def error_pretty(self, obj):
+        return _pretty(obj.error) if obj.error is not None else "—"
+
+    # --- decisions ----------------------------------------------------------------------------
+    @admin.action(permissions=["approve"], description="Approve selected plans")
+    def approve_selected(self, request, queryset):
+        return self._decide(request, queryset, "approve")
+
+    @admin.action(permissions=["approve"], description="Reject selected plans")
+    def reject_selected(self, request, queryset):
+        return self._decide(request, queryset, "reject")
+
+    @admin.action(permissions=["approve"], description="Mark selected plans done (outcome checked on the portal)")
+    def settle_succeeded(self, request, queryset):
+        return self._decide(request, queryset, "settle_succeeded")
+
+    @admin.action(permissions=["approve"], description="Mark selected plans failed (outcome checked on the portal)")
+    def settle_failed(self, request, queryset):
+        return self._decide(request, queryset, "settle_failed")
+
+    def _apply(self, request, plan, kind, comment):
+        if kind in ("approve", "reject"):
+            return services.plan_decide(plan_id=plan.pk, user=request.user, decision=kind, comment=comment,
+                                        seen_hash=request.POST.get(f"hash-{plan.pk}") or None)
+        return services.plan_reconcile(plan_id=plan.pk, user=request.user,
+                                       succeeded=kind == "settle_succeeded", comment=comment)
+
+    def _decide(self, request, queryset, kind):
+        plans = list(queryset)
+        form = CommentForm(request.POST if request.POST.get("post") else None)
+        if request.POST.get("post") and form.is_valid():
+            done = 0
+            for plan in plans:
+                try:
+                    updated = self._apply(request, plan, kind, form.cleaned_data["comment"])
+                except ApplicationError as exc:
+                    self.message_user(request, f"Plan {str(plan.pk)[:8]}: {exc.message}", messages.ERROR)
+                    continue
+                done += 1
+                self.message_user(request, f"Plan {str(plan.pk)[:8]} is now {updated.status}.", messages.SUCCESS)
+            return None
+        label, sentence = ACTIONS[kind]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{label}: are you sure?",
+            "opts": self.model._meta,
+            "plans": [(p, json.dumps(p.steps, indent=2, ensure_ascii=False, sort_keys=True)) for p in plans],
+            "form": form,
+            "kind": kind,
+            "label": label,
+            "sentence": sentence,
+            "action_name": request.POST.get("action"),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "single": request.POST.get("single_plan"),
+        }
+        return TemplateResponse(request, "admin/plans/plan/decide_confirmation.html", context)
+
+    # --- one plan's page: approve/reject buttons lead to the same confirmation ------------------
+    def get_urls(self):
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return [
+            path("<uuid:plan_id>/decide/<str:kind>/", self.admin_site.admin_view(self.decide_view),
+                 name="%s_%s_decide" % info),
+        ] + super().get_urls()
+
+    def decide_view(self, request, plan_id, kind):
+        if kind not in ACTIONS or not self.has_approve_permission(request):
+            raise DjangoPermissionDenied
+        plan = get_object_or_404(self.get_queryset(request), pk=plan_id)
+        if request.method == "POST" and request.POST.get("post"):
+            form = CommentForm(request.POST)
+            if form.is_valid():
+                try:
+                    updated = self._apply(request, plan, kind, form.cleaned_data["comment"])
+                    self.message_user(request, f"Plan {str(plan.pk)[:8]} is now {updated.status}.", messages.SUCCESS)
+                except ApplicationError as exc:
+                    self.message_user(request, exc.message, messages.ERROR)
+                return redirect(reverse("admin:plans_plan_change", args=[plan.pk]))
+        label, sentence = ACTIONS[kind]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{label}: are you sure?",
+            "opts": self.model._meta,
+            "plans": [(plan, json.dumps(plan.steps, indent=2, ensure_ascii=False, sort_keys=True))],
+            "form": CommentForm(),
+            "kind": kind,
+            "label": label,
+            "sentence": sentence,
+            "single": True,
+        }
+        return TemplateResponse(request, "admin/plans/plan/decide_confirmation.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        plan = self.get_queryset(request).filter(pk=object_id).first() if _uuid_ok(object_id) else None
+        if plan is not None and self.has_approve_permission(request):
+            extra_context["decision_buttons"] = {
+                PlanStatus.PENDING_APPROVAL: ["approve", "reject"],
+                PlanStatus.NEEDS_RECONCILIATION: ["settle_succeeded", "settle_failed"],
+            }.get(plan.status, [])
+            extra_context["action_labels"] = {k: v[0] for k, v in ACTIONS.items()}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _uuid_ok(value) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+@admin.register(PendingPlan)
+class PendingPlanAdmin(PlanAdmin):
+    """The approvers' inbox: plans waiting for a decision on portals they may approve."""
+
+    list_filter = ("risk", "portal")
+    actions = ["approve_selected", "reject_selected"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(status=PlanStatus.PENDING_APPROVAL)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return redirect(reverse("admin:plans_plan_change", args=[object_id]))

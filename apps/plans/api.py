@@ -1,0 +1,173 @@
+"""The agent API (JSON only, bearer auth). Views are adapters: parse, call one service, render."""
+
+import time
+
+from django.conf import settings
+
+from apps.agents.auth import authenticate_agent
+from apps.agents.ratelimit import check_rate
+from apps.core.api import json_endpoint, parse_json_body
+from apps.core.exceptions import InvalidRequest
+from apps.policy.decide import describe_method
+from apps.policy.selectors import active_grants, custom_pack_patterns, grant_views_for, pack_patterns
+from apps.policy.packs import BUILTIN_PACKS
+from apps.portals.models import Portal
+
+from . import idempotency, services
+from .choices import FINAL_FOR_WAIT
+from .openapi import openapi_document
+from .schemas import (
+    decode_cursor, encode_cursor, parse_flag, parse_limit, parse_submit, parse_wait, render_plan,
+)
+from .selectors import plan_get_for_agent, plan_list_for_agent, plans_for_agent
+
+
+def _agent(request):
+    agent = authenticate_agent(request)
+    check_rate(agent)
+    return agent
+
+
+def _wait_for_final(agent, plan, seconds: int):
+    deadline = time.monotonic() + seconds
+    while plan.status not in FINAL_FOR_WAIT:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(0.25, remaining))
+        plan = plans_for_agent(agent).get(pk=plan.pk)
+    return plan
+
+
+@json_endpoint("GET", "POST")
+def plans(request):
+    agent = _agent(request)
+    if request.method == "POST":
+        return _submit(request, agent)
+    return _list(request, agent)
+
+
+def _submit(request, agent):
+    dry_run = parse_flag(request.GET.get("dry_run"), field="dry_run")
+    wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
+    body = parse_json_body(request)
+    req = parse_submit(body, header_key=request.headers.get("Idempotency-Key"))
+    portal = services.portal_for_agent(agent=agent, slug=req.portal)
+    if dry_run:
+        return _render_dry_run(_evaluate(agent, portal, req))
+    record = None
+    if req.idempotency_key is not None:
+        claim = idempotency.claim(agent=agent, key=req.idempotency_key, request_hash=req.request_hash)
+        if claim.replay is not None:
+            plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=claim.replay.pk), wait)
+            return render_plan(plan), 200, {"Idempotent-Replayed": "true"}
+        record = claim.record
+    try:
+        plan = services.plan_submit(
+            agent=agent, portal=portal, steps=req.steps, reason=req.reason, callback_url=req.callback_url,
+            decision=_evaluate(agent, portal, req),
+            on_created=(lambda p: idempotency.bind(record, p)) if record else None,
+        )
+    except BaseException:
+        if record is not None:
+            idempotency.release(record)
+        raise
+    plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=plan.pk), wait)
+    return render_plan(plan), 201, {"Location": f"/api/v1/plans/{plan.pk}"}
+
+
+def _evaluate(agent, portal, req):
+    """The policy decision; for a single `method` call, errors name `method`/`params`, not steps."""
+    try:
+        return services.plan_evaluate(agent=agent, portal=portal, steps=req.steps)
+    except InvalidRequest as exc:
+        field = exc.extra.get("field", "")
+        if req.single and isinstance(field, str) and field.startswith("steps.0."):
+            exc.extra["field"] = field.removeprefix("steps.0.")
+        elif req.single and field == "steps":
+            exc.extra["field"] = "method"
+        raise
+
+
+def _render_dry_run(decision):
+    status = None
+    if decision.allowed:
+        status = "approved" if decision.approvals_required == 0 else "pending_approval"
+    return {
+        "dry_run": True,
+        "allowed": decision.allowed,
+        "outcome": decision.outcome,
+        "would_be": status,
+        "risk": decision.risk,
+        "approvals_required": decision.approvals_required,
+        "packs": list(decision.packs),
+        "reasons": list(decision.reasons),
+        "missing": [dict(m) for m in decision.missing],
+        "checked": [dict(c) for c in decision.checked],
+        "steps": services.normalized_steps(decision),
+    }
+
+
+def _list(request, agent):
+    limit = parse_limit(request.GET.get("limit"))
+    cursor = request.GET.get("cursor")
+    rows = plan_list_for_agent(
+        agent=agent, status=request.GET.get("status") or None, portal=request.GET.get("portal") or None,
+        cursor=decode_cursor(cursor) if cursor else None, limit=limit,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"plans": [render_plan(p) for p in rows], "next_cursor": encode_cursor(rows[-1]) if more else None}
+
+
+@json_endpoint("GET")
+def plan_detail(request, plan_id):
+    agent = _agent(request)
+    wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
+    plan = plan_get_for_agent(agent=agent, plan_id=plan_id)
+    return render_plan(_wait_for_final(agent, plan, wait))
+
+
+@json_endpoint("POST")
+def plan_cancel(request, plan_id):
+    agent = _agent(request)
+    plan = plan_get_for_agent(agent=agent, plan_id=plan_id)
+    services.plan_cancel(plan_id=plan.pk, agent=agent)
+    return render_plan(plan_get_for_agent(agent=agent, plan_id=plan.pk))
+
+
+@json_endpoint("GET")
+def capabilities(request):
+    agent = _agent(request)
+    custom = custom_pack_patterns()
+    portals = []
+    for portal in Portal.objects.filter(grants__agent=agent, is_active=True).distinct().order_by("slug"):
+        grants = []
+        for grant in active_grants(agent=agent, portal=portal):
+            builtin = BUILTIN_PACKS.get(grant.pack)
+            grants.append({
+                "pack": grant.pack,
+                "description": builtin.description if builtin else "custom pack",
+                "policy": {"read": grant.read_policy, "write": grant.write_policy,
+                           "destructive": grant.destructive_policy},
+                "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+                "patterns": list(pack_patterns(grant.pack, custom)),
+            })
+        portals.append({"portal": portal.slug, "name": portal.name, "grants": grants})
+    return {"agent": agent.slug, "portals": portals}
+
+
+@json_endpoint("GET")
+def method_detail(request, name):
+    agent = _agent(request)
+    slug = request.GET.get("portal")
+    if not slug:
+        raise InvalidRequest("Name the portal: ?portal=<slug>.", field="portal")
+    portal = services.portal_for_agent(agent=agent, slug=slug)
+    described = describe_method(grant_views_for(agent=agent, portal=portal), name)
+    return {"portal": portal.slug, **described}
+
+
+@json_endpoint("GET")
+def openapi(request):
+    return openapi_document()

@@ -1,0 +1,207 @@
+"""Runs one approved plan against its portal.
+
+The task (`apps.plans.tasks.execute_plan`) is a thin adapter around `execute()`. The rules:
+- `executing` is entered once (a conditional update); a duplicate or redelivered task finds the
+  plan no longer `approved` and does nothing, unless it is the retry this executor scheduled for
+  the attempt it names.
+- What runs is exactly what was approved: the content hash is recomputed and compared with the
+  plan's and every approval's; the policy is applied again (a grant revoked, expired or tightened
+  after approval stops the plan).
+- The attempt is recorded before the portal is called (house rule 6).
+- Calls the portal refused without running them are retried with backoff and jitter through
+  Celery's retry; reads are retried on timeouts and 5xx too; a write whose outcome is unknown is
+  never re-sent: the plan becomes `needs_reconciliation` for a human.
+"""
+
+import datetime
+import logging
+import random
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit import registry as audit_events
+from apps.audit.services import audit_record
+from apps.bitrix.client import BitrixClient
+from apps.bitrix.errors import BitrixError, NotSent, OutcomeUnknown
+from apps.policy.errors import PolicyInputError
+
+from . import services
+from .choices import AttemptOutcome, PlanStatus, Risk
+from .choices import Decision as ApprovalDecision
+from .models import ExecutionAttempt, Plan
+from .states import StaleState, transition
+
+logger = logging.getLogger(__name__)
+S = PlanStatus
+
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = 2.0  # seconds
+BACKOFF_CAP = 300.0  # well under any broker visibility timeout
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # the plan status after this run, or "skipped"
+    retry_in: float | None = None
+    attempt: int | None = None
+
+
+def backoff(attempt: int, *, at_least: float | None = None) -> float:
+    """Exponential backoff with full jitter, never shorter than what the portal asked for."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempt - 1))
+    delay = random.uniform(ceiling / 2, ceiling)
+    return max(delay, at_least or 0.0)
+
+
+def _fail(plan: Plan, code: str, message: str, **extra) -> Outcome:
+    transition(plan=plan, source=S.EXECUTING, target=S.FAILED, data={"error": code},
+               error={"code": code, "message": message, **extra})
+    return Outcome(S.FAILED)
+
+
+def _start(plan_id, attempt: int | None) -> Plan | None:
+    """Enter `executing` (first run) or confirm this is the retry we scheduled. None = do nothing."""
+    plan = Plan.objects.select_related("portal", "agent").filter(pk=plan_id).first()
+    if plan is None:
+        logger.warning("execute_plan: plan %s does not exist", plan_id)
+        return None
+    if attempt is None:
+        if plan.status != S.APPROVED:
+            logger.info("execute_plan: plan %s is %s; nothing to do", plan_id, plan.status)
+            return None
+        try:
+            return transition(plan=plan, source=S.APPROVED, target=S.EXECUTING)
+        except StaleState:
+            return None
+    last = plan.attempts.order_by("-number").first()
+    legit = (
+        plan.status == S.EXECUTING and last is not None and last.number == attempt == plan.attempt_count
+        and last.outcome in (AttemptOutcome.NOT_SENT, AttemptOutcome.UNKNOWN)
+    )
+    if not legit:
+        logger.info("execute_plan: retry %s of plan %s is stale; nothing to do", attempt, plan_id)
+        return None
+    return plan
+
+
+def _preflight(plan: Plan) -> Outcome | None:
+    """Integrity and policy, checked again right before sending."""
+    current = services.content_hash(portal_slug=plan.portal.slug, steps=plan.steps)
+    approved_hashes = list(
+        plan.approvals.filter(decision=ApprovalDecision.APPROVE).values_list("content_hash", flat=True))
+    if current != plan.content_hash or any(h != current for h in approved_hashes):
+        return _fail(plan, "content_hash_mismatch", "The plan's content is not what was approved; nothing was sent.")
+    if not plan.agent.is_active or not plan.portal.is_active:
+        return _fail(plan, "policy_refused", "The agent or the portal was deactivated; nothing was sent.")
+    try:
+        decision = services.plan_evaluate(agent=plan.agent, portal=plan.portal, steps=plan.steps)
+    except PolicyInputError as exc:
+        return _fail(plan, "policy_refused", exc.message)
+    if not decision.allowed:
+        return _fail(plan, "policy_refused", "The grants no longer allow this plan; nothing was sent.",
+                     reasons=list(decision.reasons), outcome=decision.outcome)
+    if decision.approvals_required > plan.approvals_required:
+        return _fail(plan, "policy_refused", "The policy now needs more approvals than the plan had; nothing was sent.",
+                     approvals_required=decision.approvals_required)
+    return None
+
+
+def _record_attempt(plan: Plan) -> ExecutionAttempt | None:
+    number = plan.attempt_count + 1
+    with transaction.atomic():
+        claimed = Plan.objects.filter(pk=plan.pk, status=S.EXECUTING, attempt_count=number - 1).update(
+            attempt_count=number, updated_at=timezone.now())
+        if not claimed:
+            return None
+        attempt = ExecutionAttempt.objects.create(plan=plan, number=number)
+        audit_record(action=audit_events.PLAN_ATTEMPT, portal=plan.portal, plan=plan,
+                     data={"attempt": number, "methods": plan.methods})
+    plan.attempt_count = number
+    return attempt
+
+
+def _close_attempt(attempt: ExecutionAttempt, outcome: str, detail: dict | None = None) -> None:
+    ExecutionAttempt.objects.filter(pk=attempt.pk).update(outcome=outcome, finished_at=timezone.now(), detail=detail)
+
+
+def execute(*, plan_id, attempt: int | None = None) -> Outcome:
+    plan = _start(plan_id, attempt)
+    if plan is None:
+        return Outcome("skipped")
+    stopped = _preflight(plan)
+    if stopped:
+        return stopped
+    record = _record_attempt(plan)
+    if record is None:
+        return Outcome("skipped")
+    try:
+        answer = BitrixClient(plan.portal).run_steps(plan.steps)
+    except NotSent as exc:
+        _close_attempt(record, AttemptOutcome.NOT_SENT, exc.as_dict())
+        return _retry_or_fail(plan, record.number, exc)
+    except OutcomeUnknown as exc:
+        _close_attempt(record, AttemptOutcome.UNKNOWN, exc.as_dict())
+        if plan.risk == Risk.READ:
+            return _retry_or_fail(plan, record.number, exc)
+        transition(plan=plan, source=S.EXECUTING, target=S.NEEDS_RECONCILIATION,
+                   data={"error": exc.code},
+                   error={"code": "outcome_unknown", "message": "The call may have reached the portal but the "
+                          "answer was lost; check the portal and settle the plan.", "cause": exc.as_dict()})
+        return Outcome(S.NEEDS_RECONCILIATION)
+    except BitrixError as exc:
+        _close_attempt(record, AttemptOutcome.ANSWERED, exc.as_dict())
+        return _fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict())
+    _close_attempt(record, AttemptOutcome.ANSWERED)
+    steps = answer.get("steps", {})
+    failed = {name: step["error"] for name, step in steps.items() if step.get("error")}
+    if failed:
+        transition(plan=plan, source=S.EXECUTING, target=S.FAILED, data={"failed_steps": sorted(failed)},
+                   result=answer, error={"code": "step_failed", "message": "The portal refused a step.",
+                                         "steps": failed})
+        return Outcome(S.FAILED)
+    transition(plan=plan, source=S.EXECUTING, target=S.SUCCEEDED, result=answer)
+    return Outcome(S.SUCCEEDED)
+
+
+def _retry_or_fail(plan: Plan, number: int, exc: BitrixError) -> Outcome:
+    if number >= MAX_ATTEMPTS:
+        return _fail(plan, "retries_exhausted", f"Gave up after {number} attempts.", cause=exc.as_dict())
+    return Outcome(S.EXECUTING, retry_in=backoff(number, at_least=exc.retry_after), attempt=number)
+
+
+STALE_AFTER_SECONDS = 6 * 60  # past the task's hard time limit: the worker that ran it is gone
+
+
+def recover_stale(*, now=None) -> int:
+    """Plans left `executing` by a worker that died. Nothing sent yet, or a read: run again.
+    A write whose attempt is open may have reached the portal: needs_reconciliation."""
+    from .tasks import execute_plan
+
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(seconds=STALE_AFTER_SECONDS)
+    recovered = 0
+    for plan in Plan.objects.filter(status=S.EXECUTING, updated_at__lte=cutoff).select_related("portal"):
+        with transaction.atomic():
+            last = plan.attempts.select_for_update().order_by("-number").first()
+            if last is not None and last.outcome != AttemptOutcome.OPEN:
+                continue  # a retry is scheduled for it
+            if last is not None and plan.risk != Risk.READ:
+                _close_attempt(last, AttemptOutcome.UNKNOWN, {"code": "worker_lost"})
+                transition(plan=plan, source=S.EXECUTING, target=S.NEEDS_RECONCILIATION,
+                           data={"error": "worker_lost"},
+                           error={"code": "outcome_unknown", "message": "The worker stopped while the call "
+                                  "was in flight; check the portal and settle the plan."})
+            else:
+                if last is None:
+                    last = _record_attempt(plan)
+                    if last is None:
+                        continue
+                _close_attempt(last, AttemptOutcome.NOT_SENT if plan.risk != Risk.READ else AttemptOutcome.UNKNOWN,
+                               {"code": "worker_lost"})
+                Plan.objects.filter(pk=plan.pk).update(updated_at=now)
+                transaction.on_commit(
+                    lambda pk=str(plan.pk), n=last.number: execute_plan.apply_async(args=(pk,), kwargs={"attempt": n}))
+            recovered += 1
+    return recovered

@@ -1,0 +1,184 @@
+"""Parse agent requests and render plans. The JSON Schemas here validate requests and are the
+same objects the OpenAPI document publishes, so the document describes what is really served."""
+
+import base64
+import binascii
+import datetime
+from dataclasses import dataclass
+
+from django.utils.dateparse import parse_datetime
+from jsonschema import Draft202012Validator
+
+from apps.core.canonical import sha256_hex
+from apps.core.exceptions import InvalidRequest
+
+from .choices import PlanStatus
+from .idempotency import validate_key
+from .models import Plan
+
+MAX_STEPS = 50
+METHOD = {"type": "string", "minLength": 1, "maxLength": 255}
+PARAMS = {"type": "object", "description": "Parameters exactly as Bitrix24 takes them"}
+STEP = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,64}$",
+                 "description": "Later steps refer to it as $result[name]"},
+        "method": METHOD,
+        "params": PARAMS,
+    },
+    "required": ["name", "method"],
+    "additionalProperties": False,
+}
+SUBMIT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "portal": {"type": "string", "minLength": 1, "maxLength": 64},
+        "method": METHOD,
+        "params": PARAMS,
+        "steps": {"type": "array", "minItems": 1, "items": STEP},
+        "reason": {"type": "string", "maxLength": 2000},
+        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
+        "callback_url": {"type": "string", "maxLength": 500, "format": "uri"},
+    },
+    "required": ["portal"],
+    "additionalProperties": False,
+}
+_validator = Draft202012Validator(SUBMIT_SCHEMA)
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    portal: str
+    steps: list[dict]
+    reason: str
+    callback_url: str
+    idempotency_key: str | None
+    request_hash: str
+    single: bool  # sent as {method, params} rather than steps
+
+
+def _field(error) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        return f"{path}.{missing}".strip(".")
+    if error.validator == "additionalProperties" and "'" in error.message:
+        return f"{path}.{error.message.split(chr(39))[1]}".strip(".")
+    return path or "body"
+
+
+def parse_submit(body: dict, *, header_key: str | None) -> SubmitRequest:
+    errors = sorted(_validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        raise InvalidRequest(err.message, field=_field(err))
+    has_method, has_steps = "method" in body, "steps" in body
+    if has_method == has_steps:
+        raise InvalidRequest("Send either method (with params) or steps, not both.",
+                             field="steps" if has_steps else "method")
+    if has_steps and "params" in body:
+        raise InvalidRequest("params goes inside each step when steps are sent.", field="params")
+    if has_steps:
+        steps = [{"name": s["name"], "method": s["method"], "params": s.get("params", {})} for s in body["steps"]]
+        if len(steps) > MAX_STEPS:
+            raise InvalidRequest(f"A plan has at most {MAX_STEPS} steps (one Bitrix24 batch); split the chain.",
+                                 field="steps", limit=MAX_STEPS)
+        names = [s["name"] for s in steps]
+        if len(set(names)) != len(names):
+            raise InvalidRequest("Step names must be unique.", field="steps")
+    else:
+        steps = [{"name": "call", "method": body["method"], "params": body.get("params", {})}]
+    callback_url = body.get("callback_url", "")
+    if callback_url and not callback_url.lower().startswith(("https://", "http://")):
+        raise InvalidRequest("callback_url must be an http(s) URL.", field="callback_url")
+    body_key = body.get("idempotency_key")
+    if header_key is not None and body_key is not None and header_key != body_key:
+        raise InvalidRequest("The Idempotency-Key header and idempotency_key differ.", field="idempotency_key")
+    key = header_key if header_key is not None else body_key
+    if key is not None:
+        validate_key(key)
+    hashed = {k: v for k, v in body.items() if k != "idempotency_key"}
+    return SubmitRequest(
+        portal=body["portal"], steps=steps, reason=body.get("reason", ""), callback_url=callback_url,
+        idempotency_key=key, request_hash=sha256_hex(hashed), single=not has_steps,
+    )
+
+
+def parse_wait(value: str | None, *, maximum: int) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        wait = int(value)
+    except ValueError:
+        raise InvalidRequest(f"wait is a whole number of seconds from 0 to {maximum}.", field="wait") from None
+    if not 0 <= wait <= maximum:
+        raise InvalidRequest(f"wait is a whole number of seconds from 0 to {maximum}.", field="wait")
+    return wait
+
+
+def parse_flag(value: str | None, *, field: str) -> bool:
+    if value in (None, "", "0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise InvalidRequest(f"{field} is 1 or 0.", field=field)
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def render_plan(plan: Plan) -> dict:
+    return {
+        "id": str(plan.pk),
+        "status": plan.status,
+        "risk": plan.risk,
+        "portal": plan.portal.slug,
+        "steps": plan.steps,
+        "reason": plan.reason,
+        "packs": plan.packs,
+        "approvals_required": plan.approvals_required,
+        "approvals": [
+            {"decision": a.decision, "comment": a.comment, "at": _iso(a.created_at)} for a in plan.approvals.all()
+        ],
+        "content_hash": plan.content_hash,
+        "created_at": _iso(plan.created_at),
+        "updated_at": _iso(plan.updated_at),
+        "expires_at": _iso(plan.expires_at) if plan.status in (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED)
+        else None,
+        "finished_at": _iso(plan.finished_at),
+        "result": plan.result,
+        "error": plan.error,
+    }
+
+
+# --- list cursor: opaque to agents, (created_at, id) of the last row seen -----------------------
+
+def encode_cursor(plan: Plan) -> str:
+    raw = f"{plan.created_at.isoformat()}|{plan.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[datetime.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        created, _, pk = raw.partition("|")
+        when = parse_datetime(created)
+        if when is None or not pk:
+            raise ValueError
+        return when, pk
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("cursor is not one this API gave out.", field="cursor") from None
+
+
+def parse_limit(value: str | None) -> int:
+    if value in (None, ""):
+        return 50
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("limit is a whole number from 1 to 100.", field="limit")
+    return limit

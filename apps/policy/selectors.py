@@ -1,0 +1,44 @@
+"""Database reads for the policy engine: grants become the plain `GrantView`s `decide()` takes."""
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .decide import GrantView
+from .models import CustomPack, PackGrant
+from .packs import BUILTIN_PACKS
+
+
+def active_grants(*, agent, portal, now=None):
+    now = now or timezone.now()
+    return (
+        PackGrant.objects.filter(agent=agent, portal=portal)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by("pack")
+    )
+
+
+def custom_pack_patterns() -> dict[str, tuple[str, ...]]:
+    return {pack.name: tuple(p.lower() for p in pack.pattern_list()) for pack in CustomPack.objects.all()}
+
+
+def pack_patterns(name: str, custom: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    if name in BUILTIN_PACKS:
+        return tuple(BUILTIN_PACKS[name].patterns)
+    return custom.get(name, ())
+
+
+def grant_views_for(*, agent, portal, now=None) -> list[GrantView]:
+    """The agent's active grants on the portal, with each pack's method patterns resolved."""
+    grants = list(active_grants(agent=agent, portal=portal, now=now))
+    custom = custom_pack_patterns() if any(g.pack not in BUILTIN_PACKS for g in grants) else {}
+    return [
+        GrantView(
+            pack=g.pack, patterns=pack_patterns(g.pack, custom),
+            read=g.read_policy, write=g.write_policy, destructive=g.destructive_policy,
+        )
+        for g in grants
+    ]
+
+
+def known_pack_names() -> set[str]:
+    return set(BUILTIN_PACKS) | set(CustomPack.objects.values_list("name", flat=True))

@@ -1,0 +1,191 @@
+"""Every error code of the API contract, each through a real request."""
+
+import json
+
+import pytest
+
+from tests.conftest import error_code
+
+pytestmark = pytest.mark.django_db
+
+PLANS = "/api/v1/plans"
+
+
+def read_call(portal="acme"):
+    return {"portal": portal, "method": "crm.lead.list", "params": {"select": ["ID"]}}
+
+
+def test_unauthenticated_without_token(api):
+    response = api.get(PLANS, token=None)
+    assert response.status_code == 401
+    assert error_code(response) == "unauthenticated"
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("header", ["Bearer nope", "Basic abc", "Bearer ", "bearer"])
+def test_unauthenticated_with_bad_header(client, header):
+    response = client.get(PLANS, HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert error_code(response) == "unauthenticated"
+
+
+def test_revoked_token_is_unauthenticated(api, agent):
+    from apps.agents.services import agent_revoke
+
+    agent_revoke(agent=agent)
+    assert api.get(PLANS, token=agent.token).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"method": "crm.lead.list"}, "portal"),
+        ({"portal": "acme"}, "method"),
+        ({"portal": "acme", "method": "crm.lead.list", "steps": [{"name": "a", "method": "x"}]}, "steps"),
+        ({"portal": "acme", "method": 5}, "method"),
+        ({"portal": "acme", "method": "crm.lead.list", "params": []}, "params"),
+        ({"portal": "acme", "method": "crm.lead.list", "surprise": 1}, "surprise"),
+        ({"portal": "acme", "steps": []}, "steps"),
+        ({"portal": "acme", "steps": [{"name": "a b", "method": "crm.lead.list"}]}, "steps.0.name"),
+        ({"portal": "acme", "steps": [{"name": "a", "method": "crm.lead.list"}, {"name": "a", "method": "user.current"}]},
+         "steps"),
+        ({"portal": "acme", "method": "crm.lead.list", "idempotency_key": "tab\tkey"}, "idempotency_key"),
+        ({"portal": "acme", "method": "crm.lead.list", "callback_url": "ftp://x"}, "callback_url"),
+        ({"portal": "acme", "method": "crm lead list"}, "method"),
+    ],
+)
+def test_invalid_request_names_the_field(api, agent, body, field):
+    response = api.post(PLANS, body, token=agent.token)
+    assert response.status_code == 400, response.content
+    assert error_code(response) == "invalid_request"
+    assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize("raw", ["{", "[1, 2]", " ", "NaN", '{"portal": NaN}', "\xff\xfe"])
+def test_invalid_json_is_400(api, agent, raw):
+    response = api.post(PLANS, token=agent.token, raw=raw.encode("latin-1"))
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+    assert response.json()["error"]["field"] == "body"
+
+
+def test_wrong_content_type_is_415(api, agent):
+    response = api.post(PLANS, token=agent.token, raw="portal=acme", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert error_code(response) == "unsupported_media_type"
+
+
+def test_more_than_50_steps_is_400(api, agent):
+    steps = [{"name": f"s{i}", "method": "crm.lead.get", "params": {"id": i}} for i in range(51)]
+    response = api.post(PLANS, {"portal": "acme", "steps": steps}, token=agent.token)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "steps"
+
+
+def test_not_granted_names_the_pack(api, agent):
+    response = api.post(PLANS, {"portal": "acme", "method": "im.message.add", "params": {}}, token=agent.token)
+    assert response.status_code == 403
+    body = response.json()["error"]
+    assert body["code"] == "not_granted"
+    assert body["pack"] == "comms"
+
+
+def test_denied_by_policy(api, make_agent, portal):
+    agent = make_agent("strict", portal=portal, write="deny")
+    response = api.post(PLANS, {"portal": "acme", "method": "crm.lead.add", "params": {"fields": {}}},
+                        token=agent.token)
+    assert response.status_code == 403
+    assert error_code(response) == "denied_by_policy"
+
+
+def test_unknown_portal_is_404(api, agent):
+    response = api.post(PLANS, read_call(portal="nowhere"), token=agent.token)
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
+
+
+def test_portal_without_grants_looks_like_no_portal(api, make_agent, portal):
+    agent = make_agent("nogrants")  # no grants anywhere
+    response = api.post(PLANS, read_call(), token=agent.token)
+    assert response.status_code == 404
+
+
+def test_unknown_plan_is_404(api, agent):
+    for plan_id in ["00000000-0000-0000-0000-000000000000", "not-a-uuid", "1"]:
+        response = api.get(f"{PLANS}/{plan_id}", token=agent.token)
+        assert response.status_code == 404
+        assert error_code(response) == "not_found"
+
+
+def test_body_over_256_kib_is_413(api, agent):
+    body = {"portal": "acme", "method": "crm.lead.add", "params": {"fields": {"COMMENTS": "x" * (256 * 1024)}}}
+    response = api.post(PLANS, body, token=agent.token)
+    assert response.status_code == 413
+    assert error_code(response) == "too_large"
+
+
+def test_body_just_under_limit_is_accepted(api, agent):
+    filler = "x" * (255 * 1024)
+    response = api.post(PLANS, {"portal": "acme", "method": "crm.lead.add",
+                                "params": {"fields": {"COMMENTS": filler}}}, token=agent.token)
+    assert response.status_code == 201
+
+
+def test_idempotency_mismatch_is_422(api, agent):
+    headers = {"Idempotency-Key": "order-42"}
+    first = api.post(PLANS, read_call(), token=agent.token, headers=headers)
+    assert first.status_code == 201
+    other = {**read_call(), "params": {"select": ["TITLE"]}}
+    response = api.post(PLANS, other, token=agent.token, headers=headers)
+    assert response.status_code == 422
+    assert error_code(response) == "idempotency_mismatch"
+
+
+def test_idempotency_in_progress_is_409(api, agent):
+    from apps.core.canonical import sha256_hex
+    from apps.plans.models import IdempotencyRecord
+
+    body = read_call()
+    IdempotencyRecord.objects.create(agent=agent, key="busy", request_hash=sha256_hex(body))
+    response = api.post(PLANS, body, token=agent.token, headers={"Idempotency-Key": "busy"})
+    assert response.status_code == 409
+    assert error_code(response) == "idempotency_in_progress"
+
+
+def test_rate_limited_is_429_with_retry_after(api, agent, settings):
+    settings.API_RATE_PER_MINUTE = 3
+    from django.core.cache import cache
+
+    cache.clear()
+    codes = [api.get(PLANS, token=agent.token).status_code for _ in range(4)]
+    assert codes[:3] == [200, 200, 200]
+    assert codes[3] == 429
+    response = api.get(PLANS, token=agent.token)
+    assert error_code(response) == "rate_limited"
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
+def test_wrong_http_method_is_json_405(api, agent):
+    response = api.post("/api/v1/capabilities", {}, token=agent.token)
+    assert response.status_code == 405
+    assert error_code(response) == "method_not_allowed"
+
+
+def test_unknown_endpoint_is_json_404(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert json.loads(response.content)["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("query", ["wait=31", "wait=-1", "wait=abc", "dry_run=maybe"])
+def test_bad_query_parameters_are_400(api, agent, query):
+    response = api.post(f"{PLANS}?{query}", read_call(), token=agent.token)
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "status=bogus", "cursor=%%%"])
+def test_bad_list_parameters_are_400(api, agent, query):
+    response = api.client.get(f"{PLANS}?{query}", HTTP_AUTHORIZATION=f"Bearer {agent.token}")
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
