@@ -63,12 +63,15 @@ class ParsedBatch:
     form: str  # "v2" | "rest3"
     commands: tuple[BatchCommand, ...]
     halt: bool = False
+    cmd_is_list: bool = False  # v2: `cmd` was given as an array
 
     def canonical_params(self) -> Any:
-        """The params to send, with every method name in its normalised spelling."""
+        """The params to send: the same commands and queries in the same form, with every method
+        name in its normalised spelling (so the portal runs exactly the names that were checked)."""
         if self.form == "rest3":
             return [{"method": c.method, "query": c.params} for c in self.commands]
-        return {"cmd": {c.key: c.command for c in self.commands}, "halt": 1 if self.halt else 0}
+        cmd: Any = [c.command for c in self.commands] if self.cmd_is_list else {c.key: c.command for c in self.commands}
+        return {"cmd": cmd, "halt": 1 if self.halt else 0}
 
 
 # --------------------------------------------------------------------------- PHP parse_str
@@ -245,7 +248,7 @@ def parse_batch_v2(params: Mapping[str, Any], *, field: str = "params") -> Parse
         checked_key = _check_key(key, field=cmd_field)
         commands.append(parse_command(checked_key, command, field=f"{cmd_field}.{checked_key}"))
     halt = _parse_halt(params.get("halt", 0), field=f"{field}.halt")
-    return ParsedBatch(form="v2", commands=tuple(commands), halt=halt)
+    return ParsedBatch(form="v2", commands=tuple(commands), halt=halt, cmd_is_list=not isinstance(cmd, Mapping))
 
 
 def parse_batch_rest3(body: Sequence[Any], *, field: str = "params") -> ParsedBatch:
