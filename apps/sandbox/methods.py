@@ -1,0 +1,816 @@
+"""The REST methods the sandbox portal implements, as plain functions over validated params.
+
+Each handler takes `(ctx, params)` and returns an `Outcome` (result, and for lists total/next)
+or raises `SandboxError`. The registries map a lower-case method name to a `MethodSpec`:
+`V2_METHODS` for `/rest/`, `V3_METHODS` for `/rest/api/`. Dispatch, auth, limits and faults
+live in `services`; batch lives in `batch`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from . import clock
+from .errors import SandboxError, v3_error
+from .models import SandboxPortal
+from .records import PAGE_SIZE, Condition, record_create, record_delete, record_get, record_query, record_update
+
+ALL_SCOPES = ("basic", "crm", "task", "tasks", "user", "user_brief", "user_basic")
+
+
+@dataclass
+class Ctx:
+    portal: SandboxPortal
+    user_id: int
+    api: str = "v2"
+
+
+@dataclass
+class Outcome:
+    result: object
+    total: int | None = None
+    next: int | None = None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    scopes: tuple[str, ...]  # any of these grants the method; "basic" is always granted
+    handler: Callable[[Ctx, dict], Outcome] | None = None
+    is_batch: bool = False
+    is_write: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+def _param(params: dict, *names: str):
+    """Bitrix24 reads most top-level parameters case-insensitively (`id`/`ID`)."""
+    lowered = {str(k).lower(): v for k, v in params.items()}
+    for name in names:
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    return None
+
+
+def _positive_int(value) -> int | None:
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
+# ---------------------------------------------------------------------------- list parameters
+
+
+def parse_start(params: dict) -> tuple[int, bool]:
+    """(offset, count) from `start`: -1 means first 50 rows without the count query."""
+    raw = _param(params, "start")
+    if raw is None or isinstance(raw, dict | list | bool):
+        return 0, True
+    try:
+        start = int(str(raw).strip())
+    except ValueError:
+        return 0, True
+    if start == -1:
+        return 0, False
+    return max(0, start), True
+
+
+_PREFIXES = (">=", "<=", "!=", "!%", "!@", "=%", "%=", ">", "<", "=", "!", "%", "@")
+_PREFIX_OPS = {
+    ">=": ">=", "<=": "<=", "!=": "!=", "!%": "not_like", "!@": "not_in", "=%": "like", "%=": "like",
+    ">": ">", "<": "<", "=": "=", "!": "!=", "%": "like", "@": "in",
+}
+
+
+def parse_v2_filter(raw, *, upper: bool = True) -> list[Condition]:
+    """`{">ID": 5, "=STATUS_ID": "NEW", "TITLE": ["a","b"]}` into conditions."""
+    if raw in (None, "", []):
+        return []
+    if not isinstance(raw, dict):
+        raise SandboxError("", "Parameter 'filter' must be array.", status=400)
+    conditions = []
+    for key, value in raw.items():
+        key = str(key).strip()
+        op = "="
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                op, key = _PREFIX_OPS[prefix], key[len(prefix) :]
+                break
+        if not key:
+            continue
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list) and op == "=":
+            op = "in"
+        conditions.append(Condition(key.upper() if upper else key, op, value))
+    return conditions
+
+
+def parse_v2_order(raw) -> list[tuple[str, bool]]:
+    if raw in (None, "", []):
+        return []
+    if not isinstance(raw, dict):
+        raise SandboxError("", "Parameter 'order' must be array.", status=400)
+    return [(str(k).strip().upper(), str(v).strip().upper() == "DESC") for k, v in raw.items()]
+
+
+def parse_v2_select(raw) -> list[str] | None:
+    if raw in (None, "", []):
+        return None
+    if isinstance(raw, dict):
+        raw = list(raw.values())
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise SandboxError("", "Parameter 'select' must be array of strings.", status=400)
+    return [x.strip() for x in raw]
+
+
+def page(offset: int, count: bool, total: int | None, rows: int) -> tuple[int | None, int | None]:
+    """(total, next) for a v2 list answer."""
+    if not count:
+        return None, None
+    nxt = offset + PAGE_SIZE if offset + PAGE_SIZE < (total or 0) else None
+    return total, nxt
+
+
+# ---------------------------------------------------------------------------- CRM (v2)
+
+# field -> (type, flags); flags: r read-only, q required, m multiple, i immutable
+_COMMON = {
+    "ASSIGNED_BY_ID": ("user", ""),
+    "CREATED_BY_ID": ("user", "r"),
+    "MODIFY_BY_ID": ("user", "r"),
+    "DATE_CREATE": ("datetime", "r"),
+    "DATE_MODIFY": ("datetime", "r"),
+    "OPENED": ("char", ""),
+    "COMMENTS": ("string", ""),
+    "SOURCE_ID": ("crm_status", ""),
+    "SOURCE_DESCRIPTION": ("string", ""),
+    "ORIGINATOR_ID": ("string", ""),
+    "ORIGIN_ID": ("string", ""),
+}
+_MULTI = {"PHONE": ("crm_multifield", "m"), "EMAIL": ("crm_multifield", "m"), "WEB": ("crm_multifield", "m"),
+          "IM": ("crm_multifield", "m")}
+_PERSON = {
+    "HONORIFIC": ("crm_status", ""),
+    "NAME": ("string", ""),
+    "SECOND_NAME": ("string", ""),
+    "LAST_NAME": ("string", ""),
+    "POST": ("string", ""),
+    "ADDRESS": ("string", ""),
+    "BIRTHDATE": ("date", ""),
+}
+
+CRM_ENTITIES: dict[str, dict] = {
+    "lead": {
+        "fields": {
+            "ID": ("integer", "r"),
+            "TITLE": ("string", ""),
+            **_PERSON,
+            "COMPANY_TITLE": ("string", ""),
+            "COMPANY_ID": ("crm_company", ""),
+            "CONTACT_ID": ("crm_contact", ""),
+            "IS_RETURN_CUSTOMER": ("char", "r"),
+            "STATUS_ID": ("crm_status", ""),
+            "STATUS_DESCRIPTION": ("string", ""),
+            "STATUS_SEMANTIC_ID": ("string", "r"),
+            "CURRENCY_ID": ("crm_currency", ""),
+            "OPPORTUNITY": ("double", ""),
+            "IS_MANUAL_OPPORTUNITY": ("char", ""),
+            "HAS_PHONE": ("char", "r"),
+            "HAS_EMAIL": ("char", "r"),
+            **_COMMON,
+            **_MULTI,
+        },
+        "defaults": {"TITLE": "", "STATUS_ID": "NEW", "STATUS_SEMANTIC_ID": "P", "CURRENCY_ID": "USD",
+                     "OPPORTUNITY": "0.00", "IS_MANUAL_OPPORTUNITY": "N", "OPENED": "Y", "COMPANY_ID": "0",
+                     "IS_RETURN_CUSTOMER": "N", "BIRTHDATE": ""},
+    },
+    "deal": {
+        "fields": {
+            "ID": ("integer", "r"),
+            "TITLE": ("string", ""),
+            "TYPE_ID": ("crm_status", ""),
+            "CATEGORY_ID": ("crm_category", "i"),
+            "STAGE_ID": ("crm_status", ""),
+            "STAGE_SEMANTIC_ID": ("string", "r"),
+            "IS_NEW": ("char", "r"),
+            "PROBABILITY": ("integer", ""),
+            "CURRENCY_ID": ("crm_currency", ""),
+            "OPPORTUNITY": ("double", ""),
+            "IS_MANUAL_OPPORTUNITY": ("char", ""),
+            "COMPANY_ID": ("crm_company", ""),
+            "CONTACT_ID": ("crm_contact", ""),
+            "BEGINDATE": ("date", ""),
+            "CLOSEDATE": ("date", ""),
+            "CLOSED": ("char", ""),
+            "LEAD_ID": ("crm_lead", "r"),
+            **_COMMON,
+        },
+        "defaults": {"TITLE": "", "TYPE_ID": "SALE", "CATEGORY_ID": "0", "STAGE_ID": "NEW", "STAGE_SEMANTIC_ID": "P",
+                     "IS_NEW": "Y", "CURRENCY_ID": "USD", "OPPORTUNITY": "0.00", "IS_MANUAL_OPPORTUNITY": "N",
+                     "COMPANY_ID": "0", "CONTACT_ID": None, "OPENED": "Y", "CLOSED": "N"},
+    },
+    "contact": {
+        "fields": {
+            "ID": ("integer", "r"),
+            **_PERSON,
+            "TYPE_ID": ("crm_status", ""),
+            "COMPANY_ID": ("crm_company", ""),
+            "EXPORT": ("char", ""),
+            "HAS_PHONE": ("char", "r"),
+            "HAS_EMAIL": ("char", "r"),
+            **_COMMON,
+            **_MULTI,
+        },
+        "defaults": {"TYPE_ID": "CLIENT", "OPENED": "Y", "EXPORT": "Y", "COMPANY_ID": None, "BIRTHDATE": ""},
+    },
+}
+
+
+def _crm_value(entity: str, name: str, ftype: str, value):
+    if ftype in ("integer", "user", "crm_company", "crm_contact", "crm_lead", "crm_category"):
+        if value in (None, ""):
+            return None if ftype != "integer" else "0"
+        if isinstance(value, bool) or not isinstance(value, int | str | float):
+            raise SandboxError("", f"Field '{name}' must be integer.", status=400)
+        try:
+            return str(int(str(value).strip()))
+        except ValueError:
+            raise SandboxError("", f"Field '{name}' must be integer.", status=400) from None
+    if ftype == "double":
+        if value in (None, ""):
+            return "0.00"
+        if isinstance(value, bool) or not isinstance(value, int | str | float):
+            raise SandboxError("", f"Field '{name}' must be a number.", status=400)
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise SandboxError("", f"Field '{name}' must be a number.", status=400) from None
+        if not number.is_finite():
+            raise SandboxError("", f"Field '{name}' must be a number.", status=400)
+        return f"{number:.2f}"
+    if ftype == "crm_multifield":
+        items = value
+        if isinstance(items, dict):
+            items = list(items.values())
+        if isinstance(items, str):
+            items = [{"VALUE": items, "VALUE_TYPE": "WORK"}]
+        if not isinstance(items, list):
+            raise SandboxError("", f"Field '{name}' must be a list of {{VALUE, VALUE_TYPE}}.", status=400)
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                item = {"VALUE": item}
+            if not isinstance(item, dict) or not isinstance(item.get("VALUE", ""), str | int):
+                raise SandboxError("", f"Field '{name}' must be a list of {{VALUE, VALUE_TYPE}}.", status=400)
+            out.append({"TYPE_ID": name, "VALUE": str(item.get("VALUE", "")),
+                        "VALUE_TYPE": str(item.get("VALUE_TYPE", "WORK"))})
+        return out
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        raise SandboxError("", f"Field '{name}' must be a scalar.", status=400)
+    if isinstance(value, bool):
+        return "Y" if value else "N"
+    return str(value)
+
+
+def _crm_clean_fields(entity: str, raw, *, creating: bool) -> dict:
+    if not isinstance(raw, dict) or (creating and raw is None):
+        raise SandboxError("", "Parameter 'fields' must be array.", status=400)
+    spec = CRM_ENTITIES[entity]["fields"]
+    clean = {}
+    for key, value in raw.items():
+        name = str(key).strip().upper()
+        if name.startswith("UF_"):
+            if isinstance(value, dict):
+                value = list(value.values())
+            clean[name] = value
+            continue
+        if name not in spec:
+            continue  # a real portal ignores unknown fields
+        ftype, flags = spec[name]
+        if "r" in flags or ("i" in flags and not creating):
+            continue
+        clean[name] = _crm_value(entity, name, ftype, value)
+    return clean
+
+
+def _crm_flags(data: dict) -> dict:
+    if "HAS_PHONE" in data or "PHONE" in data:
+        data["HAS_PHONE"] = "Y" if data.get("PHONE") else "N"
+        data["HAS_EMAIL"] = "Y" if data.get("EMAIL") else "N"
+    return data
+
+
+def _crm_id(params: dict) -> int:
+    record_id = _positive_int(_param(params, "id"))
+    if record_id is None:
+        raise SandboxError("", "ID is not defined or invalid.", status=400)
+    return record_id
+
+
+def _crm_not_found() -> SandboxError:
+    # As documented for crm.lead.get (samples/error_crm_lead_get_not_found.json): empty code.
+    return SandboxError("", "Not found", status=400)
+
+
+def _crm_select(entity: str, row: dict, select: list[str] | None) -> dict:
+    spec = CRM_ENTITIES[entity]["fields"]
+    multi = {k for k, (t, _) in spec.items() if t == "crm_multifield"}
+    if select is None or select == []:
+        wanted = {k for k in row if k not in multi and not k.startswith("UF_")}
+    else:
+        wanted = set()
+        for item in select:
+            item = item.upper()
+            if item == "*":
+                wanted |= {k for k in row if k not in multi and not k.startswith("UF_")}
+            elif item == "UF_*":
+                wanted |= {k for k in row if k.startswith("UF_")}
+            else:
+                wanted.add(item)
+        wanted.add("ID")
+    return {k: row.get(k) for k in [*spec, *sorted(k for k in row if k.startswith("UF_"))] if k in wanted}
+
+
+def _crm_handlers(entity: str) -> dict[str, Callable[[Ctx, dict], Outcome]]:
+    spec = CRM_ENTITIES[entity]
+
+    def add(ctx: Ctx, params: dict) -> Outcome:
+        fields = _crm_clean_fields(entity, _param(params, "fields"), creating=True)
+        stamp = iso(clock.now())
+
+        def build(new_id: int) -> dict:
+            data = {name: None for name, (ftype, _) in spec["fields"].items() if ftype != "crm_multifield"}
+            data.update(spec["defaults"])
+            data.update({"ID": str(new_id), "ASSIGNED_BY_ID": str(ctx.user_id), "CREATED_BY_ID": str(ctx.user_id),
+                         "MODIFY_BY_ID": str(ctx.user_id), "DATE_CREATE": stamp, "DATE_MODIFY": stamp})
+            data.update(fields)
+            return _crm_flags(data)
+
+        new_id, _ = record_create(portal=ctx.portal, entity=entity, build=build)
+        return Outcome(new_id)
+
+    def get(ctx: Ctx, params: dict) -> Outcome:
+        row = record_get(portal=ctx.portal, entity=entity, record_id=_crm_id(params))
+        if row is None:
+            raise _crm_not_found()
+        return Outcome({k: v for k, v in row.items()})
+
+    def update(ctx: Ctx, params: dict) -> Outcome:
+        record_id = _crm_id(params)
+        fields = _crm_clean_fields(entity, _param(params, "fields"), creating=False)
+        stamp = iso(clock.now())
+
+        def apply(data: dict) -> dict:
+            data.update(fields)
+            data.update({"MODIFY_BY_ID": str(ctx.user_id), "DATE_MODIFY": stamp})
+            return _crm_flags(data)
+
+        if record_update(portal=ctx.portal, entity=entity, record_id=record_id, apply=apply) is None:
+            raise _crm_not_found()
+        return Outcome(True)
+
+    def delete(ctx: Ctx, params: dict) -> Outcome:
+        if not record_delete(portal=ctx.portal, entity=entity, record_id=_crm_id(params)):
+            raise _crm_not_found()
+        return Outcome(True)
+
+    def list_(ctx: Ctx, params: dict) -> Outcome:
+        conditions = parse_v2_filter(_param(params, "filter"))
+        order = parse_v2_order(_param(params, "order"))
+        select = parse_v2_select(_param(params, "select"))
+        offset, count = parse_start(params)
+        rows, total = record_query(portal=ctx.portal, entity=entity, conditions=conditions, order=order,
+                                   offset=offset, count=count)
+        total, nxt = page(offset, count, total, len(rows))
+        return Outcome([_crm_select(entity, r, select) for r in rows], total=total, next=nxt)
+
+    def fields(ctx: Ctx, params: dict) -> Outcome:
+        out = {}
+        for name, (ftype, flags) in spec["fields"].items():
+            out[name] = {
+                "type": ftype,
+                "isRequired": "q" in flags,
+                "isReadOnly": "r" in flags,
+                "isImmutable": "i" in flags,
+                "isMultiple": "m" in flags,
+                "isDynamic": False,
+                "title": name.replace("_", " ").title(),
+            }
+        return Outcome(out)
+
+    return {"add": add, "get": get, "update": update, "delete": delete, "list": list_, "fields": fields}
+
+
+# ---------------------------------------------------------------------------- tasks
+
+# canonical (stored, v2 upper-case) field -> (v2 camelCase output key, v3 key)
+TASK_FIELDS = {
+    "ID": ("id", "id"),
+    "TITLE": ("title", "title"),
+    "DESCRIPTION": ("description", "description"),
+    "CREATED_BY": ("createdBy", "creatorId"),
+    "RESPONSIBLE_ID": ("responsibleId", "responsibleId"),
+    "STATUS": ("status", "status"),
+    "PRIORITY": ("priority", "priority"),
+    "DEADLINE": ("deadline", "deadline"),
+    "GROUP_ID": ("groupId", "groupId"),
+    "PARENT_ID": ("parentId", "parentId"),
+    "CREATED_DATE": ("createdDate", "created"),
+    "CHANGED_DATE": ("changedDate", "changed"),
+    "CLOSED_DATE": ("closedDate", "closed"),
+    "UF_CRM_TASK": ("ufCrmTask", "crmItemIds"),
+}
+V3_TO_CANON = {v3: canon for canon, (_, v3) in TASK_FIELDS.items()}
+TASK_INT_FIELDS = {"ID", "CREATED_BY", "RESPONSIBLE_ID", "GROUP_ID", "PARENT_ID"}
+STATUS_V3 = {"1": "new", "2": "pending", "3": "in_progress", "4": "supposedly_completed", "5": "completed",
+             "6": "deferred", "7": "declined"}
+STATUS_FROM_V3 = {v: k for k, v in STATUS_V3.items()}
+PRIORITY_V3 = {"0": "low", "1": "average", "2": "high"}
+PRIORITY_FROM_V3 = {v: k for k, v in PRIORITY_V3.items()}
+
+
+def _task_clean_v2(raw, *, creating: bool, user_id: int) -> dict:
+    if not isinstance(raw, dict):
+        raise SandboxError("ERROR_CORE", "Parameter 'fields' must be array.", status=400)
+    clean = {}
+    for key, value in raw.items():
+        name = str(key).strip().upper()
+        if name not in TASK_FIELDS or name in ("ID", "CREATED_DATE", "CHANGED_DATE", "CLOSED_DATE"):
+            continue
+        if name == "UF_CRM_TASK":
+            if isinstance(value, dict):
+                value = list(value.values())
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list):
+                raise SandboxError("ERROR_CORE", "UF_CRM_TASK must be a list.", status=400)
+            clean[name] = [str(v) for v in value]
+            continue
+        if isinstance(value, dict | list):
+            raise SandboxError("ERROR_CORE", f"Field {name} must be a scalar.", status=400)
+        if name in TASK_INT_FIELDS:
+            number = _positive_int(value) if value not in ("0", 0) else 0
+            if number is None:
+                raise SandboxError("ERROR_CORE", f"Field {name} must be an integer.", status=400)
+            clean[name] = str(number)
+        elif name == "STATUS":
+            if str(value) not in STATUS_V3:
+                raise SandboxError("ERROR_CORE", "Unknown task status.", status=400)
+            clean[name] = str(value)
+        elif name == "PRIORITY":
+            if str(value) not in PRIORITY_V3:
+                raise SandboxError("ERROR_CORE", "Unknown task priority.", status=400)
+            clean[name] = str(value)
+        else:
+            clean[name] = None if value is None else str(value)
+    if creating and not str(clean.get("TITLE") or "").strip():
+        raise SandboxError("ERROR_CORE", "Task title is not specified", status=400)
+    return clean
+
+
+def _task_new(ctx: Ctx, fields: dict) -> Callable[[int], dict]:
+    stamp = iso(clock.now())
+
+    def build(new_id: int) -> dict:
+        data = {"ID": str(new_id), "TITLE": "", "DESCRIPTION": "", "CREATED_BY": str(ctx.user_id),
+                "RESPONSIBLE_ID": str(ctx.user_id), "STATUS": "2", "PRIORITY": "1", "DEADLINE": None,
+                "GROUP_ID": "0", "PARENT_ID": None, "CREATED_DATE": stamp, "CHANGED_DATE": stamp,
+                "CLOSED_DATE": None, "UF_CRM_TASK": []}
+        data.update(fields)
+        return data
+
+    return build
+
+
+def _task_apply(fields: dict) -> Callable[[dict], dict]:
+    stamp = iso(clock.now())
+
+    def apply(data: dict) -> dict:
+        data.update(fields)
+        data["CHANGED_DATE"] = stamp
+        if fields.get("STATUS") == "5" and not data.get("CLOSED_DATE"):
+            data["CLOSED_DATE"] = stamp
+        return data
+
+    return apply
+
+
+def task_v2_view(row: dict, select: list[str] | None = None) -> dict:
+    wanted = None if not select or "*" in select else {s.upper() for s in select} | {"ID"}
+    return {v2: row.get(canon) for canon, (v2, _) in TASK_FIELDS.items() if wanted is None or canon in wanted}
+
+
+def _task_id_v2(params: dict) -> int:
+    raw = _param(params, "taskId", "id")
+    if raw is None:
+        raise SandboxError("100", "CTaskItem All parameters in the constructor must have real class type "
+                                  "(internal error)", status=400)
+    task_id = _positive_int(raw)
+    if task_id is None:
+        raise SandboxError("0", "wrong task id", status=400)
+    return task_id
+
+
+def tasks_v2_add(ctx: Ctx, params: dict) -> Outcome:
+    fields = _task_clean_v2(_param(params, "fields"), creating=True, user_id=ctx.user_id)
+    _, data = record_create(portal=ctx.portal, entity="task", build=_task_new(ctx, fields))
+    return Outcome({"task": task_v2_view(data)})
+
+
+def tasks_v2_get(ctx: Ctx, params: dict) -> Outcome:
+    select = parse_v2_select(_param(params, "select"))
+    row = record_get(portal=ctx.portal, entity="task", record_id=_task_id_v2(params))
+    if row is None:
+        return Outcome([])  # documented: an empty array when the task does not exist
+    return Outcome({"task": task_v2_view(row, select)})
+
+
+def tasks_v2_update(ctx: Ctx, params: dict) -> Outcome:
+    task_id = _task_id_v2(params)
+    fields = _task_clean_v2(_param(params, "fields"), creating=False, user_id=ctx.user_id)
+    row = record_update(portal=ctx.portal, entity="task", record_id=task_id, apply=_task_apply(fields))
+    if row is None:
+        raise SandboxError("ERROR_CORE", "Task not found or access denied", status=400)
+    return Outcome({"task": task_v2_view(row)})
+
+
+def tasks_v2_delete(ctx: Ctx, params: dict) -> Outcome:
+    if not record_delete(portal=ctx.portal, entity="task", record_id=_task_id_v2(params)):
+        raise SandboxError("ERROR_CORE", "Task not found or access denied", status=400)
+    return Outcome({"task": True})
+
+
+def tasks_v2_list(ctx: Ctx, params: dict) -> Outcome:
+    conditions = parse_v2_filter(_param(params, "filter"))
+    order = parse_v2_order(_param(params, "order"))
+    select = parse_v2_select(_param(params, "select"))
+    offset, count = parse_start(params)
+    rows, total = record_query(portal=ctx.portal, entity="task", conditions=conditions, order=order,
+                               offset=offset, count=count)
+    total, nxt = page(offset, count, total, len(rows))
+    return Outcome({"tasks": [task_v2_view(r, select) for r in rows]}, total=total, next=nxt)
+
+
+# ---------------------------------------------------------------------------- tasks (REST 3.0)
+
+
+def task_v3_view(row: dict, select: list[str] | None) -> dict:
+    out = {}
+    for canon, (_, v3) in TASK_FIELDS.items():
+        if select is not None and v3 not in select and v3 != "id":
+            continue
+        value = row.get(canon)
+        if canon in TASK_INT_FIELDS and value is not None:
+            value = int(value)
+        elif canon == "STATUS":
+            value = STATUS_V3.get(str(value), value)
+        elif canon == "PRIORITY":
+            value = PRIORITY_V3.get(str(value), value)
+        out[v3] = value
+    return out
+
+
+def _v3_validation(field_name: str, message: str) -> SandboxError:
+    return v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error during request object validation",
+                    validation=[{"message": message, "field": field_name}])
+
+
+def _v3_id(params: dict) -> int:
+    raw = params.get("id")
+    if raw is None:
+        raise _v3_validation("id", "Required field `id` is missing")
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+        if isinstance(raw, str) and raw.isdigit() and int(raw) > 0:
+            return int(raw)
+        raise _v3_validation("id", "Field `id` requires data type `int` for this request")
+    return raw
+
+
+def _v3_select(params: dict) -> list[str] | None:
+    raw = params.get("select")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise _v3_validation("select", "Field `select` requires data type `array` for this request")
+    return raw
+
+
+def _task_clean_v3(raw, *, creating: bool) -> dict:
+    if not isinstance(raw, dict):
+        raise _v3_validation("fields", "Required field `fields` is missing")
+    clean = {}
+    for key, value in raw.items():
+        canon = V3_TO_CANON.get(key)
+        if canon is None or canon in ("ID", "CREATED_DATE", "CHANGED_DATE", "CLOSED_DATE"):
+            if canon is None:
+                raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{key}` for entity `TaskDto`")
+            continue
+        if canon in TASK_INT_FIELDS:
+            if value is None and canon in ("PARENT_ID",):
+                clean[canon] = None
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _v3_validation(key, f"Field `{key}` requires data type `int` for this request")
+            clean[canon] = str(value)
+        elif canon == "STATUS":
+            if value not in STATUS_FROM_V3:
+                raise _v3_validation(key, f"Field `{key}` has an unknown value")
+            clean[canon] = STATUS_FROM_V3[value]
+        elif canon == "PRIORITY":
+            if value not in PRIORITY_FROM_V3:
+                raise _v3_validation(key, f"Field `{key}` has an unknown value")
+            clean[canon] = PRIORITY_FROM_V3[value]
+        elif canon == "UF_CRM_TASK":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _v3_validation(key, f"Field `{key}` requires data type `array` for this request")
+            clean[canon] = value
+        else:
+            if value is not None and not isinstance(value, str):
+                raise _v3_validation(key, f"Field `{key}` requires data type `string` for this request")
+            clean[canon] = value
+    if creating:
+        for required in ("title", "creatorId", "responsibleId"):
+            if V3_TO_CANON[required] not in clean:
+                raise _v3_validation(required, f"Required field `{required}` is missing")
+        if not str(clean["TITLE"] or "").strip():
+            raise _v3_validation("title", "Required field `title` is missing")
+    return clean
+
+
+def _v3_not_found(task_id: int) -> SandboxError:
+    return v3_error("ENTITYNOTFOUNDEXCEPTION", f"Task `{task_id}` not found")
+
+
+def tasks_v3_add(ctx: Ctx, params: dict) -> Outcome:
+    fields = _task_clean_v3(params.get("fields"), creating=True)
+    _, data = record_create(portal=ctx.portal, entity="task", build=_task_new(ctx, fields))
+    return Outcome({"item": task_v3_view(data, None)})
+
+
+def tasks_v3_get(ctx: Ctx, params: dict) -> Outcome:
+    task_id = _v3_id(params)
+    select = _v3_select(params)
+    row = record_get(portal=ctx.portal, entity="task", record_id=task_id)
+    if row is None:
+        raise _v3_not_found(task_id)
+    return Outcome({"item": task_v3_view(row, select)})
+
+
+def tasks_v3_update(ctx: Ctx, params: dict) -> Outcome:
+    task_id = _v3_id(params)
+    fields = _task_clean_v3(params.get("fields"), creating=False)
+    if record_update(portal=ctx.portal, entity="task", record_id=task_id, apply=_task_apply(fields)) is None:
+        raise _v3_not_found(task_id)
+    return Outcome({"result": True})
+
+
+def tasks_v3_delete(ctx: Ctx, params: dict) -> Outcome:
+    task_id = _v3_id(params)
+    if not record_delete(portal=ctx.portal, entity="task", record_id=task_id):
+        raise _v3_not_found(task_id)
+    return Outcome({"result": True})
+
+
+_V3_OPS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<=", "in": "in"}
+
+
+def _v3_filter(raw) -> list[Condition]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _v3_validation("filter", "Field `filter` requires data type `array` for this request")
+    conditions = []
+    for item in raw:
+        if isinstance(item, dict):
+            raise v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "Logic groups are not supported by the sandbox")
+        if not isinstance(item, list) or len(item) not in (2, 3) or not isinstance(item[0], str):
+            raise _v3_validation("filter", "Unable to recognize the filter condition")
+        name = item[0]
+        if len(item) == 2:
+            op, value = ("in" if isinstance(item[1], list) else "="), item[1]
+        else:
+            op, value = item[1], item[2]
+        if name != "id":
+            raise _v3_validation(name, f"In DTO `TaskDto`, the `{name}` field requires the `Filterable` attribute "
+                                       "for such a request")
+        if op == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                raise _v3_validation(name, "`between` needs two values")
+            conditions += [Condition("ID", ">=", value[0]), Condition("ID", "<=", value[1])]
+            continue
+        if op not in _V3_OPS:
+            raise v3_error("UNKNOWNFILTEROPERATOREXCEPTION", f"Unknown filter operator `{op}`")
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise _v3_validation(name, f"Field `{name}` requires data type `int` for this request")
+        conditions.append(Condition("ID", _V3_OPS[op], value))
+    return conditions
+
+
+def tasks_v3_list(ctx: Ctx, params: dict) -> Outcome:
+    select = _v3_select(params)
+    conditions = _v3_filter(params.get("filter"))
+    raw_order = params.get("order") or {}
+    if not isinstance(raw_order, dict):
+        raise v3_error("INVALIDORDEREXCEPTION", f"Unable to recognize sorting parameter `{raw_order}`")
+    order = []
+    for key, direction in raw_order.items():
+        canon = V3_TO_CANON.get(key)
+        if canon is None or str(direction).upper() not in ("ASC", "DESC"):
+            raise v3_error("INVALIDORDEREXCEPTION", f"Unable to recognize sorting parameter `{key}`")
+        order.append((canon, str(direction).upper() == "DESC"))
+    pagination = params.get("pagination") or {}
+    if not isinstance(pagination, dict):
+        raise v3_error("INVALIDPAGINATIONEXCEPTION", "Unable to recognize the pagination parameter")
+    try:
+        limit = int(pagination.get("limit", 50))
+        page_no = int(pagination.get("page", 1))
+        offset = int(pagination.get("offset", (page_no - 1) * limit))
+    except (TypeError, ValueError):
+        raise v3_error("INVALIDPAGINATIONEXCEPTION", f"Unable to recognize the pagination parameter `{pagination}`")
+    if limit <= 0 or limit > 1000 or offset < 0 or page_no <= 0:
+        raise v3_error("INVALIDPAGINATIONEXCEPTION", f"Unable to recognize the pagination parameter `{pagination}`")
+    if "offset" not in pagination:
+        offset = (page_no - 1) * limit
+    rows, _ = record_query(portal=ctx.portal, entity="task", conditions=conditions, order=order, offset=offset,
+                           limit=limit, count=False)
+    return Outcome({"items": [task_v3_view(r, select if select is not None else ["id"]) for r in rows]})
+
+
+# ---------------------------------------------------------------------------- system
+
+
+def user_current(ctx: Ctx, params: dict) -> Outcome:
+    return Outcome({
+        "ID": str(ctx.user_id),
+        "XML_ID": f"sandbox{ctx.user_id}",
+        "ACTIVE": True,
+        "NAME": "Sandbox",
+        "LAST_NAME": f"User {ctx.user_id}",
+        "SECOND_NAME": "",
+        "EMAIL": f"user{ctx.user_id}@{ctx.portal.slug}.sandbox.invalid",
+        "IS_ONLINE": "Y",
+        "TIME_ZONE": "",
+        "TIMESTAMP_X": {},
+        "PERSONAL_GENDER": "",
+        "UF_DEPARTMENT": [1],
+        "USER_TYPE": "employee",
+    })
+
+
+def server_time(ctx: Ctx, params: dict) -> Outcome:
+    return Outcome(iso(clock.now()))
+
+
+def scope_list(ctx: Ctx, params: dict) -> Outcome:
+    return Outcome(sorted({s for spec in V2_METHODS.values() for s in spec.scopes}))
+
+
+def rest_scope_list(ctx: Ctx, params: dict) -> Outcome:
+    return Outcome({"items": [{"method": name, "scope": spec.scopes[0]} for name, spec in sorted(V3_METHODS.items())
+                              if spec.handler is not None]})
+
+
+def _build_v2() -> dict[str, MethodSpec]:
+    methods = {
+        "batch": MethodSpec("batch", ("basic",), is_batch=True),
+        "server.time": MethodSpec("server.time", ("basic",), server_time),
+        "scope": MethodSpec("scope", ("basic",), scope_list),
+        "user.current": MethodSpec("user.current", ("user", "user_brief", "user_basic"), user_current),
+        "tasks.task.add": MethodSpec("tasks.task.add", ("task",), tasks_v2_add, is_write=True),
+        "tasks.task.get": MethodSpec("tasks.task.get", ("task",), tasks_v2_get),
+        "tasks.task.list": MethodSpec("tasks.task.list", ("task",), tasks_v2_list),
+        "tasks.task.update": MethodSpec("tasks.task.update", ("task",), tasks_v2_update, is_write=True),
+        "tasks.task.delete": MethodSpec("tasks.task.delete", ("task",), tasks_v2_delete, is_write=True),
+    }
+    for entity in CRM_ENTITIES:
+        for verb, handler in _crm_handlers(entity).items():
+            name = f"crm.{entity}.{verb}"
+            methods[name] = MethodSpec(name, ("crm",), handler, is_write=verb in ("add", "update", "delete"))
+    return methods
+
+
+V2_METHODS: dict[str, MethodSpec] = _build_v2()
+
+V3_METHODS: dict[str, MethodSpec] = {
+    "batch": MethodSpec("batch", ("basic",), is_batch=True),
+    "rest.scope.list": MethodSpec("rest.scope.list", ("basic",), rest_scope_list),
+    "tasks.task.add": MethodSpec("tasks.task.add", ("tasks", "task"), tasks_v3_add, is_write=True),
+    "tasks.task.get": MethodSpec("tasks.task.get", ("tasks", "task"), tasks_v3_get),
+    "tasks.task.list": MethodSpec("tasks.task.list", ("tasks", "task"), tasks_v3_list),
+    "tasks.task.update": MethodSpec("tasks.task.update", ("tasks", "task"), tasks_v3_update, is_write=True),
+    "tasks.task.delete": MethodSpec("tasks.task.delete", ("tasks", "task"), tasks_v3_delete, is_write=True),
+}

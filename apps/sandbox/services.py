@@ -1,0 +1,344 @@
+"""Public service API of the sandbox portal (HackSoft style: keyword-only, typed).
+
+Setup: `sandbox_portal_ensure`, `sandbox_webhook_create`, `sandbox_oauth_client_create`,
+`sandbox_oauth_issue`, `sandbox_oauth_code_issue`, `sandbox_set_limits`.
+Test levers: `sandbox_set_faults`, `sandbox_clear_faults`, `sandbox_expire_tokens`,
+`sandbox_reset_limits`. Counters are read through `apps.sandbox.selectors`.
+Protocol: `sandbox_rest_call` (one REST call) and `sandbox_oauth_token` (the token endpoint);
+the views are thin adapters over these two.
+"""
+
+import math
+import re
+import secrets
+import string
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from apps.core.exceptions import InvalidRequest, NotFound
+
+from . import clock
+from .dispatch import Answer, rest_call
+from .limits import operating_reset
+from .methods import ALL_SCOPES
+from .models import (
+    FAULT_AFTER,
+    FAULT_BEFORE,
+    SandboxOAuthClient,
+    SandboxOAuthCode,
+    SandboxOAuthToken,
+    SandboxPortal,
+    SandboxWebhook,
+)
+
+CODE_LIFETIME = 30  # seconds an authorization code stays valid (FACTS §7)
+REFRESH_LIFETIME = 180 * 86400
+_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ALNUM = string.ascii_lowercase + string.digits
+
+sandbox_rest_call = rest_call
+
+
+def _random(length: int, alphabet: str = _ALNUM) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _finite_non_negative(name: str, value: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{name} must be a number.", field=name) from None
+    if not math.isfinite(number) or number < 0:
+        raise InvalidRequest(f"{name} must be a finite number >= 0.", field=name)
+    return number
+
+
+def _fresh(portal: SandboxPortal) -> SandboxPortal:
+    return SandboxPortal.objects.get(pk=portal.pk)
+
+
+def sandbox_base_url() -> str:
+    """Where the sandbox is served, for the endpoints in token answers issued outside a request."""
+    return str(getattr(settings, "SANDBOX_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+
+
+# ---------------------------------------------------------------------------- portals, webhooks
+
+
+def sandbox_portal_ensure(*, slug: str, rate: float = 2.0, burst: int = 50) -> SandboxPortal:
+    """Create the portal if missing (with a stable random member_id); set its bucket settings."""
+    if not isinstance(slug, str) or not _SLUG_RE.match(slug) or slug == "oauth":
+        raise InvalidRequest("slug must be 1-64 lower-case letters, digits, '-' or '_' (not 'oauth').", field="slug")
+    rate = _finite_non_negative("rate", rate)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise InvalidRequest("burst must be a positive integer.", field="burst")
+    try:
+        with transaction.atomic():
+            portal, _ = SandboxPortal.objects.get_or_create(slug=slug, defaults={
+                "member_id": secrets.token_hex(16), "rate": rate, "burst": burst})
+    except IntegrityError:  # created concurrently
+        portal = SandboxPortal.objects.get(slug=slug)
+    if portal.rate != rate or portal.burst != burst:
+        SandboxPortal.objects.filter(pk=portal.pk).update(rate=rate, burst=burst)
+        portal.rate, portal.burst = rate, burst
+    return portal
+
+
+def sandbox_webhook_create(
+    *, portal: SandboxPortal, user_id: int = 1, scopes: list[str] | None = None, code: str | None = None
+) -> tuple[str, str]:
+    """An incoming webhook: returns (user_id, code) for `/rest/<user_id>/<code>/<method>`.
+    `scopes=None` grants every scope; `basic` is always granted."""
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
+        raise InvalidRequest("user_id must be a positive integer.", field="user_id")
+    if scopes is not None and (not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)):
+        raise InvalidRequest("scopes must be a list of strings or None.", field="scopes")
+    if code is None:
+        code = _random(16)
+    if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", code):
+        raise InvalidRequest("code must be 1-64 letters, digits or '_'.", field="code")
+    SandboxWebhook.objects.update_or_create(portal=portal, user_id=user_id, code=code, defaults={"scopes": scopes})
+    return str(user_id), code
+
+
+# ---------------------------------------------------------------------------- OAuth
+
+
+def sandbox_oauth_client_create(
+    *, client_id: str | None = None, client_secret: str | None = None, scopes: list[str] | None = None
+) -> tuple[str, str]:
+    """An OAuth application known to the sandbox's oauth server; returns (client_id, client_secret)."""
+    client_id = client_id or f"local.{secrets.token_hex(7)}.{secrets.randbelow(10**8):08d}"
+    client_secret = client_secret or _random(50, string.ascii_letters + string.digits)
+    for name, value in (("client_id", client_id), ("client_secret", client_secret)):
+        if not isinstance(value, str) or not (1 <= len(value) <= 128):
+            raise InvalidRequest(f"{name} must be a string of 1-128 characters.", field=name)
+    SandboxOAuthClient.objects.update_or_create(
+        client_id=client_id, defaults={"client_secret": client_secret, "scopes": scopes}
+    )
+    return client_id, client_secret
+
+
+def _client(client_id: str) -> SandboxOAuthClient:
+    client = SandboxOAuthClient.objects.filter(client_id=client_id).first()
+    if client is None:
+        raise NotFound(f"No sandbox OAuth client {client_id!r}.")
+    return client
+
+
+def _issue(portal: SandboxPortal, client: SandboxOAuthClient, user_id: int, lifetime: int, base_url: str) -> dict:
+    now = clock.now()
+    access, refresh = _random(32), _random(32)
+    SandboxOAuthToken.objects.create(
+        portal=portal, client=client, user_id=user_id, access_token=access, refresh_token=refresh,
+        access_expires_at=now + lifetime, refresh_expires_at=now + REFRESH_LIFETIME, created_at=now,
+    )
+    scopes = client.scopes if isinstance(client.scopes, list) else [s for s in ALL_SCOPES if s != "basic"]
+    return {
+        "access_token": access,
+        "expires": int(now + lifetime),
+        "expires_in": lifetime,
+        "scope": ",".join(scopes),
+        "domain": urlsplit(base_url).netloc,  # the OAuth server, not the portal (FACTS §7)
+        "server_endpoint": f"{base_url}/sandbox/oauth/rest/",
+        "status": client.status,
+        "client_endpoint": f"{base_url}/sandbox/{portal.slug}/rest/",
+        "member_id": portal.member_id,
+        "user_id": user_id,
+        "refresh_token": refresh,
+    }
+
+
+def sandbox_oauth_issue(
+    *, portal: SandboxPortal, client_id: str, lifetime: int | None = None, user_id: int = 1
+) -> dict:
+    """Issue a token pair as the token endpoint would (e.g. for an install callback).
+    `lifetime` defaults to the portal's `token_lifetime` (3600 s unless changed)."""
+    portal = _fresh(portal)
+    lifetime = portal.token_lifetime if lifetime is None else lifetime
+    if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 0:
+        raise InvalidRequest("lifetime must be a non-negative integer.", field="lifetime")
+    return _issue(portal, _client(client_id), user_id, lifetime, sandbox_base_url())
+
+
+def sandbox_oauth_code_issue(*, portal: SandboxPortal, client_id: str, user_id: int = 1) -> str:
+    """An authorization code for `grant_type=authorization_code`, valid 30 s, usable once."""
+    code = _random(32)
+    SandboxOAuthCode.objects.create(
+        portal=portal, client=_client(client_id), code=code, user_id=user_id, expires_at=clock.now() + CODE_LIFETIME
+    )
+    return code
+
+
+def _oauth_error(code: str, description: str, status: int = 400) -> tuple[int, dict]:
+    return status, {"error": code, "error_description": description}
+
+
+def sandbox_oauth_token(*, params: dict, base_url: str) -> tuple[int, dict]:
+    """The token endpoint (plays oauth.bitrix.info/oauth/token/). Returns (HTTP status, body).
+    Refresh tokens rotate: a used refresh token is answered with `invalid_grant`."""
+    grant_type = params.get("grant_type")
+    client_id, client_secret = params.get("client_id"), params.get("client_secret")
+    if grant_type not in ("authorization_code", "refresh_token"):
+        return _oauth_error("invalid_request", "grant_type must be authorization_code or refresh_token")
+    if not isinstance(client_id, str) or not client_id:
+        return _oauth_error("invalid_request", "client_id is missing")
+    client = SandboxOAuthClient.objects.filter(client_id=client_id).first()
+    if client is None:
+        return _oauth_error("invalid_client", "Invalid client", 401)
+    SandboxOAuthClient.objects.filter(pk=client.pk).update(token_calls=F("token_calls") + 1)
+    if not isinstance(client_secret, str) or not secrets.compare_digest(client_secret, client.client_secret):
+        return _oauth_error("invalid_client", "Invalid client", 401)
+    secret_field = "code" if grant_type == "authorization_code" else "refresh_token"
+    presented = params.get(secret_field)
+    if not isinstance(presented, str) or not presented:
+        return _oauth_error("invalid_request", f"{secret_field} is missing")
+    model = SandboxOAuthCode if grant_type == "authorization_code" else SandboxOAuthToken
+    lookup = {secret_field: presented}
+    found = model.objects.filter(**lookup).select_related("portal").first()
+    if found is None:
+        return _oauth_error("invalid_grant", "Invalid grant")
+    SandboxPortal.objects.filter(pk=found.portal_id).update(token_endpoint_calls=F("token_endpoint_calls") + 1)
+    clock.sleep(found.portal.fault_token_latency)
+    with transaction.atomic():
+        row = model.objects.select_for_update().filter(pk=found.pk).first()
+        now = clock.now()
+        if grant_type == "authorization_code":
+            if row is None or row.used or row.client_id != client.pk or now >= row.expires_at:
+                return _oauth_error("invalid_grant", "Invalid grant")
+            row.used = True
+            row.save(update_fields=["used"])
+        else:
+            if row is None or row.refresh_used or row.client_id != client.pk or now >= row.refresh_expires_at:
+                return _oauth_error("invalid_grant", "Invalid grant")
+            row.refresh_used = True
+            row.save(update_fields=["refresh_used"])
+        portal = _fresh(row.portal)
+        return 200, _issue(portal, client, row.user_id, portal.token_lifetime, base_url)
+
+
+def sandbox_expire_tokens(*, portal: SandboxPortal) -> int:
+    """Make every current access token of the portal expired (refresh tokens stay valid)."""
+    now = clock.now()
+    return SandboxOAuthToken.objects.filter(portal=portal, access_expires_at__gt=now - 1).update(
+        access_expires_at=now - 1
+    )
+
+
+# ---------------------------------------------------------------------------- limits, faults
+
+
+def sandbox_set_limits(
+    *,
+    portal: SandboxPortal,
+    rate: float | None = None,
+    burst: int | None = None,
+    operating_limit: float | None = None,
+    default_cost: float | None = None,
+    method_costs: dict[str, float] | None = None,
+    token_lifetime: int | None = None,
+) -> SandboxPortal:
+    """Change the portal's limits; None leaves a setting as it is."""
+    updates: dict = {}
+    if rate is not None:
+        updates["rate"] = _finite_non_negative("rate", rate)
+    if burst is not None:
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise InvalidRequest("burst must be a positive integer.", field="burst")
+        updates["burst"] = burst
+    if operating_limit is not None:
+        updates["operating_limit"] = _finite_non_negative("operating_limit", operating_limit)
+    if default_cost is not None:
+        updates["default_cost"] = _finite_non_negative("default_cost", default_cost)
+    if method_costs is not None:
+        if not isinstance(method_costs, dict):
+            raise InvalidRequest("method_costs must be a dict of method -> seconds.", field="method_costs")
+        updates["method_costs"] = {
+            str(k).lower(): _finite_non_negative("method_costs", v) for k, v in method_costs.items()
+        }
+    if token_lifetime is not None:
+        if isinstance(token_lifetime, bool) or not isinstance(token_lifetime, int) or token_lifetime < 0:
+            raise InvalidRequest("token_lifetime must be a non-negative integer.", field="token_lifetime")
+        updates["token_lifetime"] = token_lifetime
+    if updates:
+        SandboxPortal.objects.filter(pk=portal.pk).update(**updates)
+    return _fresh(portal)
+
+
+def sandbox_reset_limits(*, portal: SandboxPortal) -> None:
+    """Empty the leaky bucket and forget all operating time."""
+    SandboxPortal.objects.filter(pk=portal.pk).update(bucket_level=0.0, bucket_updated_at=clock.now())
+    operating_reset(portal=portal)
+
+
+def sandbox_set_faults(
+    *,
+    portal: SandboxPortal,
+    latency: float = 0,
+    fail_5xx: int = 0,
+    timeout_seconds: float = 0,
+    timeout_calls: int = 1,
+    when: str = FAULT_BEFORE,
+    methods: list[str] | None = None,
+    token_latency: float = 0,
+    expired: bool = False,
+) -> SandboxPortal:
+    """Replace the portal's faults.
+
+    - `latency`: seconds slept before every answer (until cleared);
+    - `fail_5xx`: the next N calls answer 500 INTERNAL_SERVER_ERROR;
+    - `timeout_seconds` (with `timeout_calls`, default 1): the next N calls sleep that long, so
+      the caller's read timeout fires;
+    - `when="before"`: the method does not run (a timed-out call then answers 500);
+      `when="after"`: the method runs and commits, then the answer is lost (500, or the sleep
+      before a normal answer) - "the write happened but the answer was lost";
+    - `methods`: only these methods (lower-case names, `batch` for a whole batch) get the
+      5xx/timeout/latency faults; None means every method;
+    - `token_latency`: seconds the token endpoint sleeps before answering;
+    - `expired=True`: expire the current access tokens now (see `sandbox_expire_tokens`).
+    """
+    if when not in (FAULT_BEFORE, FAULT_AFTER):
+        raise InvalidRequest("when must be 'before' or 'after'.", field="when")
+    for name, value in (("fail_5xx", fail_5xx), ("timeout_calls", timeout_calls)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRequest(f"{name} must be a non-negative integer.", field=name)
+    if methods is not None and (not isinstance(methods, list) or not all(isinstance(m, str) for m in methods)):
+        raise InvalidRequest("methods must be a list of method names or None.", field="methods")
+    timeout_seconds = _finite_non_negative("timeout_seconds", timeout_seconds)
+    SandboxPortal.objects.filter(pk=portal.pk).update(
+        fault_latency=_finite_non_negative("latency", latency),
+        fault_5xx_remaining=fail_5xx,
+        fault_timeout_seconds=timeout_seconds,
+        fault_timeout_remaining=timeout_calls if timeout_seconds > 0 else 0,
+        fault_when=when,
+        fault_methods=[m.strip().lower() for m in methods] if methods is not None else None,
+        fault_token_latency=_finite_non_negative("token_latency", token_latency),
+    )
+    if expired:
+        sandbox_expire_tokens(portal=portal)
+    return _fresh(portal)
+
+
+def sandbox_clear_faults(*, portal: SandboxPortal) -> SandboxPortal:
+    return sandbox_set_faults(portal=portal)
+
+
+__all__ = [
+    "Answer",
+    "sandbox_base_url",
+    "sandbox_clear_faults",
+    "sandbox_expire_tokens",
+    "sandbox_oauth_client_create",
+    "sandbox_oauth_code_issue",
+    "sandbox_oauth_issue",
+    "sandbox_oauth_token",
+    "sandbox_portal_ensure",
+    "sandbox_reset_limits",
+    "sandbox_rest_call",
+    "sandbox_set_faults",
+    "sandbox_set_limits",
+    "sandbox_webhook_create",
+]
