@@ -23,6 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from apps.audit import registry as audit_events
+from apps.audit.services import audit_record
 from apps.portals.models import Credential, CredentialStatus
 
 from .errors import AuthFailed, BitrixError, NotSent, PortalError
@@ -78,17 +80,25 @@ def apply_token_answer(credential: Credential, answer: dict) -> list[str]:
 def credential_mark_broken(*, portal_id: int, code: str, detail: str = "") -> None:
     """Mark the portal's credential broken and alert the admins (once per breakage)."""
     text = f"{code}: {detail}".strip().rstrip(":")[:300]
-    changed = Credential.objects.filter(portal_id=portal_id).exclude(status=CredentialStatus.BROKEN).update(
-        status=CredentialStatus.BROKEN, status_detail=text, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        changed = Credential.objects.filter(portal_id=portal_id).exclude(status=CredentialStatus.BROKEN).update(
+            status=CredentialStatus.BROKEN, status_detail=text, updated_at=timezone.now()
+        )
+        if changed:
+            audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=_portal(portal_id), data={"code": code})
     if changed:
         _alert(portal_id=portal_id, text=text)
 
 
-def _alert(*, portal_id: int, text: str) -> None:
+def _portal(portal_id: int):
     from apps.portals.models import Portal
 
-    slug = Portal.objects.filter(pk=portal_id).values_list("slug", flat=True).first() or str(portal_id)
+    return Portal.objects.filter(pk=portal_id).first()
+
+
+def _alert(*, portal_id: int, text: str) -> None:
+    portal = _portal(portal_id)
+    slug = portal.slug if portal else str(portal_id)
     logger.error("bitrix credential of portal %s is broken: %s", slug, text)
     try:
         mail_admins(
@@ -123,6 +133,7 @@ def credential_refresh(*, portal_id: int, failed_access_token: str) -> str:
             credential.status = CredentialStatus.BROKEN
             credential.status_detail = broken.code
             credential.save(update_fields=["status", "status_detail", "updated_at"])
+            audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=credential.portal, data={"code": broken.code})
         else:
             try:
                 answer = token_request(
@@ -143,6 +154,7 @@ def credential_refresh(*, portal_id: int, failed_access_token: str) -> str:
                 credential.status = CredentialStatus.BROKEN
                 credential.status_detail = f"{exc.code}: {exc.description}".strip().rstrip(":")[:300]
                 credential.save(update_fields=["status", "status_detail", "updated_at"])
+                audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=credential.portal, data={"code": exc.code})
             except NotSent:
                 raise
             except BitrixError as exc:
@@ -156,6 +168,12 @@ def credential_refresh(*, portal_id: int, failed_access_token: str) -> str:
             else:
                 fields = apply_token_answer(credential, answer)
                 credential.save(update_fields=[*fields, "updated_at"])
+                expires = credential.access_expires_at
+                audit_record(
+                    action=audit_events.CREDENTIAL_REFRESHED,
+                    portal=credential.portal,
+                    data={"expires_at": expires.isoformat() if expires else None},
+                )
                 logger.info("bitrix %s: OAuth token refreshed", credential.portal.slug)
                 return credential.access_token
     # Committed the broken mark: now alert and fail.
