@@ -87,3 +87,34 @@ def api(client):
 
 def error_code(response):
     return response.json()["error"]["code"]
+
+
+@pytest.fixture
+def celery_drain():
+    """Run the tasks waiting in the (in-memory, real kombu) broker, as a worker would: the
+    message is decoded from its JSON body, so a task that is given a non-JSON argument fails
+    here as it would in production. Returns the names of the tasks run."""
+    from controlplane.celery import app
+
+    def drain(limit=50):
+        ran = []
+        with app.connection_for_read() as conn:
+            queue = conn.SimpleQueue("celery")
+            try:
+                for _ in range(limit):
+                    try:
+                        message = queue.get(block=False)
+                    except queue.Empty:
+                        break
+                    assert message.content_type == "application/json"
+                    args, kwargs, _embed = message.decode()
+                    name = message.headers["task"]
+                    message.ack()
+                    app.tasks[name].apply(args=args, kwargs=kwargs)
+                    ran.append((name, args, kwargs))
+            finally:
+                queue.close()
+        return ran
+
+    drain()  # start empty
+    return drain

@@ -247,5 +247,9 @@ class PendingPlanAdmin(PlanAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).filter(status=PlanStatus.PENDING_APPROVAL)
 
+    def has_view_permission(self, request, obj=None):
+        # Seeing plans is one permission, whichever list shows them.
+        return request.user.has_perm("plans.view_plan") or self.has_approve_permission(request)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return redirect(reverse("admin:plans_plan_change", args=[object_id]))
