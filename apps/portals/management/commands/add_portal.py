@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--member-id", default=None)
 
     def handle(self, *args, **opts):
-        webhook = opts["webhook_user"] or opts["webhook_code"]
+        webhook = bool(opts["webhook_user"] or opts["webhook_code"])
         oauth_keys = ("client_id", "client_secret", "access_token", "refresh_token")
         oauth = any(opts[k] for k in oauth_keys)
         if webhook == oauth:
