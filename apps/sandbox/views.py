@@ -150,17 +150,9 @@ def rest_v3_oauth(request: HttpRequest, slug: str, method: str):
 @csrf_exempt
 def oauth_token(request: HttpRequest):
     try:
-        params = php_parse_query(request.META.get("QUERY_STRING", ""))
-        if request.method == "POST":
-            body = _body(request)
-            if (request.content_type or "").lower() == "application/json" and body.strip():
-                data = json.loads(body)
-                if isinstance(data, dict):
-                    params.update(data)
-            else:
-                params.update(php_parse_query(body.decode("utf-8", errors="replace")))
-        elif request.method != "GET":
+        if request.method not in ("GET", "POST"):
             return _json({"error": "invalid_request", "error_description": "Use GET or POST"}, 405)
+        params = _v2_params(request)
         base_url = f"{request.scheme}://{request.get_host()}"
         status, body = sandbox_oauth_token(params=params, base_url=base_url)
         return _json(body, status)
