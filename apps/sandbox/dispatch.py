@@ -123,7 +123,8 @@ def rest_call(
             outcome, operating = Outcome(result), None
         else:
             if api == V3 and not isinstance(params, dict):
-                raise v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "The request body must be a JSON object")
+                raise v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error during request object validation",
+                               validation=[{"message": "The request body must be a JSON object", "field": "body"}])
             outcome, operating, _ = _execute(ctx, caller, spec, params)
         if fault.after:
             _apply_fault(fault)
