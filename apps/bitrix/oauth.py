@@ -118,7 +118,7 @@ def credential_refresh(*, portal_id: int, failed_access_token: str) -> str:
 
     broken: AuthFailed | None = None
     with transaction.atomic():
-        credential = Credential.objects.select_for_update().select_related("oauth_app", "portal").get(
+        credential = Credential.objects.select_for_update(of=("self",)).select_related("oauth_app", "portal").get(
             portal_id=portal_id
         )
         if credential.status == CredentialStatus.BROKEN:
