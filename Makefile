@@ -42,7 +42,7 @@ test: install browser-deps
 	$(PY) -m pytest -q -n 2 --dist loadfile tests --ignore=tests/services
 
 services-test: install
-	$(PY) -m pytest -q -p no:randomly tests/services
+	$(PY) -m pytest -q tests/services
 
 lint: install
 	$(VENV)/bin/ruff check .

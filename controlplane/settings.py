@@ -173,6 +173,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+    # kombu does not create these; web and worker processes both need them to exist.
+    for _folder in ("queue", "processed"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Longer than any countdown we schedule (retry backoff caps at 10 min).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -212,3 +215,4 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 # Where the web process serving the sandbox is reached from workers (seed_demo's portal URL).
 SANDBOX_BASE_URL = env("SANDBOX_BASE_URL", default="http://127.0.0.1:8000")
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now; silences the transition warning

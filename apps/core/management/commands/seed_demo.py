@@ -88,8 +88,9 @@ class Command(BaseCommand):
         _save_secrets(path, demo)
 
         self.stdout.write(self.style.SUCCESS("Demo ready."))
-        self.stdout.write(f"  Admin:    http://127.0.0.1:8000/admin/  user admin     password {demo['admin_password']}")
-        self.stdout.write(f"  Approver: second approver            user reviewer  password {demo['reviewer_password']}")
+        site = settings.SANDBOX_BASE_URL.rstrip("/")
+        self.stdout.write(f"  Admin:    {site}/admin/  user admin     password {demo['admin_password']}")
+        self.stdout.write(f"  Approver: a second approver  user reviewer  password {demo['reviewer_password']}")
         self.stdout.write(f"  Portal:   {DEMO_PORTAL} (sandbox at {portal.base_url})")
         self.stdout.write(f"  Agent:    {DEMO_AGENT} with the core pack (read auto, write approve, destructive approve2)")
         self.stdout.write("  Agent token:")
