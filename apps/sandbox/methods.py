@@ -14,7 +14,17 @@ from decimal import Decimal, InvalidOperation
 from . import clock
 from .errors import SandboxError, v3_error
 from .models import SandboxPortal
-from .records import PAGE_SIZE, Condition, record_create, record_delete, record_get, record_query, record_update
+from .records import (
+    MAX_ID,
+    MAX_OFFSET,
+    PAGE_SIZE,
+    Condition,
+    record_create,
+    record_delete,
+    record_get,
+    record_query,
+    record_update,
+)
 
 ALL_SCOPES = ("basic", "crm", "task", "tasks", "user", "user_brief", "user_basic")
 
@@ -63,7 +73,7 @@ def _positive_int(value) -> int | None:
         number = int(str(value).strip())
     except ValueError:
         return None
-    return number if number > 0 else None
+    return number if 0 < number <= MAX_ID else None
 
 
 # ---------------------------------------------------------------------------- list parameters
@@ -80,7 +90,7 @@ def parse_start(params: dict) -> tuple[int, bool]:
         return 0, True
     if start == -1:
         return 0, False
-    return max(0, start), True
+    return max(0, min(start, MAX_OFFSET)), True
 
 
 _PREFIXES = (">=", "<=", "!=", "!%", "!@", "=%", "%=", ">", "<", "=", "!", "%", "@")
@@ -244,9 +254,12 @@ def _crm_value(entity: str, name: str, ftype: str, value):
         if isinstance(value, bool) or not isinstance(value, int | str | float):
             raise SandboxError("", f"Field '{name}' must be integer.", status=400)
         try:
-            return str(int(str(value).strip()))
+            number = int(str(value).strip())
         except ValueError:
             raise SandboxError("", f"Field '{name}' must be integer.", status=400) from None
+        if abs(number) > MAX_ID:
+            raise SandboxError("", f"Field '{name}' must be integer.", status=400)
+        return str(number)
     if ftype == "double":
         if value in (None, ""):
             return "0.00"
@@ -592,11 +605,15 @@ def _v3_id(params: dict) -> int:
     raw = params.get("id")
     if raw is None:
         raise _v3_validation("id", "Required field `id` is missing")
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
-        if isinstance(raw, str) and raw.isdigit() and int(raw) > 0:
-            return int(raw)
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if not _v3_int(raw) or raw <= 0:
         raise _v3_validation("id", "Field `id` requires data type `int` for this request")
     return raw
+
+
+def _v3_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_ID <= value <= MAX_ID
 
 
 def _v3_select(params: dict) -> list[str] | None:
@@ -622,7 +639,7 @@ def _task_clean_v3(raw, *, creating: bool) -> dict:
             if value is None and canon in ("PARENT_ID",):
                 clean[canon] = None
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if not _v3_int(value) or value < 0:
                 raise _v3_validation(key, f"Field `{key}` requires data type `int` for this request")
             clean[canon] = str(value)
         elif canon == "STATUS":
@@ -714,7 +731,7 @@ def _v3_filter(raw) -> list[Condition]:
         if op not in _V3_OPS:
             raise v3_error("UNKNOWNFILTEROPERATOREXCEPTION", f"Unknown filter operator `{op}`")
         values = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if not all(_v3_int(v) for v in values):
             raise _v3_validation(name, f"Field `{name}` requires data type `int` for this request")
         conditions.append(Condition("ID", _V3_OPS[op], value))
     return conditions
@@ -739,9 +756,9 @@ def tasks_v3_list(ctx: Ctx, params: dict) -> Outcome:
         limit = int(pagination.get("limit", 50))
         page_no = int(pagination.get("page", 1))
         offset = int(pagination.get("offset", (page_no - 1) * limit))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise v3_error("INVALIDPAGINATIONEXCEPTION", f"Unable to recognize the pagination parameter `{pagination}`")
-    if limit <= 0 or limit > 1000 or offset < 0 or page_no <= 0:
+    if limit <= 0 or limit > 1000 or not 0 <= offset <= MAX_OFFSET or not 0 < page_no <= MAX_OFFSET // 1000:
         raise v3_error("INVALIDPAGINATIONEXCEPTION", f"Unable to recognize the pagination parameter `{pagination}`")
     if "offset" not in pagination:
         offset = (page_no - 1) * limit

@@ -22,7 +22,10 @@ class ParamsError(ValueError):
 
 
 def php_parse_query(query: str) -> dict:
-    pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="replace")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="replace")
+    except ValueError:
+        raise ParamsError("Too many parameters") from None
     return php_nest(pairs)
 
 

@@ -8,6 +8,8 @@ from django.db import transaction
 from .models import SandboxPortal, SandboxRecord, SandboxSequence
 
 PAGE_SIZE = 50
+MAX_ID = 2**63 - 1  # a BIGINT; larger numbers are clamped so comparisons keep their meaning
+MAX_OFFSET = 10**15
 
 OPS = ("=", "!=", ">", ">=", "<", "<=", "in", "not_in", "like", "not_like")
 
@@ -69,6 +71,7 @@ def record_query(
 ) -> tuple[list[dict], int | None]:
     """One page of records matching every condition, in `order` ((field, descending) pairs,
     ID ascending by default), and the total count (None when `count` is False)."""
+    offset = max(0, min(offset, MAX_OFFSET))
     qs = SandboxRecord.objects.filter(portal=portal, entity=entity)
     python_conditions = []
     for cond in conditions:
@@ -107,18 +110,25 @@ def _id_filter(qs, cond: Condition):
 
 
 def _as_int(value) -> int | None:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         return None
     if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
+        number = value
+    else:
+        text = str(value).strip()
         try:
-            as_float = float(str(value).strip())
+            number = int(text)
         except ValueError:
-            return None
-        return int(as_float) if as_float == as_float else None  # NaN is not an ID
+            try:
+                as_float = float(text)
+            except ValueError:
+                return None
+            if as_float != as_float:  # NaN is not an ID
+                return None
+            if as_float in (float("inf"), float("-inf")):
+                return MAX_ID if as_float > 0 else -MAX_ID
+            number = int(as_float)
+    return max(-MAX_ID, min(MAX_ID, number))
 
 
 def _as_number(value) -> float | None:

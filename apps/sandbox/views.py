@@ -67,7 +67,7 @@ def _v2_params(request: HttpRequest) -> dict:
     if content_type == "application/json":
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise BadRequest("Request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise BadRequest("JSON body must be an object")
@@ -104,7 +104,7 @@ def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
                 params = json.loads(body)
                 if not isinstance(params, dict | list):
                     raise ValueError("not an object")
-        except (BadRequest, UnicodeDecodeError, ValueError):
+        except (BadRequest, UnicodeDecodeError, ValueError, RecursionError):
             params, params_error = {}, "The request body is not valid JSON"
     token = None
     if code is None:
