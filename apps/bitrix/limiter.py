@@ -80,12 +80,12 @@ def limiter_reserve(*, portal_id: int, rate: float, burst: float, limit: float |
 
 
 def limiter_acquire(
-    *, portal_id: int, rate: float, burst: float, sleep: Callable[[float], None] = time.sleep
+    *, portal_id: int, rate: float, burst: float, sleep: Callable[[float], None] | None = None
 ) -> float:
     """Reserve a slot and wait for it (short waits only). Returns the time slept."""
     wait = limiter_reserve(portal_id=portal_id, rate=rate, burst=burst, limit=max_sleep())
     if wait > 0:
-        sleep(wait)
+        (sleep or time.sleep)(wait)
     return wait
 
 

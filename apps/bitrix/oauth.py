@@ -4,7 +4,9 @@ After a 401 `expired_token`/`invalid_token`, every caller runs `credential_refre
 token that failed. It locks the Credential row (`select_for_update`), re-reads it and refreshes
 only if the stored token is still the one that failed: the first caller refreshes while the
 others wait on the lock, then find a new token and use it. The rotated pair is committed before
-anyone uses it (Bitrix24 invalidates the old refresh token).
+anyone uses it (Bitrix24 invalidates the old refresh token). On SQLite (the embedded default)
+a per-portal file lock replaces the row lock, because a write transaction there locks the whole
+database while the sandbox's token endpoint, in the same database, needs to write.
 
 `invalid_grant` / `invalid_client` / `PAYMENT_REQUIRED` mark the credential broken, alert the
 admins (logger.error + mail_admins) and raise AuthFailed. A refresh that fails for a passing
@@ -14,12 +16,15 @@ refused with 401 and never ran, so it may be retried.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
+from pathlib import Path
 
 from django.conf import settings
 from django.core.mail import mail_admins
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -111,71 +116,106 @@ def _alert(*, portal_id: int, text: str) -> None:
         logger.exception("mail_admins failed")
 
 
+def _row_locks() -> bool:
+    """PostgreSQL (and other servers with row locks): hold the Credential row lock across the
+    token request. SQLite locks the whole database for a write transaction, and the sandbox's
+    token endpoint (same database) must write while we wait: there a per-portal file lock gives
+    the same single flight across the processes of one host, without a long transaction."""
+    return connection.vendor != "sqlite" and connection.features.has_select_for_update
+
+
+@contextlib.contextmanager
+def _file_lock(portal_id: int):
+    directory = Path(settings.DATA_DIR) / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"bitrix-credential-{portal_id}.lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _credential_query():
+    return Credential.objects.select_related("oauth_app", "portal")
+
+
 def credential_refresh(*, portal_id: int, failed_access_token: str) -> str:
     """Single-flight refresh. Returns the access token to use now (new, or refreshed by
     another process while we waited for the lock). Raises AuthFailed or NotSent."""
+    if _row_locks():
+        with transaction.atomic():
+            credential = _credential_query().select_for_update(of=("self",)).get(portal_id=portal_id)
+            token, broken = _refresh_locked(credential, failed_access_token)
+    else:
+        with _file_lock(portal_id):
+            credential = _credential_query().get(portal_id=portal_id)
+            token, broken = _refresh_locked(credential, failed_access_token)
+    if broken is not None:
+        # The broken mark is committed: now alert and fail.
+        _alert(portal_id=portal_id, text=f"{broken.code}: {broken.description}".strip().rstrip(":"))
+        raise broken
+    return token
+
+
+def _mark(credential: Credential, code: str, detail: str) -> None:
+    with transaction.atomic():
+        credential.status = CredentialStatus.BROKEN
+        credential.status_detail = f"{code}: {detail}".strip().rstrip(":")[:300]
+        credential.save(update_fields=["status", "status_detail", "updated_at"])
+        audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=credential.portal, data={"code": code})
+
+
+def _refresh_locked(credential: Credential, failed_access_token: str) -> tuple[str, AuthFailed | None]:
+    """Under the lock: (token to use, None) or ("", the AuthFailed to raise after commit)."""
     from .client import token_request
 
-    broken: AuthFailed | None = None
-    with transaction.atomic():
-        credential = Credential.objects.select_for_update(of=("self",)).select_related("oauth_app", "portal").get(
-            portal_id=portal_id
+    if credential.status == CredentialStatus.BROKEN:
+        raise AuthFailed("CREDENTIAL_BROKEN", f"The credential is marked broken ({credential.status_detail}).")
+    current = credential.access_token or ""
+    if current and not constant_time_compare(current, failed_access_token or ""):
+        return current, None  # someone refreshed while we waited for the lock
+    client_id, client_secret = client_keys_for(credential)
+    if not (client_id and client_secret and credential.refresh_token):
+        broken = AuthFailed("NO_REFRESH_TOKEN", "No client keys or refresh token to refresh with.")
+        _mark(credential, broken.code, broken.description)
+        return "", broken
+    try:
+        answer = token_request(
+            token_url=token_url_for(credential),
+            params={
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": credential.refresh_token,
+            },
+            label=credential.portal.slug,
         )
-        if credential.status == CredentialStatus.BROKEN:
-            raise AuthFailed("CREDENTIAL_BROKEN", f"The credential is marked broken ({credential.status_detail}).")
-        current = credential.access_token or ""
-        if current and not constant_time_compare(current, failed_access_token or ""):
-            # Someone refreshed while we waited for the lock.
-            return current
-        client_id, client_secret = client_keys_for(credential)
-        if not (client_id and client_secret and credential.refresh_token):
-            broken = AuthFailed("NO_REFRESH_TOKEN", "No client keys or refresh token to refresh with.")
-            credential.status = CredentialStatus.BROKEN
-            credential.status_detail = broken.code
-            credential.save(update_fields=["status", "status_detail", "updated_at"])
-            audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=credential.portal, data={"code": broken.code})
-        else:
-            try:
-                answer = token_request(
-                    token_url=token_url_for(credential),
-                    params={
-                        "grant_type": "refresh_token",
-                        "client_id": client_id,
-                        "client_secret": client_secret,
-                        "refresh_token": credential.refresh_token,
-                    },
-                    label=credential.portal.slug,
-                )
-            except (AuthFailed, PortalError) as exc:
-                # invalid_grant, invalid_client, PAYMENT_REQUIRED, invalid_scope ...: permanent.
-                broken = exc if isinstance(exc, AuthFailed) else AuthFailed(
-                    exc.code, exc.description, http_status=exc.http_status
-                )
-                credential.status = CredentialStatus.BROKEN
-                credential.status_detail = f"{exc.code}: {exc.description}".strip().rstrip(":")[:300]
-                credential.save(update_fields=["status", "status_detail", "updated_at"])
-                audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=credential.portal, data={"code": exc.code})
-            except NotSent:
-                raise
-            except BitrixError as exc:
-                # The REST call was refused with 401 and never ran: retrying it is safe.
-                raise NotSent(
-                    "TOKEN_REFRESH_FAILED",
-                    f"The token refresh failed ({exc.code}); the call was not run.",
-                    http_status=exc.http_status,
-                    retry_after=10.0,
-                ) from None
-            else:
-                fields = apply_token_answer(credential, answer)
-                credential.save(update_fields=[*fields, "updated_at"])
-                expires = credential.access_expires_at
-                audit_record(
-                    action=audit_events.CREDENTIAL_REFRESHED,
-                    portal=credential.portal,
-                    data={"expires_at": expires.isoformat() if expires else None},
-                )
-                logger.info("bitrix %s: OAuth token refreshed", credential.portal.slug)
-                return credential.access_token
-    # Committed the broken mark: now alert and fail.
-    _alert(portal_id=portal_id, text=f"{broken.code}: {broken.description}".strip().rstrip(":"))
-    raise broken
+    except (AuthFailed, PortalError) as exc:
+        # invalid_grant, invalid_client, PAYMENT_REQUIRED, invalid_scope ...: permanent.
+        broken = exc if isinstance(exc, AuthFailed) else AuthFailed(
+            exc.code, exc.description, http_status=exc.http_status
+        )
+        _mark(credential, exc.code, exc.description)
+        return "", broken
+    except NotSent:
+        raise
+    except BitrixError as exc:
+        # The REST call was refused with 401 and never ran: retrying it is safe.
+        raise NotSent(
+            "TOKEN_REFRESH_FAILED",
+            f"The token refresh failed ({exc.code}); the call was not run.",
+            http_status=exc.http_status,
+            retry_after=10.0,
+        ) from None
+    with transaction.atomic():
+        fields = apply_token_answer(credential, answer)
+        credential.save(update_fields=[*fields, "updated_at"])
+        expires = credential.access_expires_at
+        audit_record(
+            action=audit_events.CREDENTIAL_REFRESHED,
+            portal=credential.portal,
+            data={"expires_at": expires.isoformat() if expires else None},
+        )
+    logger.info("bitrix %s: OAuth token refreshed", credential.portal.slug)
+    return credential.access_token, None
