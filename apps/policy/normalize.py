@@ -23,7 +23,7 @@ import re
 
 from .errors import PolicyInputError
 
-MAX_RAW_LENGTH = 512
+MAX_RAW_LENGTH = 4096
 MAX_METHOD_LENGTH = 128
 MAX_DECODE_ROUNDS = 4
 
