@@ -11,7 +11,10 @@ A step targets it by giving the `batch` method a *list* as its params.
 
 Refused, always (raised, never returned):
 - `PolicyForbidden` (403): a `batch` inside a batch (the portal refuses it too, since rest 24.0.0),
-  a `$result[...]` reference in a method position (a method chosen at run time cannot be checked);
+  a file upload or download (a name segment after the first starting with `upload`/`download`,
+  e.g. `disk.folder.uploadFile`, `catalog.product.download`; the portal refuses those in a batch
+  too), a `$result[...]` reference in a method position (a method chosen at run time cannot be
+  checked);
 - `PolicyInputError` (400, `field` names the place): missing or empty `cmd`, more than 50
   commands, keys that are not non-empty strings, commands that are not strings or are empty,
   undecodable percent-encoding, bad method names, unknown top-level keys, a bad `halt`, query
@@ -40,6 +43,8 @@ MAX_KEY_LENGTH = 128
 BATCH_METHOD = "batch"
 V2_KEYS = frozenset({"cmd", "halt"})
 REST3_ITEM_KEYS = frozenset({"method", "query"})
+# The portal refuses file uploads and downloads inside a batch (FACTS §4, 405): so do we.
+FILE_TRANSFER_PREFIXES = ("upload", "download")
 
 _PHP_INT = re.compile(r"(?:0|-?[1-9][0-9]{0,17})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -186,6 +191,8 @@ def _command_method(raw: str, *, field: str) -> str:
     method = normalize_method(raw, field=field)
     if method == BATCH_METHOD:
         raise PolicyForbidden("A batch cannot contain another batch.", field=field)
+    if any(segment.startswith(FILE_TRANSFER_PREFIXES) for segment in method.split(".")[1:]):
+        raise PolicyForbidden("File uploads and downloads cannot run inside a batch; call them directly.", field=field)
     return method
 
 

@@ -230,3 +230,24 @@ def test_rest3_refusals(body, field):
     with pytest.raises(PolicyInputError) as info:
         parse_batch(body)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "disk.folder.uploadFile",
+        "disk.file.uploadversion",
+        "im.v2.File.upload",
+        "catalog.product.download",
+        "vendor.thing.downloadall",
+    ],
+)
+def test_file_transfer_inside_a_batch_is_forbidden(method):
+    with pytest.raises(PolicyForbidden, match="File uploads"):
+        parse_batch({"cmd": {"a": f"{method}?id=1"}})
+    with pytest.raises(PolicyForbidden):
+        parse_batch([{"method": method}])
+
+
+def test_names_merely_containing_upload_are_fine():
+    parse_batch({"cmd": {"a": "crm.item.list?filter[uploadedBy]=1", "b": "vendor.fileupload.get"}})
