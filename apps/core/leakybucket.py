@@ -21,7 +21,9 @@ def drained(state: BucketState, now: float, rate: float) -> float:
     return max(0.0, state.level - elapsed * rate)
 
 
-def admit(state: BucketState, now: float, *, rate: float, burst: float, cost: float = 1.0) -> tuple[bool, BucketState]:
+def admit(
+    state: BucketState, now: float, *, rate: float, burst: float, cost: float = 1.0
+) -> tuple[bool, BucketState]:
     """Server side: admit the request if the counter stays within `burst`. A refused request
     leaves the counter as it was (drained to `now`)."""
     level = drained(state, now, rate)
@@ -30,7 +32,9 @@ def admit(state: BucketState, now: float, *, rate: float, burst: float, cost: fl
     return True, BucketState(level + cost, now)
 
 
-def reserve(state: BucketState, now: float, *, rate: float, burst: float, cost: float = 1.0) -> tuple[float, BucketState]:
+def reserve(
+    state: BucketState, now: float, *, rate: float, burst: float, cost: float = 1.0
+) -> tuple[float, BucketState]:
     """Client side: reserve a slot and say how long to wait before sending. The counter may
     run ahead of `burst` by the reserved slots; each waits until the drain makes room."""
     level = drained(state, now, rate)

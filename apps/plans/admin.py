@@ -185,7 +185,7 @@ class PlanAdmin(admin.ModelAdmin):
         info = self.model._meta.app_label, self.model._meta.model_name
         return [
             path("<uuid:plan_id>/decide/<str:kind>/", self.admin_site.admin_view(self.decide_view),
-                 name="%s_%s_decide" % info),
+                 name="{}_{}_decide".format(*info)),
         ] + super().get_urls()
 
     def decide_view(self, request, plan_id, kind):

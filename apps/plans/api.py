@@ -9,15 +9,21 @@ from apps.agents.ratelimit import check_rate
 from apps.core.api import json_endpoint, parse_json_body
 from apps.core.exceptions import InvalidRequest
 from apps.policy.decide import describe_method
-from apps.policy.selectors import active_grants, custom_pack_patterns, grant_views_for, pack_patterns
 from apps.policy.packs import BUILTIN_PACKS
+from apps.policy.selectors import active_grants, custom_pack_patterns, grant_views_for, pack_patterns
 from apps.portals.models import Portal
 
 from . import idempotency, services
 from .choices import FINAL_FOR_WAIT
 from .openapi import openapi_document
 from .schemas import (
-    decode_cursor, encode_cursor, parse_flag, parse_limit, parse_submit, parse_wait, render_plan,
+    decode_cursor,
+    encode_cursor,
+    parse_flag,
+    parse_limit,
+    parse_submit,
+    parse_wait,
+    render_plan,
 )
 from .selectors import plan_get_for_agent, plan_list_for_agent, plans_for_agent
 

@@ -74,6 +74,9 @@ class ExecutionAttempt(models.Model):
         ordering = ["plan", "number"]
         constraints = [models.UniqueConstraint(fields=["plan", "number"], name="attempt_unique_number")]
 
+    def __str__(self):
+        return f"attempt {self.number} of {self.plan_id}: {self.outcome}"
+
 
 class IdempotencyRecord(models.Model):
     """One row per (agent, key): the first request to insert it owns the key."""
@@ -86,6 +89,9 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "key"], name="idempotency_unique_key")]
+
+    def __str__(self):
+        return f"idempotency key of {self.agent_id}"
 
 
 class PendingPlan(Plan):

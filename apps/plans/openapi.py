@@ -62,7 +62,7 @@ DRY_RUN = {
 
 
 def _err(description):
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return _json(description, "#/components/schemas/Error")
 
 
 def _json(description, ref):

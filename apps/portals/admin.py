@@ -57,7 +57,8 @@ class CredentialInline(admin.StackedInline):
 class PortalForm(forms.ModelForm):
     class Meta:
         model = Portal
-        fields = "__all__"
+        fields = ("slug", "name", "base_url", "auth_mode", "member_id", "rate_per_second", "burst", "is_active",
+                  "approvers")
 
     def clean_base_url(self):
         try:

@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 
 from apps.audit.models import AuditEntry
 from apps.plans.models import Plan
-from tests.conftest import WEBHOOK_CODE, error_code
+from tests.conftest import WEBHOOK_CODE
 
 pytestmark = pytest.mark.django_db
 PLANS = "/api/v1/plans"
@@ -24,7 +24,8 @@ def test_other_agents_plan_is_404_everywhere(api, agent, make_agent, portal):
     assert Plan.objects.get(pk=mine["id"]).status == "pending_approval"
     # the answer is the same as for a plan that does not exist
     ghost = api.get(f"{PLANS}/{uuid.uuid4()}", token=intruder.token)
-    assert ghost.json()["error"]["code"] == api.get(f"{PLANS}/{mine['id']}", token=intruder.token).json()["error"]["code"]
+    theirs = api.get(f"{PLANS}/{mine['id']}", token=intruder.token)
+    assert ghost.json()["error"]["code"] == theirs.json()["error"]["code"] == "not_found"
 
 
 def test_plan_answer_has_the_contract_fields(api, agent):

@@ -92,6 +92,6 @@ class Command(BaseCommand):
         self.stdout.write(f"  Admin:    {site}/admin/  user admin     password {demo['admin_password']}")
         self.stdout.write(f"  Approver: a second approver  user reviewer  password {demo['reviewer_password']}")
         self.stdout.write(f"  Portal:   {DEMO_PORTAL} (sandbox at {portal.base_url})")
-        self.stdout.write(f"  Agent:    {DEMO_AGENT} with the core pack (read auto, write approve, destructive approve2)")
+        self.stdout.write(f"  Agent:    {DEMO_AGENT}, core pack: read auto, write approve, destructive approve2")
         self.stdout.write("  Agent token:")
         self.stdout.write(demo["agent_token"])
