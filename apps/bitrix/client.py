@@ -60,6 +60,8 @@ DEFAULT_OPERATING_WINDOW = 600.0
 
 _METHOD_NAME = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
 _COMMAND_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_WEBHOOK_USER = re.compile(r"[0-9]{1,12}")
+_WEBHOOK_CODE = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
 
 class InvalidCall(PortalError):
@@ -456,8 +458,10 @@ class BitrixClient:
         if cred is None:
             return
         if self.auth_mode == AuthMode.WEBHOOK:
-            if cred.webhook_user_id and cred.webhook_code:
-                self._webhook = (str(cred.webhook_user_id), cred.webhook_code)
+            user_id, code = str(cred.webhook_user_id or "").strip(), (cred.webhook_code or "").strip()
+            # Both go into the URL path: anything but plain ids and codes is refused.
+            if _WEBHOOK_USER.fullmatch(user_id) and _WEBHOOK_CODE.fullmatch(code):
+                self._webhook = (user_id, code)
         else:
             self._access_token = cred.access_token or ""
 
@@ -473,7 +477,9 @@ class BitrixClient:
                 method=method,
             )
         if self.auth_mode == AuthMode.WEBHOOK and self._webhook is None:
-            raise AuthFailed("CREDENTIAL_MISSING", "The portal has no webhook user id and code.", method=method)
+            raise AuthFailed(
+                "CREDENTIAL_MISSING", "The portal has no valid webhook user id and code.", method=method
+            )
         if self.auth_mode == AuthMode.OAUTH and not self._access_token:
             raise AuthFailed("CREDENTIAL_MISSING", "The portal has no OAuth access token.", method=method)
 
@@ -526,6 +532,8 @@ class BitrixClient:
             params = {str(i): v for i, v in enumerate(params)}
         if not isinstance(params, dict):
             raise InvalidCall("INVALID_PARAMS", "params must be a JSON object (or a list of positional values).")
+        # The credential is ours to choose: a caller's `auth` never reaches the portal.
+        params = {k: v for k, v in params.items() if k != "auth"}
         if self.auth_mode == AuthMode.OAUTH:
             return {**params, "auth": self._access_token}
         return params
@@ -593,6 +601,8 @@ class BitrixClient:
                 raise InvalidCall("ERROR_BATCH_METHOD_NOT_ALLOWED", "A batch may not contain a batch.")
             if params is not None and not isinstance(params, (dict, list, tuple)):
                 raise InvalidCall("INVALID_PARAMS", f"params of {name!r} must be an object.")
+            if isinstance(params, dict):
+                params = {k: v for k, v in params.items() if k != "auth"}
             cmd[name] = batch_command(method, params)
             sub_methods[name] = method
         # The outer batch does not count against operating time; each sub-call counts for its method.

@@ -40,8 +40,14 @@ class RedactFilter(logging.Filter):
         return True
 
 
+LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests", "django.server",
+           "django.request")
+
+
 def install_urllib3_filter() -> None:
-    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests"):
+    """Filters on the loggers that print request lines: urllib3 (our requests) and Django's
+    runserver/request loggers (the sandbox portal served by the same process)."""
+    for name in LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactFilter) for f in logger.filters):
             logger.addFilter(RedactFilter())
