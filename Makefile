@@ -41,8 +41,11 @@ browser-deps:
 test: install browser-deps
 	$(PY) -m pytest -q -n 2 --dist loadfile tests --ignore=tests/services
 
+# Needs DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis/RabbitMQ): see tests/services/README.md.
+# The sandbox's concurrency test needs blocking row locks, so it runs here, on PostgreSQL.
 services-test: install
-	$(PY) -m pytest -q tests/services
+	$(PY) -m pytest -q tests/services \
+	    tests/integration/sandbox/test_live_http.py::test_bucket_is_exact_under_concurrent_requests
 
 lint: install
 	$(VENV)/bin/ruff check .

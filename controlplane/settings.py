@@ -216,4 +216,3 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 # Where the web process serving the sandbox is reached from workers (seed_demo's portal URL).
 SANDBOX_BASE_URL = env("SANDBOX_BASE_URL", default="http://127.0.0.1:8000")
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now; silences the transition warning
