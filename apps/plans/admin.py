@@ -58,10 +58,10 @@ def _pretty(value) -> str:
 
 
 ACTIONS = {
-    "approve": ("Approve", "approve the selected plans"),
-    "reject": ("Reject", "reject the selected plans"),
-    "settle_succeeded": ("Mark done", "mark the selected plans as done (the call did happen)"),
-    "settle_failed": ("Mark failed", "mark the selected plans as failed (the call did not happen)"),
+    "approve": ("Approve", "approve {what}"),
+    "reject": ("Reject", "reject {what}"),
+    "settle_succeeded": ("Mark done", "mark {what} as done (the call did happen)"),
+    "settle_failed": ("Mark failed", "mark {what} as failed (the call did not happen)"),
 }
 
 
@@ -173,7 +173,7 @@ class PlanAdmin(admin.ModelAdmin):
             "form": form,
             "kind": kind,
             "label": label,
-            "sentence": sentence,
+            "sentence": sentence.format(what="this plan" if len(plans) == 1 else "the selected plans"),
             "action_name": request.POST.get("action"),
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             "single": request.POST.get("single_plan"),
@@ -210,7 +210,7 @@ class PlanAdmin(admin.ModelAdmin):
             "form": CommentForm(),
             "kind": kind,
             "label": label,
-            "sentence": sentence,
+            "sentence": sentence.format(what="this plan"),
             "single": True,
         }
         return TemplateResponse(request, "admin/plans/plan/decide_confirmation.html", context)
