@@ -1,6 +1,7 @@
 """The executor's promises, against the sandbox portal over real HTTP with injected faults."""
 
 import datetime
+import time
 
 import pytest
 from django.utils import timezone
@@ -59,6 +60,7 @@ def test_write_read_timeout_needs_reconciliation(sandbox, auto_agent, settings):
     sandbox_set_faults(portal=sb, timeout_seconds=1.5, when="after")
     plan = submit(auto_agent, portal, ADD)
     assert executor.execute(plan_id=plan.pk).status == "needs_reconciliation"
+    time.sleep(1.2)  # the server thread is still sleeping in the fault; let it answer before teardown
 
 
 def test_read_is_retried_on_5xx_then_succeeds(sandbox, auto_agent):
