@@ -160,6 +160,10 @@ PORTAL_ALLOW_LOOPBACK_HTTP = env.bool("PORTAL_ALLOW_LOOPBACK_HTTP", default=DEBU
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 BITRIX_CONNECT_TIMEOUT = env.float("BITRIX_CONNECT_TIMEOUT", default=5.0)
 BITRIX_READ_TIMEOUT = env.float("BITRIX_READ_TIMEOUT", default=65.0)  # portal cuts at 60 s
+# The client limiter sleeps up to this long inside a worker; longer waits become a Celery retry.
+BITRIX_LIMITER_MAX_SLEEP = env.float("BITRIX_LIMITER_MAX_SLEEP", default=2.5)
+# Requests kept free below the portal's burst, for callers outside the plane on the same IP.
+BITRIX_LIMITER_MARGIN = env.float("BITRIX_LIMITER_MARGIN", default=1.0)
 BITRIX_OAUTH_TOKEN_URL = env("BITRIX_OAUTH_TOKEN_URL", default="https://oauth.bitrix24.tech/oauth/token/")
 
 # --- Celery ----------------------------------------------------------------------------------

@@ -37,11 +37,11 @@ LIMITER_CODE = "LOCAL_RATE_LIMIT"
 
 
 def max_sleep() -> float:
-    return float(getattr(settings, "BITRIX_LIMITER_MAX_SLEEP", 2.5))
+    return float(settings.BITRIX_LIMITER_MAX_SLEEP)
 
 
 def margin() -> float:
-    return float(getattr(settings, "BITRIX_LIMITER_MARGIN", 1.0))
+    return float(settings.BITRIX_LIMITER_MARGIN)
 
 
 def _effective_burst(burst: float) -> float:

@@ -62,7 +62,7 @@ def _fresh(portal: SandboxPortal) -> SandboxPortal:
 
 def sandbox_base_url() -> str:
     """Where the sandbox is served, for the endpoints in token answers issued outside a request."""
-    return str(getattr(settings, "SANDBOX_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    return str(settings.SANDBOX_BASE_URL).rstrip("/")
 
 
 # ---------------------------------------------------------------------------- portals, webhooks
