@@ -6,11 +6,15 @@
 - serves the sandbox portal with `manage.py runserver` (threaded), bucket 2 req/s, burst 50;
 - starts 4 Celery worker processes (`celery worker --pool=prefork --concurrency=4`) on Redis
   (BENCH_BROKER_URL, default redis://127.0.0.1:6379/13, purged first);
-- pushes 300 read calls (`apps.bitrix.tasks.bench_call`, the real client path);
+- pushes 300 read calls: by default as 300 read plans an agent submits (policy `auto`), each
+  executed by `apps.plans.tasks.execute_plan` (executor, client, shared limiter, retries) —
+  the product's own path; `--via task` sends them through `apps.bitrix.tasks.bench_call`
+  (client and limiter only);
 - prints the achieved rate, the fraction of the drain used and the QUERY_LIMIT_EXCEEDED answers
   counted by the sandbox. It asserts nothing: the figures are for people.
 
-Usage: .venv/bin/python bench/limiter_bench.py [--calls 300] [--rate 2] [--burst 50] [--keep-db]
+Usage: .venv/bin/python bench/limiter_bench.py [--calls 300] [--rate 2] [--burst 50] [--via plans|task]
+       [--keep-db]
 """
 
 import argparse
@@ -54,6 +58,7 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--method", default="server.time")
+    parser.add_argument("--via", choices=["plans", "task"], default="plans")
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--timeout", type=float, default=0, help="seconds to wait for the calls (default: derived)")
     args = parser.parse_args()
@@ -128,9 +133,24 @@ def main() -> int:
 
         from apps.bitrix.tasks import bench_call
 
+        submit = None
+        if args.via == "plans":
+            from apps.agents.services import agent_create
+            from apps.plans.services import plan_submit
+            from apps.policy.services import grant_upsert
+
+            agent, _token = agent_create(slug="bench-agent")
+            grant_upsert(agent=agent, portal=portal, pack="core")
+            steps = [{"name": "call", "method": args.method, "params": {}}]
+
+            def submit():
+                plan_submit(agent=agent, portal=portal, steps=steps)  # auto: enqueued on commit
         start = time.time()
         for _ in range(args.calls):
-            bench_call.delay(portal.pk, args.method)
+            if submit:
+                submit()
+            else:
+                bench_call.delay(portal.pk, args.method)
         expected = (args.calls - args.burst) / args.rate if args.calls > args.burst else 5
         timeout = args.timeout or expected * 1.5 + 60
         done = 0
@@ -153,6 +173,13 @@ def main() -> int:
               f"{args.rate:g} req/s drain")
         print(f"QUERY_LIMIT_EXCEEDED   : {counters['query_limit_refusals']}")
         print(f"requests seen by portal: {counters['requests_total']}")
+        if args.via == "plans":
+            from django.db.models import Count
+
+            from apps.plans.models import Plan
+
+            by_status = dict(Plan.objects.values_list("status").annotate(n=Count("pk")))
+            print(f"plans by status        : {by_status}")
         return 0 if done >= args.calls else 1
     finally:
         for proc in reversed(procs):

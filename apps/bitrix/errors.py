@@ -72,6 +72,17 @@ class WaitForReset(NotSent):
     default_code = "OPERATION_TIME_LIMIT"
 
 
+class Deferred(NotSent):
+    """Our own limiter or hold deferred the call before it left this process: not a try at the
+    portal, so callers do not count it against their retry budget."""
+
+    default_code = "DEFERRED"
+
+
+class HeldUntilReset(WaitForReset, Deferred):
+    """A method we hold on a portal until its operating time resets (no request was made)."""
+
+
 class OutcomeUnknown(BitrixError):
     """The call may have run on the portal; only reads may be repeated automatically."""
 

@@ -7,7 +7,7 @@ BEGIN IMMEDIATE, which serialises them the same way). The arithmetic is `apps.co
 `limiter_acquire` reserves one slot before each HTTP request (a batch is one request):
 - no wait: send at once;
 - a short wait (<= `BITRIX_LIMITER_MAX_SLEEP`, default 2.5 s): sleep in the worker, then send;
-- a longer wait: the reservation is not kept and `NotSent(retry_after=wait)` is raised, so the
+- a longer wait: the reservation is not kept and `Deferred(retry_after=wait)` is raised, so the
   task retries with a countdown instead of holding a worker.
 
 Because every request is sent no earlier than its reserved time, the model's counter is never
@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from apps.core.leakybucket import BucketState, drained, release, reserve
 
-from .errors import NotSent, WaitForReset
+from .errors import Deferred, HeldUntilReset
 from .models import MethodBlock, PortalLimiter
 
 LIMITER_CODE = "LOCAL_RATE_LIMIT"
@@ -55,7 +55,7 @@ def _ensure_row(portal_id: int) -> None:
 
 def limiter_reserve(*, portal_id: int, rate: float, burst: float, limit: float | None = None) -> float:
     """Reserve a slot and return the wait before sending. If the wait would exceed `limit`,
-    nothing is kept and NotSent(retry_after=wait) is raised."""
+    nothing is kept and Deferred(retry_after=wait) is raised."""
     _ensure_row(portal_id)
     with transaction.atomic():
         row = PortalLimiter.objects.select_for_update().get(pk=portal_id)
@@ -71,7 +71,7 @@ def limiter_reserve(*, portal_id: int, rate: float, burst: float, limit: float |
             row.level, row.updated_at = state.level, state.updated_at
             row.save(update_fields=["level", "updated_at"])
     if deferred:
-        raise NotSent(
+        raise Deferred(
             LIMITER_CODE,
             f"The portal's request budget is used up for the next {wait:.1f} s; retry later.",
             retry_after=wait,
@@ -123,7 +123,7 @@ def limiter_level(*, portal_id: int, rate: float) -> float:
 
 
 def method_block_check(*, portal_id: int, methods: Iterable[str]) -> None:
-    """Raise WaitForReset if any of `methods` (normalised names) is held on the portal."""
+    """Raise HeldUntilReset if any of `methods` (normalised names) is held on the portal."""
     names = {m for m in methods if m}
     if not names:
         return
@@ -136,7 +136,7 @@ def method_block_check(*, portal_id: int, methods: Iterable[str]) -> None:
     if blocks:
         block = blocks[0]
         wait = (block.blocked_until - now).total_seconds()
-        raise WaitForReset(
+        raise HeldUntilReset(
             "OPERATION_TIME_LIMIT",
             f"{block.method} is held on this portal until its operating time resets ({wait:.0f} s).",
             retry_after=max(wait, 0.0),

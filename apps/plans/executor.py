@@ -24,7 +24,7 @@ from django.utils import timezone
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
 from apps.bitrix.client import BitrixClient
-from apps.bitrix.errors import BitrixError, NotSent, OutcomeUnknown
+from apps.bitrix.errors import BitrixError, Deferred, NotSent, OutcomeUnknown
 from apps.policy.errors import PolicyInputError
 
 from . import services
@@ -36,7 +36,8 @@ from .states import StaleState, transition
 logger = logging.getLogger(__name__)
 S = PlanStatus
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # tries that reached (or tried to reach) the portal
+MAX_DEFERRALS = 200  # waits our own limiter imposed: a saturated portal drains ~2 req/s, so a deep backlog waits
 BACKOFF_BASE = 2.0  # seconds
 BACKOFF_CAP = 300.0  # well under any broker visibility timeout
 
@@ -139,7 +140,7 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
     try:
         answer = BitrixClient(plan.portal).run_steps(plan.steps)
     except NotSent as exc:
-        _close_attempt(record, AttemptOutcome.NOT_SENT, exc.as_dict())
+        _close_attempt(record, AttemptOutcome.NOT_SENT, {**exc.as_dict(), "deferred": isinstance(exc, Deferred)})
         return _retry_or_fail(plan, record.number, exc)
     except OutcomeUnknown as exc:
         _close_attempt(record, AttemptOutcome.UNKNOWN, exc.as_dict())
@@ -166,9 +167,16 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
 
 
 def _retry_or_fail(plan: Plan, number: int, exc: BitrixError) -> Outcome:
-    if number >= MAX_ATTEMPTS:
-        return _fail(plan, "retries_exhausted", f"Gave up after {number} attempts.", cause=exc.as_dict())
-    return Outcome(S.EXECUTING, retry_in=backoff(number, at_least=exc.retry_after), attempt=number)
+    """Retry later or give up. Deferrals by our own limiter are not tries: they wait exactly as
+    long as the shared bucket says (plus a little jitter) and have their own, larger budget."""
+    deferrals = plan.attempts.filter(detail__deferred=True).count()
+    tries = number - deferrals
+    if tries >= MAX_ATTEMPTS or deferrals >= MAX_DEFERRALS:
+        return _fail(plan, "retries_exhausted", f"Gave up after {tries} tries and {deferrals} deferrals.",
+                     cause=exc.as_dict())
+    if isinstance(exc, Deferred):
+        return Outcome(S.EXECUTING, retry_in=(exc.retry_after or 1.0) + random.uniform(0, 1), attempt=number)
+    return Outcome(S.EXECUTING, retry_in=backoff(max(tries, 1), at_least=exc.retry_after), attempt=number)
 
 
 STALE_AFTER_SECONDS = 6 * 60  # past the task's hard time limit: the worker that ran it is gone

@@ -184,3 +184,21 @@ def test_approved_plan_not_executed_within_ttl_expires(sandbox, make_agent, make
     assert services.plans_expire_due(now=later) == 1
     assert Plan.objects.get(pk=plan.pk).status == "expired"
     assert executor.execute(plan_id=plan.pk).status == "skipped"
+
+
+def test_deferrals_by_our_own_limiter_are_not_tries(sandbox, auto_agent, monkeypatch):
+    from apps.bitrix.models import PortalLimiter
+
+    portal, sb = sandbox
+    monkeypatch.setattr(executor, "MAX_ATTEMPTS", 2)
+    plan = submit(auto_agent, portal, LIST)
+    # our shared bucket is far ahead (other plans reserved it): the limiter defers, nothing is sent
+    PortalLimiter.objects.update_or_create(portal=portal, defaults={"level": portal.burst + 500,
+                                                                    "updated_at": time.time() + 60})
+    outcomes = [executor.execute(plan_id=plan.pk)]
+    for _ in range(3):
+        outcomes.append(executor.execute(plan_id=plan.pk, attempt=outcomes[-1].attempt))
+    assert all(o.status == "executing" and o.retry_in >= 5 for o in outcomes)  # waits as long as the bucket says
+    assert sandbox_method_calls(portal=sb, method="crm.lead.list") == 0
+    PortalLimiter.objects.filter(pk=portal.pk).update(level=0, updated_at=time.time())
+    assert executor.execute(plan_id=plan.pk, attempt=outcomes[-1].attempt).status == "succeeded"
