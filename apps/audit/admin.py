@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdminMixin
+
 from .models import AuditEntry
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Append-only: entries can be read, never added, edited or deleted through the admin."""
 
     list_display = ("seq", "created_at", "action", "actor_type", "actor", "portal", "plan_id")
@@ -12,12 +14,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ("actor", "portal", "plan_id")
     readonly_fields = ("seq", "created_at", "action", "actor_type", "actor", "portal", "plan_id", "data",
                        "prev_hash", "hash")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.core.admin import ReadOnlyAdminMixin
 from apps.core.exceptions import ApplicationError
 
 from . import services
@@ -24,32 +25,18 @@ class CommentForm(forms.Form):
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False, max_length=2000)
 
 
-class ApprovalInline(admin.TabularInline):
+class ApprovalInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Approval
     extra = 0
-    can_delete = False
     fields = ("user", "decision", "comment", "content_hash", "created_at")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ExecutionAttempt
     extra = 0
-    can_delete = False
     fields = ("number", "outcome", "started_at", "finished_at", "detail")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 def _pretty(value) -> str:
@@ -66,7 +53,7 @@ ACTIONS = {
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("short_id", "portal", "agent", "status", "risk", "method_list", "approvals_progress", "created_at")
     list_filter = ("status", "risk", "portal")
     search_fields = ("id", "reason", "agent__slug", "portal__slug")
@@ -81,16 +68,7 @@ class PlanAdmin(admin.ModelAdmin):
     fields = readonly_fields
     change_form_template = "admin/plans/plan/change_form.html"
 
-    # --- read-only: no form can bypass the state machine -------------------------------------
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
+    # Read-only (the mixin): no form can bypass the state machine.
     def has_approve_permission(self, request):
         return request.user.has_perm("plans.approve_plan")
 
@@ -164,6 +142,10 @@ class PlanAdmin(admin.ModelAdmin):
                 done += 1
                 self.message_user(request, f"Plan {str(plan.pk)[:8]} is now {updated.status}.", messages.SUCCESS)
             return None
+        return self._confirmation(request, plans, kind, form, single=False)
+
+    def _confirmation(self, request, plans, kind, form, *, single):
+        """The page every decision goes through: exactly what will be sent, the hash, a comment."""
         label, sentence = ACTIONS[kind]
         context = {
             **self.admin_site.each_context(request),
@@ -176,7 +158,7 @@ class PlanAdmin(admin.ModelAdmin):
             "sentence": sentence.format(what="this plan" if len(plans) == 1 else "the selected plans"),
             "action_name": request.POST.get("action"),
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "single": request.POST.get("single_plan"),
+            "single": single,
         }
         return TemplateResponse(request, "admin/plans/plan/decide_confirmation.html", context)
 
@@ -201,19 +183,7 @@ class PlanAdmin(admin.ModelAdmin):
                 except ApplicationError as exc:
                     self.message_user(request, exc.message, messages.ERROR)
                 return redirect(reverse("admin:plans_plan_change", args=[plan.pk]))
-        label, sentence = ACTIONS[kind]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{label}: are you sure?",
-            "opts": self.model._meta,
-            "plans": [(plan, json.dumps(plan.steps, indent=2, ensure_ascii=False, sort_keys=True))],
-            "form": CommentForm(),
-            "kind": kind,
-            "label": label,
-            "sentence": sentence.format(what="this plan"),
-            "single": True,
-        }
-        return TemplateResponse(request, "admin/plans/plan/decide_confirmation.html", context)
+        return self._confirmation(request, [plan], kind, CommentForm(), single=True)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
