@@ -19,6 +19,7 @@ from apps.core.exceptions import ApplicationError
 from . import services
 from .choices import Decision, PlanStatus
 from .models import Approval, ExecutionAttempt, PendingPlan, Plan
+from .selectors import is_uuid
 
 
 class CommentForm(forms.Form):
@@ -187,7 +188,7 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
-        plan = self.get_queryset(request).filter(pk=object_id).first() if _uuid_ok(object_id) else None
+        plan = self.get_queryset(request).filter(pk=object_id).first() if is_uuid(object_id) else None
         if plan is not None and self.has_approve_permission(request):
             extra_context["decision_buttons"] = {
                 PlanStatus.PENDING_APPROVAL: ["approve", "reject"],
@@ -195,16 +196,6 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             }.get(plan.status, [])
             extra_context["action_labels"] = {k: v[0] for k, v in ACTIONS.items()}
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-def _uuid_ok(value) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 @admin.register(PendingPlan)

@@ -1,3 +1,5 @@
+import uuid
+
 from django.db.models import Q
 
 from apps.core.exceptions import InvalidRequest, NotFound
@@ -13,15 +15,13 @@ def plans_for_agent(agent):
 
 
 def plan_get_for_agent(*, agent, plan_id) -> Plan:
-    plan = plans_for_agent(agent).filter(pk=plan_id).first() if _is_uuid(plan_id) else None
+    plan = plans_for_agent(agent).filter(pk=plan_id).first() if is_uuid(plan_id) else None
     if plan is None:
         raise NotFound("No such plan.")
     return plan
 
 
-def _is_uuid(value) -> bool:
-    import uuid
-
+def is_uuid(value) -> bool:
     try:
         uuid.UUID(str(value))
     except ValueError:

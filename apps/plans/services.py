@@ -122,6 +122,16 @@ def user_may_approve(*, user, portal: Portal) -> bool:
     )
 
 
+def _lock_for_approver(*, plan_id, user, status: str, stale: str, act: str) -> Plan:
+    """Lock the plan, check it is still `status` and that `user` may `act` on its portal."""
+    plan = _locked_plan(plan_id)
+    if plan.status != status:
+        raise StaleState(stale.format(status=plan.status), status=plan.status)
+    if not user_may_approve(user=user, portal=plan.portal):
+        raise PermissionDenied(f"{user.get_username()} may not {act} plans on portal {plan.portal.slug}.")
+    return plan
+
+
 def plan_decide(*, plan_id, user, decision: str, comment: str = "", seen_hash: str | None = None) -> Plan:
     """One approver's decision. Approve needs `approvals_required` distinct approvers; any
     rejection ends the plan. The approver must be allowed on the plan's portal, must not own the
@@ -132,11 +142,9 @@ def plan_decide(*, plan_id, user, decision: str, comment: str = "", seen_hash: s
     if len(comment) > 2000:
         raise InvalidRequest("The comment is longer than 2000 characters.", field="comment")
     with transaction.atomic():
-        plan = _locked_plan(plan_id)
-        if plan.status != S.PENDING_APPROVAL:
-            raise StaleState(f"The plan is {plan.status}; only pending plans can be decided.", status=plan.status)
-        if not user_may_approve(user=user, portal=plan.portal):
-            raise PermissionDenied(f"{user.get_username()} may not approve plans on portal {plan.portal.slug}.")
+        plan = _lock_for_approver(
+            plan_id=plan_id, user=user, status=S.PENDING_APPROVAL, act="approve",
+            stale="The plan is {status}; only pending plans can be decided.")
         if plan.agent.owner_id is not None and plan.agent.owner_id == user.pk:
             raise PermissionDenied("The owner of the submitting agent cannot decide its plans.")
         if plan.approvals.filter(user=user).exists():
@@ -191,11 +199,9 @@ def plans_expire_due(*, now=None) -> int:
 def plan_reconcile(*, plan_id, user, succeeded: bool, comment: str = "") -> Plan:
     """An approver settles a plan whose outcome was unknown, after checking the portal."""
     with transaction.atomic():
-        plan = _locked_plan(plan_id)
-        if plan.status != S.NEEDS_RECONCILIATION:
-            raise StaleState(f"The plan is {plan.status}, not needs_reconciliation.", status=plan.status)
-        if not user_may_approve(user=user, portal=plan.portal):
-            raise PermissionDenied(f"{user.get_username()} may not settle plans on portal {plan.portal.slug}.")
+        plan = _lock_for_approver(
+            plan_id=plan_id, user=user, status=S.NEEDS_RECONCILIATION, act="settle",
+            stale="The plan is {status}, not needs_reconciliation.")
         audit_record(action=audit_events.PLAN_RECONCILED, actor=user, portal=plan.portal, plan=plan,
                      data={"succeeded": succeeded, "comment": comment})
         error = plan.error
