@@ -6,7 +6,9 @@ DATA_DIR ?= var
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install migrate seed worker lint bench-limiter services-test browser-deps clean
+.PHONY: run test install migrate seed worker lint bench-limiter services-test services-worker-test prod-check \
+	browser-deps clean
+PYTEST_FLAGS ?=
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,7 @@ run: export DATA_DIR := $(abspath $(DATA_DIR))
 run: export SANDBOX_BASE_URL ?= http://$(HOST):$(PORT)
 run: install
 	mkdir -p $(DATA_DIR)
+	$(PY) -m controlplane.envfile .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	@set -e; \
@@ -44,8 +47,16 @@ test: install browser-deps
 # Needs DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis/RabbitMQ): see tests/services/README.md.
 # The sandbox's concurrency test needs blocking row locks, so it runs here, on PostgreSQL.
 services-test: install
-	$(PY) -m pytest -q tests/services \
+	$(PY) -m pytest -q $(PYTEST_FLAGS) tests/services \
 	    tests/integration/sandbox/test_live_http.py::test_bucket_is_exact_under_concurrent_requests
+
+# The worker tests alone, e.g. again with CELERY_BROKER_URL=amqp://... (.ci/run runs both brokers).
+services-worker-test: install
+	$(PY) -m pytest -q $(PYTEST_FLAGS) tests/services/test_plan_execution.py
+
+# A virtualenv from requirements.txt alone runs the production configuration (.ci/run).
+prod-check:
+	bash .ci/prod-check
 
 lint: install
 	$(VENV)/bin/ruff check .

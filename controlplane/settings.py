@@ -1,13 +1,16 @@
 """Settings for the Bitrix24 agent control plane.
 
 Every value comes from the environment through django-environ (house rule 11). A `.env` file
-beside `manage.py` is read when present; `.env.example` lists every variable with one line each.
+beside `manage.py` (or the file `ENV_FILE` names; empty for none) is read when present, without
+overriding what the environment already sets; `make run` writes one for the embedded default.
+`.env.example` lists every variable with one line each.
 The embedded default (DEBUG on, nothing else set) is SQLite under DATA_DIR, Celery on kombu's
 filesystem transport under DATA_DIR and the built-in sandbox portal.
 """
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 import environ
@@ -15,8 +18,9 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file and Path(_env_file).is_file():
+    env.read_env(_env_file)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -139,6 +143,18 @@ X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+# HTTPS in production: behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER to the header
+# it sets (e.g. HTTP_X_FORWARDED_PROTO=https); never trust that header without such a proxy.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+_proxy_header = env("SECURE_PROXY_SSL_HEADER", default="")
+if _proxy_header:
+    _name, _, _value = _proxy_header.partition("=")
+    SECURE_PROXY_SSL_HEADER = (_name.strip(), _value.strip() or "https")
+# Health probes come over plain HTTP from inside the network; everything else is redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- secrets at rest -------------------------------------------------------------------------
 # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation). In DEBUG a key is

@@ -4,6 +4,9 @@ suite runs in, unless the caller already set it (the services suite sets DATABAS
 import os
 import tempfile
 
+# The suite never reads a developer's .env (make run writes one): only what is set here counts.
+os.environ.setdefault("ENV_FILE", "")
+
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # Two fixed test keys: the second only decrypts, so rotation is exercised.
