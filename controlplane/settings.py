@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.plans",
     "apps.bitrix",
     "apps.sandbox",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [

@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 from apps.core.exceptions import ApplicationError
 
 from .models import Agent
-from .services import agent_create, agent_revoke, agent_rotate_token
+from .services import agent_create, agent_revoke, agent_rotate_token, agent_update
 
 
 class AgentCreateForm(forms.Form):
@@ -24,6 +24,15 @@ class AgentAdmin(admin.ModelAdmin):
     fields = ("slug", "name", "owner", "token_prefix", "is_active", "revoked_at", "last_used_at")
     readonly_fields = ("slug", "token_prefix", "is_active", "revoked_at", "last_used_at")
     actions = ["revoke_selected", "rotate_token"]
+
+    def has_delete_permission(self, request, obj=None):
+        # An agent is revoked, not deleted: its plans and audit entries keep pointing at it.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        """The change form writes through the service, which audits an owner change."""
+        agent_update(agent=obj, name=form.cleaned_data.get("name", obj.name),
+                     owner=form.cleaned_data.get("owner", obj.owner), acting_user=request.user)
 
     def add_view(self, request, form_url="", extra_context=None):
         """Creation goes through the service; the token is shown on this one page, once."""

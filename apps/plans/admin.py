@@ -19,7 +19,7 @@ from apps.core.exceptions import ApplicationError
 from . import services
 from .choices import Decision, PlanStatus
 from .models import Approval, ExecutionAttempt, PendingPlan, Plan
-from .selectors import is_uuid
+from .selectors import is_uuid, plan_decisions_for, portals_decidable_by, user_may_decide
 
 
 class CommentForm(forms.Form):
@@ -71,7 +71,9 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     # Read-only (the mixin): no form can bypass the state machine.
     def has_approve_permission(self, request):
-        return request.user.has_perm("plans.approve_plan")
+        """The decision actions are offered only to people the services accept: the permission
+        and a place on some portal's approver list (apps.plans.selectors), superuser or not."""
+        return portals_decidable_by(request.user).exists()
 
     def get_queryset(self, request):
         qs = super().get_queryset(request).select_related("portal", "agent").prefetch_related("approvals")
@@ -176,6 +178,9 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             raise DjangoPermissionDenied
         plan = get_object_or_404(self.get_queryset(request), pk=plan_id)
         if request.method == "POST" and request.POST.get("post"):
+            # Confirmed: the service has the last word (the plan may have moved on meanwhile).
+            if not user_may_decide(user=request.user, portal=plan.portal):
+                raise DjangoPermissionDenied
             form = CommentForm(request.POST)
             if form.is_valid():
                 try:
@@ -184,16 +189,15 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 except ApplicationError as exc:
                     self.message_user(request, exc.message, messages.ERROR)
                 return redirect(reverse("admin:plans_plan_change", args=[plan.pk]))
+        if kind not in plan_decisions_for(user=request.user, plan=plan):
+            raise DjangoPermissionDenied
         return self._confirmation(request, [plan], kind, CommentForm(), single=True)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         plan = self.get_queryset(request).filter(pk=object_id).first() if is_uuid(object_id) else None
-        if plan is not None and self.has_approve_permission(request):
-            extra_context["decision_buttons"] = {
-                PlanStatus.PENDING_APPROVAL: ["approve", "reject"],
-                PlanStatus.NEEDS_RECONCILIATION: ["settle_succeeded", "settle_failed"],
-            }.get(plan.status, [])
+        if plan is not None:
+            extra_context["decision_buttons"] = plan_decisions_for(user=request.user, plan=plan)
             extra_context["action_labels"] = {k: v[0] for k, v in ACTIONS.items()}
         return super().change_view(request, object_id, form_url, extra_context)
 

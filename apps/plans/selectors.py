@@ -3,6 +3,7 @@ import uuid
 from django.db.models import Q
 
 from apps.core.exceptions import InvalidRequest, NotFound
+from apps.portals.models import Portal
 
 from .choices import PlanStatus
 from .models import Plan
@@ -41,3 +42,38 @@ def plan_list_for_agent(*, agent, status=None, portal=None, cursor=None, limit=5
         created_at, pk = cursor
         qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk))
     return list(qs.order_by("-created_at", "-pk")[: limit + 1])
+
+
+# --- who may decide: the one rule, used by the services (user_may_approve) and the admin ------
+
+
+def portals_decidable_by(user):
+    """Portals whose plans `user` may approve, reject or settle: an active user with the
+    `plans.approve_plan` permission, on the portal's approver list. Being a superuser is not
+    enough: an approver list names people, and the services refuse anyone else."""
+    if user is None or not user.is_active or not user.has_perm("plans.approve_plan"):
+        return Portal.objects.none()
+    return Portal.objects.filter(approvers=user)
+
+
+def plans_decidable_by(user):
+    """Plans on the portals `user` may decide (`portals_decidable_by`)."""
+    return Plan.objects.filter(portal__in=portals_decidable_by(user))
+
+
+def user_may_decide(*, user, portal) -> bool:
+    return portals_decidable_by(user).filter(pk=portal.pk).exists()
+
+
+def plan_decisions_for(*, user, plan: Plan) -> list[str]:
+    """What `user` may do to `plan` now: approve/reject a pending plan (not as the owner of the
+    submitting agent, not twice), settle one that needs reconciliation; nothing otherwise."""
+    if not user_may_decide(user=user, portal=plan.portal):
+        return []
+    if plan.status == PlanStatus.PENDING_APPROVAL:
+        if plan.agent.owner_id == user.pk or plan.approvals.filter(user=user).exists():
+            return []
+        return ["approve", "reject"]
+    if plan.status == PlanStatus.NEEDS_RECONCILIATION:
+        return ["settle_succeeded", "settle_failed"]
+    return []

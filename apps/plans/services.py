@@ -115,11 +115,10 @@ def _locked_plan(plan_id) -> Plan:
 
 
 def user_may_approve(*, user, portal: Portal) -> bool:
-    return (
-        user.is_active
-        and user.has_perm("plans.approve_plan")
-        and portal.approvers.filter(pk=user.pk).exists()
-    )
+    """The one rule of who may decide (apps.plans.selectors), shared with the admin's buttons."""
+    from .selectors import user_may_decide
+
+    return user_may_decide(user=user, portal=portal)
 
 
 def _lock_for_approver(*, plan_id, user, status: str, stale: str, act: str) -> Plan:

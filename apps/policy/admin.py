@@ -1,13 +1,11 @@
 from django import forms
 from django.contrib import admin
 
-from apps.audit import registry as audit_events
-from apps.audit.services import audit_record
-
 from .models import CustomPack, PackGrant
 from .normalize import normalize_method
 from .packs import BUILTIN_PACKS
 from .selectors import known_pack_names
+from .services import grant_upsert, grants_remove
 
 
 class PackGrantForm(forms.ModelForm):
@@ -29,22 +27,21 @@ class PackGrantAdmin(admin.ModelAdmin):
     list_display = ("agent", "portal", "pack", "read_policy", "write_policy", "destructive_policy", "expires_at")
     list_filter = ("pack", "portal", "agent")
 
+    def get_readonly_fields(self, request, obj=None):
+        # Agent, portal and pack are the grant's identity: change them by removing and adding.
+        return ("agent", "portal", "pack") if obj is not None else ()
+
     def save_model(self, request, obj, form, change):
-        obj.created_by = obj.created_by or request.user
-        super().save_model(request, obj, form, change)
-        audit_record(action=audit_events.GRANT_CHANGED, actor=request.user, portal=obj.portal, data={
-            "via": "admin", "agent": obj.agent.slug, "pack": obj.pack, "read": obj.read_policy,
-            "write": obj.write_policy, "destructive": obj.destructive_policy,
-            "expires_at": obj.expires_at.isoformat() if obj.expires_at else None})
+        grant = grant_upsert(agent=obj.agent, portal=obj.portal, pack=obj.pack, read=obj.read_policy,
+                             write=obj.write_policy, destructive=obj.destructive_policy, expires_at=obj.expires_at,
+                             acting_user=request.user)
+        obj.pk = grant.pk
 
     def delete_model(self, request, obj):
-        audit_record(action=audit_events.GRANT_REMOVED, actor=request.user, portal=obj.portal,
-                     data={"via": "admin", "agent": obj.agent.slug, "pack": obj.pack})
-        super().delete_model(request, obj)
+        grants_remove(grants=[obj], acting_user=request.user)
 
     def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+        grants_remove(grants=queryset.select_related("agent", "portal"), acting_user=request.user)
 
 
 class CustomPackForm(forms.ModelForm):

@@ -1,3 +1,7 @@
+"""Pack grants: `grant_upsert` and `grants_remove` are the only writers of PackGrant."""
+
+from collections.abc import Iterable
+
 from django.db import transaction
 
 from apps.audit import registry as audit_events
@@ -16,6 +20,8 @@ def validate_policy(value: str, *, field: str) -> str:
 
 def grant_upsert(*, agent, portal, pack: str, read: str = "auto", write: str = "approve",
                  destructive: str = "approve2", expires_at=None, acting_user=None) -> PackGrant:
+    """Create or update the grant of `pack` to `agent` on `portal` (the only writer of PackGrant,
+    with `grant_remove`): one audit entry in the same transaction."""
     if pack not in known_pack_names():
         raise InvalidRequest(f"Unknown pack {pack!r}; built-in packs or a custom pack's name.", field="pack")
     values = {
@@ -25,8 +31,9 @@ def grant_upsert(*, agent, portal, pack: str, read: str = "auto", write: str = "
         "expires_at": expires_at,
     }
     with transaction.atomic():
-        grant, created = PackGrant.objects.update_or_create(
-            agent=agent, portal=portal, pack=pack, defaults={**values, "created_by": acting_user})
+        grant, created = PackGrant.objects.update_or_create(  # locks the row it updates
+            agent=agent, portal=portal, pack=pack, defaults=values,
+            create_defaults={**values, "created_by": acting_user})
         audit_record(action=audit_events.GRANT_CHANGED, actor=acting_user, portal=portal, data={
             "agent": agent.slug, "pack": pack, "created": created, "read": read, "write": write,
             "destructive": destructive, "expires_at": expires_at.isoformat() if expires_at else None,
@@ -35,7 +42,16 @@ def grant_upsert(*, agent, portal, pack: str, read: str = "auto", write: str = "
 
 
 def grant_remove(*, grant: PackGrant, acting_user=None) -> None:
+    grants_remove(grants=[grant], acting_user=acting_user)
+
+
+def grants_remove(*, grants: Iterable[PackGrant], acting_user=None) -> int:
+    """Remove grants: every row and its audit entry in one transaction (a bulk delete in the
+    admin commits all or nothing). Returns how many were removed."""
+    removed = 0
     with transaction.atomic():
-        audit_record(action=audit_events.GRANT_REMOVED, actor=acting_user, portal=grant.portal,
-                     data={"agent": grant.agent.slug, "pack": grant.pack})
-        grant.delete()
+        for grant in grants:
+            audit_record(action=audit_events.GRANT_REMOVED, actor=acting_user, portal=grant.portal,
+                         data={"agent": grant.agent.slug, "pack": grant.pack})
+            removed += PackGrant.objects.filter(pk=grant.pk).delete()[0]
+    return removed

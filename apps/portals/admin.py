@@ -1,12 +1,21 @@
+"""Portals in the admin: an adapter over apps.portals.services. The form validates with the same
+checks the service uses; saving calls `portal_upsert` once (portal, credential, approvers), so
+the admin writes exactly what the `add_portal` command writes, with the same audit entries."""
+
 from django import forms
 from django.contrib import admin
 
-from apps.audit import registry as audit_events
-from apps.audit.services import audit_record
 from apps.core.exceptions import InvalidRequest
 
 from .models import Credential, OAuthApp, Portal
-from .services import validate_base_url
+from .services import (
+    CREDENTIAL_FIELDS,
+    oauth_app_upsert,
+    portal_upsert,
+    validate_base_url,
+    validate_limits,
+    validate_slug,
+)
 
 
 class SecretField(forms.CharField):
@@ -16,6 +25,14 @@ class SecretField(forms.CharField):
         super().__init__(required=False, strip=True,
                          widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
                          help_text="Write-only. Leave blank to keep the stored value.", **kwargs)
+
+
+def _check(check, value):
+    """Run a service check; its refusal becomes the field's form error."""
+    try:
+        return check(value)
+    except InvalidRequest as exc:
+        raise forms.ValidationError(exc.message) from None
 
 
 class CredentialForm(forms.ModelForm):
@@ -35,12 +52,18 @@ class CredentialForm(forms.ModelForm):
         for name in Credential.SECRET_FIELDS:
             self.initial[name] = ""
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean_webhook_user_id(self):
+        value = (self.cleaned_data.get("webhook_user_id") or "").strip()
+        if value and not value.isdigit():
+            raise forms.ValidationError("The numeric user id from the webhook URL (/rest/<user id>/<code>/).")
+        return value
+
+    def _post_clean(self):
+        # Blank secrets mean "keep": do not let the model validation see them as cleared.
         for name in Credential.SECRET_FIELDS:
-            if not cleaned.get(name) and self.instance.pk:
-                cleaned[name] = getattr(Credential.objects.get(pk=self.instance.pk), name)
-        return cleaned
+            if not self.cleaned_data.get(name):
+                self.cleaned_data.pop(name, None)
+        super()._post_clean()
 
 
 class CredentialInline(admin.StackedInline):
@@ -60,11 +83,19 @@ class PortalForm(forms.ModelForm):
         fields = ("slug", "name", "base_url", "auth_mode", "member_id", "rate_per_second", "burst", "is_active",
                   "approvers")
 
+    def clean_slug(self):
+        return _check(validate_slug, self.cleaned_data["slug"])
+
     def clean_base_url(self):
+        return _check(validate_base_url, self.cleaned_data["base_url"])
+
+    def clean(self):
+        cleaned = super().clean()
         try:
-            return validate_base_url(self.cleaned_data["base_url"])
+            validate_limits(rate_per_second=cleaned.get("rate_per_second"), burst=cleaned.get("burst"))
         except InvalidRequest as exc:
-            raise forms.ValidationError(exc.message) from None
+            self.add_error({"rps": "rate_per_second"}.get(exc.extra.get("field"), "burst"), exc.message)
+        return cleaned
 
 
 @admin.register(Portal)
@@ -76,15 +107,31 @@ class PortalAdmin(admin.ModelAdmin):
     filter_horizontal = ("approvers",)
     inlines = [CredentialInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Agents name a portal by its slug: renaming it would silently break them.
+        return ("slug",) if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        """Nothing here: the portal, its credential and its approvers are written together by one
+        service call in `save_related`, where the credential inline's data is available."""
+
     def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        changed = set(form.changed_data)
+        data = form.cleaned_data
+        secrets, fields = {}, {}
         for formset in formsets:
-            for f in formset.forms:
-                changed |= {f"credential.{name}" for name in f.changed_data}
-        # Names of what changed only: secret values never reach the audit log.
-        audit_record(action=audit_events.PORTAL_CHANGED, actor=request.user, portal=form.instance,
-                     data={"via": "admin", "changed": sorted(changed)})
+            for inline in formset.forms:
+                cleaned = getattr(inline, "cleaned_data", None) or {}
+                secrets.update({k: cleaned[k] for k in Credential.SECRET_FIELDS if cleaned.get(k)})
+                fields.update({k: cleaned[k] for k in CREDENTIAL_FIELDS if k in cleaned})
+            # what construct_change_message reads from a saved formset
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        portal, _ = portal_upsert(
+            slug=form.instance.slug, base_url=data["base_url"], auth_mode=data["auth_mode"], name=data.get("name", ""),
+            rate_per_second=data.get("rate_per_second"), burst=data.get("burst"), member_id=data.get("member_id", ""),
+            is_active=data.get("is_active"), secrets=secrets, fields=fields, approvers=data.get("approvers", []),
+            acting_user=request.user,
+        )
+        form.instance.pk = portal.pk
 
 
 class OAuthAppForm(forms.ModelForm):
@@ -98,14 +145,18 @@ class OAuthAppForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.initial["client_secret"] = ""
 
-    def clean_client_secret(self):
-        value = self.cleaned_data.get("client_secret")
-        if not value and self.instance.pk:
-            return OAuthApp.objects.get(pk=self.instance.pk).client_secret
-        return value
-
 
 @admin.register(OAuthApp)
 class OAuthAppAdmin(admin.ModelAdmin):
     form = OAuthAppForm
     list_display = ("name", "client_id", "token_url")
+
+    def get_readonly_fields(self, request, obj=None):
+        # Installed portals' credentials point at the app; its client id is its identity.
+        return ("client_id",) if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        app, _ = oauth_app_upsert(client_id=obj.client_id, name=data["name"], client_secret=data.get("client_secret"),
+                                  scopes=data.get("scopes", ""), token_url=data["token_url"], acting_user=request.user)
+        obj.pk = app.pk

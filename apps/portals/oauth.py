@@ -12,7 +12,8 @@ Nothing is trusted before it is verified: the posted access token must work on t
 claims (`app.info`, FACTS §10) and the portal address must be the one the domain names. A
 `member_id` already registered for another address is refused (a forged install must not
 re-point a known portal's credential). Portals are keyed by `member_id`; the slug is derived
-from the domain. Tokens are compared in constant time.
+from the domain. Tokens are compared in constant time. What is stored, and how, is one service:
+`apps.portals.services.portal_install_oauth`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,15 @@ from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
-from django.utils.text import slugify
 
-from apps.audit import registry as audit_events
-from apps.audit.services import audit_record
 from apps.bitrix.client import token_request, verify_access_token
 from apps.bitrix.errors import BitrixError
 from apps.core.exceptions import ApplicationError, InvalidRequest
 
-from .models import AuthMode, Credential, CredentialStatus, OAuthApp, Portal
-from .services import is_loopback
+from .models import Credential, OAuthApp, Portal
+from .services import is_loopback, portal_install_oauth
 
 STATE_SALT = "apps.portals.oauth.state"
 STATE_MAX_AGE = 600
@@ -86,10 +83,6 @@ def _endpoint_for(domain: str, client_endpoint: str | None, *, field: str) -> st
     return f"{parts.scheme}://{parts.netloc}{path}/"
 
 
-def _base_url(endpoint: str) -> str:
-    return endpoint.rstrip("/")[: -len("/rest")]
-
-
 def _expires_at(value) -> dt.datetime | None:
     try:
         seconds = int(value)
@@ -114,16 +107,6 @@ def pick_app(client_id: str | None) -> OAuthApp:
     return apps[0]
 
 
-def slug_for_domain(domain: str, *, exclude_pk: int | None = None) -> str:
-    """`some-domain.bitrix24.com` -> `some-domain-bitrix24-com` (unique, at most 64 chars)."""
-    base = slugify(re.sub(r"[.:]", "-", domain.lower()))[:56].strip("-") or "portal"
-    slug, n = base, 1
-    while Portal.objects.filter(slug=slug).exclude(pk=exclude_pk).exists():
-        n += 1
-        slug = f"{base}-{n}"
-    return slug
-
-
 def _auth_fields(form) -> dict:
     """`auth[...]` fields of a form-encoded install (QueryDict or dict)."""
     out = {}
@@ -133,68 +116,6 @@ def _auth_fields(form) -> dict:
             value = form.get(key)
             out[match.group(1)] = value if isinstance(value, str) else ""
     return out
-
-
-# --- storing --------------------------------------------------------------------------------
-
-
-def _store(
-    *,
-    app: OAuthApp,
-    member_id: str,
-    domain: str,
-    endpoint: str,
-    access_token: str,
-    refresh_token: str,
-    expires_at: dt.datetime | None,
-    scope: str,
-    application_token: str | None,
-    via: str,
-) -> Portal:
-    base_url = _base_url(endpoint)
-    with transaction.atomic():
-        portal = Portal.objects.select_for_update().filter(member_id=member_id).first()
-        if portal is None:
-            # An admin may have registered the portal by address before installing the app.
-            portal = Portal.objects.select_for_update().filter(base_url=base_url, member_id="").first()
-        elif portal.base_url.rstrip("/") != base_url:
-            raise InvalidRequest(
-                "This member_id is registered for another portal address; an admin must update the portal first.",
-                field="member_id",
-            )
-        created = portal is None
-        if created:
-            portal = Portal(slug=slug_for_domain(domain), base_url=base_url, name=domain[:200])
-        portal.member_id = member_id
-        portal.auth_mode = AuthMode.OAUTH
-        portal.save()
-        credential = Credential.objects.select_for_update().filter(portal=portal).first() or Credential(portal=portal)
-        credential.oauth_app = app
-        credential.access_token = access_token
-        credential.refresh_token = refresh_token
-        credential.access_expires_at = expires_at
-        credential.client_endpoint = endpoint[:300]
-        credential.scope = scope[:1000]
-        if application_token:
-            credential.application_token = application_token
-        credential.status, credential.status_detail = CredentialStatus.OK, ""
-        credential.save()
-        audit_record(
-            action=audit_events.PORTAL_CHANGED,
-            portal=portal,
-            data={
-                "created": created,
-                "via": via,
-                "member_id": member_id,
-                "base_url": base_url,
-                "auth_mode": AuthMode.OAUTH,
-                "secrets_set": sorted(
-                    k for k, v in (("access_token", access_token), ("refresh_token", refresh_token),
-                                   ("application_token", application_token)) if v
-                ),
-            },
-        )
-    return portal
 
 
 def _verify(*, endpoint: str, access_token: str, label: str) -> dict:
@@ -231,7 +152,7 @@ def portal_install_from_callback(*, form, app_client_id: str | None = None) -> P
     ) and constant_time_compare(existing.access_token or "", access_token):
         return existing.portal  # the same install delivered twice: nothing new
     _verify(endpoint=endpoint, access_token=access_token, label=domain)
-    return _store(
+    return portal_install_oauth(
         app=app,
         member_id=member_id,
         domain=domain,
@@ -251,7 +172,7 @@ def oauth_authorize_url(*, portal_base_url: str, app: OAuthApp) -> str:
     return f"{portal_base_url.rstrip('/')}/oauth/authorize/?" + urlencode({"client_id": app.client_id, "state": state})
 
 
-def portal_install_from_code(*, params) -> Portal:
+def portal_install_from_code(*, params, acting_user=None) -> Portal:
     """Authorization-code redirect: check state, exchange the code, verify, store."""
     state = params.get("state")
     if not isinstance(state, str) or not state:
@@ -294,7 +215,7 @@ def portal_install_from_code(*, params) -> Portal:
             expires_at = dt.datetime.fromtimestamp(int(answer["expires"]), tz=dt.UTC)
         except (TypeError, ValueError, OverflowError):
             expires_at = None
-    return _store(
+    return portal_install_oauth(
         app=app,
         member_id=member_id,
         domain=domain,
@@ -305,4 +226,5 @@ def portal_install_from_code(*, params) -> Portal:
         scope=str(answer.get("scope") or params.get("scope") or ""),
         application_token=None,
         via="authorization_code",
+        acting_user=acting_user,
     )

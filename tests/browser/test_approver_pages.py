@@ -142,20 +142,27 @@ def test_destructive_plan_needs_two_distinct_approvers(live_server, new_page, lo
     plan = submit(agent, portal, method="crm.lead.delete", params={"id": 7})
     assert plan.approvals_required == 2
 
-    # Alice approves: one of two, still pending.
+    # Alice approves: one of two, still pending. (She also left the confirmation open in a second tab.)
     alice_page = login(new_page(), alice)
     alice_page.goto(f"{live_server.url}/admin/plans/plan/{plan.pk}/decide/approve/")
     expect(alice_page.get_by_text("Needs 2 approvals")).to_be_visible()
+    stale_tab = alice_page.context.new_page()
+    stale_tab.goto(f"{live_server.url}/admin/plans/plan/{plan.pk}/decide/approve/")
     approve_on_plan_page(alice_page, live_server, plan, "ok to delete")
     expect(alice_page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)} is now pending_approval.")
     assert Plan.objects.get(pk=plan.pk).status == PlanStatus.PENDING_APPROVAL
     alice_page.goto(f"{live_server.url}{INBOX}")
     expect(alice_page.locator("#result_list tbody tr").first).to_contain_text("1/2")
 
-    # Alice again: refused, still pending, still one approval.
-    approve_on_plan_page(alice_page, live_server, plan, "me again")
-    expect(alice_page.locator(".messagelist .error")).to_contain_text("already decided")
-    expect(alice_page.locator(".messagelist .success")).to_have_count(0)
+    # Alice again: her plan page offers no Approve button any more (the service would refuse her),
+    # and confirming in the stale tab is refused: still pending, still one approval.
+    alice_page.goto(f"{live_server.url}/admin/plans/plan/{plan.pk}/change/")
+    expect(alice_page.locator(".field-status .readonly")).to_have_text("Pending Approval")
+    expect(alice_page.get_by_role("link", name="Approve", exact=True)).to_have_count(0)
+    stale_tab.get_by_label("Comment").fill("me again")
+    stale_tab.get_by_role("button", name="Yes, approve").click()
+    expect(stale_tab.locator(".messagelist .error")).to_contain_text("already decided")
+    expect(stale_tab.locator(".messagelist .success")).to_have_count(0)
     assert Plan.objects.get(pk=plan.pk).status == PlanStatus.PENDING_APPROVAL
     assert plan.approvals.count() == 1
 

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         if opts["owner"]:
             owner = get_user_model().objects.filter(username=opts["owner"]).first()
             if owner is None:
-                raise CommandError(f"No user {opts['owner']!r}.")
+                raise CommandError(f"No user {opts['owner']!r} to own the agent: create it first "
+                                   "(manage.py createsuperuser, or Users in the admin), or leave out --owner.")
         packs = [p.strip() for p in opts["packs"].split(",") if p.strip()]
         if not packs:
             raise CommandError("--packs names at least one pack.")

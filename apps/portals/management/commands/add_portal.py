@@ -1,4 +1,6 @@
 import datetime
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -7,14 +9,33 @@ from apps.core.exceptions import ApplicationError
 from apps.portals.models import AuthMode
 from apps.portals.services import portal_upsert
 
+# .../rest/<user id>/<code>/ with, optionally, a method name after it (as Bitrix24 shows examples)
+WEBHOOK_PATH = re.compile(r"(?P<prefix>.*?)/rest/(?P<user>[0-9]+)/(?P<code>[A-Za-z0-9_]+)(?:/[A-Za-z0-9_.]*)?/?")
+
+
+def split_webhook_url(url: str) -> tuple[str, str, str] | None:
+    """`https://x.bitrix24.com/rest/1/abc/` -> ("https://x.bitrix24.com", "1", "abc"); None when
+    the URL has no /rest/ part. A /rest/ URL of another shape is refused with the expected form."""
+    parts = urlsplit(url.strip())
+    if "/rest/" not in f"{parts.path}/":
+        return None
+    match = WEBHOOK_PATH.fullmatch(parts.path)
+    if not match or parts.query or parts.fragment:
+        raise CommandError("A webhook URL looks like https://example.bitrix24.com/rest/<user id>/<code>/; "
+                           "or give --url https://example.bitrix24.com --webhook-user <id> --webhook-code <code>.")
+    base = urlunsplit((parts.scheme, parts.netloc, match["prefix"], "", ""))
+    return base, match["user"], match["code"]
+
 
 class Command(BaseCommand):
     help = "Create or update a portal and its credential (webhook or OAuth). Secrets are stored encrypted."
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
-        parser.add_argument("--url", required=True, help="https://example.bitrix24.com")
-        parser.add_argument("--name", default="")
+        parser.add_argument("--url", required=True,
+                            help="https://example.bitrix24.com, or the whole incoming webhook URL "
+                                 "https://example.bitrix24.com/rest/<user id>/<code>/ (split into the three parts)")
+        parser.add_argument("--name", default=None)
         hook = parser.add_argument_group("incoming webhook")
         hook.add_argument("--webhook-user", help="The user id in the webhook URL")
         hook.add_argument("--webhook-code", help="The secret code in the webhook URL")
@@ -30,6 +51,16 @@ class Command(BaseCommand):
         parser.add_argument("--member-id", default=None)
 
     def handle(self, *args, **opts):
+        split = split_webhook_url(opts["url"])
+        if split:
+            base, user, code = split
+            for option, given, found in (("--webhook-user", opts["webhook_user"], user),
+                                         ("--webhook-code", opts["webhook_code"], code)):
+                if given and given != found:
+                    raise CommandError(f"{option} differs from the one in the webhook URL; give one of them.")
+            opts.update(url=base, webhook_user=user, webhook_code=code)
+            self.stdout.write(f"Split the webhook URL into --url {base} --webhook-user {user} and the webhook "
+                              "code (stored encrypted, not shown).")
         webhook = bool(opts["webhook_user"] or opts["webhook_code"])
         oauth_keys = ("client_id", "client_secret", "access_token", "refresh_token")
         oauth = any(opts[k] for k in oauth_keys)

@@ -1,22 +1,24 @@
 """Idempotent demo: an admin, a second approver, the sandbox portal `demo`, an agent with the core
 pack. Generated secrets are kept in DATA_DIR/demo-credentials.json (mode 0600, git-ignored) so a
-re-run prints the same login and token."""
+re-run prints the same login and token. Every write goes through a service (portals, agents,
+policy, sandbox, and apps.demo.services for the demo's accounts)."""
 
 import json
 import os
 import secrets
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from apps.agents.models import Agent
+from apps.agents.services import agent_create, agent_rotate_token
 from apps.agents.tokens import generate_token, hash_token
+from apps.core.exceptions import ApplicationError
+from apps.demo.services import demo_accounts_ensure
 from apps.policy.services import grant_upsert
 from apps.portals.models import AuthMode
-from apps.portals.services import portal_upsert
+from apps.portals.services import portal_approvers_add, portal_upsert
 
 DEMO_PORTAL = "demo"
 DEMO_AGENT = "demo-agent"
@@ -44,47 +46,16 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         if not settings.SANDBOX_ENABLED:
             raise CommandError("seed_demo needs the sandbox portal: set SANDBOX_ENABLED=1 (on with DEBUG).")
-        from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
-
         path = settings.DATA_DIR / "demo-credentials.json"
         demo = _load_secrets(path)
         demo.setdefault("admin_password", secrets.token_urlsafe(12))
         demo.setdefault("reviewer_password", secrets.token_urlsafe(12))
         demo.setdefault("webhook_code", secrets.token_hex(8))
         demo.setdefault("agent_token", generate_token())
-        User = get_user_model()
-
-        with transaction.atomic():
-            approvers, _ = Group.objects.get_or_create(name="Approvers")
-            approvers.permissions.add(*Permission.objects.filter(
-                content_type__app_label="plans",
-                codename__in=["approve_plan", "view_plan", "view_pendingplan", "view_approval"]))
-            admin, _ = User.objects.get_or_create(username="admin", defaults={"email": "admin@example.com"})
-            admin.is_staff = admin.is_superuser = True
-            admin.set_password(demo["admin_password"])
-            admin.save()
-            reviewer, _ = User.objects.get_or_create(username="reviewer", defaults={"email": "reviewer@example.com"})
-            reviewer.is_staff = True
-            reviewer.set_password(demo["reviewer_password"])
-            reviewer.save()
-            reviewer.groups.add(approvers)
-
-            sandbox = sandbox_portal_ensure(slug=DEMO_PORTAL)
-            sandbox_webhook_create(portal=sandbox, user_id=1, code=demo["webhook_code"])
-            portal, _ = portal_upsert(
-                slug=DEMO_PORTAL, name="Demo (sandbox)", auth_mode=AuthMode.WEBHOOK,
-                base_url=f"{settings.SANDBOX_BASE_URL.rstrip('/')}/sandbox/{DEMO_PORTAL}",
-                secrets={"webhook_code": demo["webhook_code"]}, fields={"webhook_user_id": "1"},
-            )
-            portal.approvers.add(admin, reviewer)
-
-            agent = Agent.objects.filter(slug=DEMO_AGENT).first()
-            if agent is None:
-                agent = Agent.objects.create(slug=DEMO_AGENT, name="Demo agent", token_hash="pending", token_prefix="")
-            Agent.objects.filter(pk=agent.pk).update(token_hash=hash_token(demo["agent_token"]),
-                                                     token_prefix=demo["agent_token"][:10], is_active=True,
-                                                     revoked_at=None)
-            grant_upsert(agent=agent, portal=portal, pack="core")
+        try:
+            portal = self._seed(demo)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
         _save_secrets(path, demo)
 
         self.stdout.write(self.style.SUCCESS("Demo ready."))
@@ -95,3 +66,25 @@ class Command(BaseCommand):
         self.stdout.write(f"  Agent:    {DEMO_AGENT}, core pack: read auto, write approve, destructive approve2")
         self.stdout.write("  Agent token:")
         self.stdout.write(demo["agent_token"])
+
+    def _seed(self, demo):
+        from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
+
+        with transaction.atomic():
+            admin, reviewer = demo_accounts_ensure(admin_password=demo["admin_password"],
+                                                   reviewer_password=demo["reviewer_password"])
+            sandbox = sandbox_portal_ensure(slug=DEMO_PORTAL)
+            sandbox_webhook_create(portal=sandbox, user_id=1, code=demo["webhook_code"])
+            portal, _ = portal_upsert(
+                slug=DEMO_PORTAL, name="Demo (sandbox)", auth_mode=AuthMode.WEBHOOK,
+                base_url=f"{settings.SANDBOX_BASE_URL.rstrip('/')}/sandbox/{DEMO_PORTAL}",
+                secrets={"webhook_code": demo["webhook_code"]}, fields={"webhook_user_id": "1"},
+            )
+            portal_approvers_add(portal=portal, users=[admin, reviewer])
+            agent = Agent.objects.filter(slug=DEMO_AGENT).first()
+            if agent is None:
+                agent, _ = agent_create(slug=DEMO_AGENT, name="Demo agent", token=demo["agent_token"])
+            elif agent.token_hash != hash_token(demo["agent_token"]) or not agent.is_active:
+                agent_rotate_token(agent=agent, token=demo["agent_token"], reactivate=True)
+            grant_upsert(agent=agent, portal=portal, pack="core")
+        return portal
