@@ -30,9 +30,10 @@ from django.utils.crypto import constant_time_compare
 
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
-from apps.portals.models import Credential, CredentialStatus
+from apps.portals.models import Credential, CredentialStatus, Portal
 
 from .errors import AuthFailed, BitrixError, NotSent, PortalError
+from .http import token_request
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,7 @@ def credential_mark_broken(*, portal_id: int, code: str, detail: str = "") -> No
         _alert(portal_id=portal_id, text=text)
 
 
-def _portal(portal_id: int):
-    from apps.portals.models import Portal
-
+def _portal(portal_id: int) -> Portal | None:
     return Portal.objects.filter(pk=portal_id).first()
 
 
@@ -168,8 +167,6 @@ def _mark(credential: Credential, code: str, detail: str) -> None:
 
 def _refresh_locked(credential: Credential, failed_access_token: str) -> tuple[str, AuthFailed | None]:
     """Under the lock: (token to use, None) or ("", the AuthFailed to raise after commit)."""
-    from .client import token_request
-
     if credential.status == CredentialStatus.BROKEN:
         raise AuthFailed("CREDENTIAL_BROKEN", f"The credential is marked broken ({credential.status_detail}).")
     current = credential.access_token or ""
