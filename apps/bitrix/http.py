@@ -61,12 +61,11 @@ def http_send(
     method: str,
     label: str,
     secrets: tuple[str, ...] = (),
-    headers: dict | None = None,
 ) -> requests.Response:
     """One request, no redirects, timeouts set. Network failures become NotSent (the request
     never left) or OutcomeUnknown (it may have arrived). `label` (the portal slug) and `method`
     are what gets logged; `secrets` are masked in a redirect's Location."""
-    request_headers = dict(headers or {})
+    request_headers = {}
     data = None
     if json_body is not None:
         data = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
