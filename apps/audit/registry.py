@@ -48,3 +48,4 @@ CREDENTIAL_BROKEN = register("credential.broken", "A portal credential stopped w
 CREDENTIAL_REVOKED = register("credential.revoked", "A portal credential was revoked (the app was uninstalled)")
 CREDENTIAL_RESTORED = register("credential.restored", "A portal credential was replaced and works again")
 CREDENTIAL_REFRESHED = register("credential.refreshed", "OAuth tokens were refreshed")
+SECRETS_ROTATED = register("secrets.rotated", "Stored secrets were re-encrypted under the first key")

@@ -6,7 +6,7 @@ class BitrixConfig(AppConfig):
     label = "bitrix"
 
     def ready(self):
-        from .redact import install_urllib3_filter
+        from .redact import install_redact_filters
 
         # Webhook codes travel in URL paths: mask them in every logger that prints request lines.
-        install_urllib3_filter()
+        install_redact_filters()

@@ -8,11 +8,15 @@ What a caller (the plan executor) may do with each class:
 |                 | the request never left this process             | `retry_after` seconds                |
 | `WaitForReset`  | a `NotSent` with a known reset time             | yes, after `retry_after`             |
 |                 | (OPERATION_TIME_LIMIT, a held method)           |                                      |
+| `Deferred`      | a `NotSent` by our own limiter or hold: no      | yes, and it is not counted as a try  |
+|                 | request was made                                |                                      |
 | `OutcomeUnknown`| the call may have run (read timeout, reset after| reads only; a write goes to          |
 |                 | sending, 5xx, an answer that is not JSON)       | reconciliation                       |
 | `AuthFailed`    | the credential is broken                        | never                                |
 | `PortalError`   | the portal answered an application error        | never (fatal for the plan)           |
 | `PortalMoved`   | 301/302: the portal changed address             | never (a human updates the portal)   |
+| `InvalidCall`   | a `PortalError` raised here before sending (bad | never                                |
+|                 | method name, params or batch command)           |                                      |
 
 `OVERLOAD_LIMIT` (503) is a manual block placed by Bitrix24 that only its support lifts
 (FACTS §5): waiting does not help, so it is fatal (`OverloadBlocked`, a `PortalError`) rather
@@ -110,6 +114,13 @@ class PortalError(BitrixError):
         if self.validation:
             data["validation"] = self.validation
         return data
+
+
+class InvalidCall(PortalError):
+    """The call was refused here before sending (bad method name, bad batch command)."""
+
+    default_code = "INVALID_CALL"
+    not_sent = True
 
 
 class OverloadBlocked(PortalError):

@@ -14,8 +14,10 @@ Because every request is sent no earlier than its reserved time, the model's cou
 below the portal's, so the portal never sees more than the bucket holds. We keep a safety
 margin (`BITRIX_LIMITER_MARGIN`, default 1 request) below the portal's burst.
 
-Method blocks (OPERATION_TIME_LIMIT, FACTS §5) live here too: `MethodBlock` rows hold a method on
-a portal until its `operating_reset_at`.
+Operating-time holds (OPERATION_TIME_LIMIT, FACTS §5) live here too: `MethodBlock` rows hold a
+method on a portal until its `operating_reset_at`. Each process remembers the last reset time a
+successful answer reported for a method (`operating_time_seen`), because the refusal itself may
+not carry one; without either, a method is held for `DEFAULT_OPERATING_WINDOW`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from .errors import Deferred, HeldUntilReset
 from .models import MethodBlock, PortalLimiter
 
 LIMITER_CODE = "LOCAL_RATE_LIMIT"
+#: When the portal does not say when the operating time resets, hold the method this long:
+#: the oldest of the ten one-minute buckets has dropped out by then (FACTS §5).
+DEFAULT_OPERATING_WINDOW = 600.0
 
 
 def max_sleep() -> float:
@@ -119,7 +124,49 @@ def limiter_level(*, portal_id: int, rate: float) -> float:
     return drained(BucketState(row.level, row.updated_at), time.time(), float(rate))
 
 
-# --- operating-time blocks ---------------------------------------------------------------------
+# --- operating-time holds ----------------------------------------------------------------------
+
+#: (portal id, lower-case method) -> the last `operating_reset_at` seen in this process.
+_operating_reset: dict[tuple[int, str], float] = {}
+
+
+def operating_time_seen(*, portal_id: int, method: str, time_info: dict | None) -> None:
+    """Remember the reset time an answer's `time` section reports for a method."""
+    if not isinstance(time_info, dict):
+        return
+    reset_at = time_info.get("operating_reset_at")
+    try:
+        if reset_at is not None:
+            _operating_reset[(portal_id, method.lower())] = float(reset_at)
+    except (TypeError, ValueError):
+        pass
+
+
+def operating_time_reset_at(*, portal_id: int, method: str, time_info: dict | None) -> float:
+    """Unix time until which a method refused with OPERATION_TIME_LIMIT should be held: the
+    refusal's reset time, else the last one seen, else DEFAULT_OPERATING_WINDOW from now (never
+    more than twice that)."""
+    now = time.time()
+    candidates = []
+    if isinstance(time_info, dict) and time_info.get("operating_reset_at") is not None:
+        try:
+            candidates.append(float(time_info["operating_reset_at"]))
+        except (TypeError, ValueError):
+            pass
+    if not candidates and (portal_id, method.lower()) in _operating_reset:
+        candidates.append(_operating_reset[(portal_id, method.lower())])
+    until = max(candidates) if candidates else 0.0
+    if until <= now:
+        until = now + DEFAULT_OPERATING_WINDOW
+    return min(until, now + 2 * DEFAULT_OPERATING_WINDOW)
+
+
+def method_block_hold(*, portal_id: int, method: str, time_info: dict | None) -> float:
+    """Hold `method` on the portal until its operating time resets; returns that Unix time."""
+    until = operating_time_reset_at(portal_id=portal_id, method=method, time_info=time_info)
+    method_block_set(portal_id=portal_id, method=method.lower(), until=dt.datetime.fromtimestamp(until, tz=dt.UTC))
+    return until
+
 
 
 def method_block_check(*, portal_id: int, methods: Iterable[str]) -> None:

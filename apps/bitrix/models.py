@@ -18,7 +18,7 @@ class PortalLimiter(models.Model):
 
 class MethodBlock(models.Model):
     """A method held on one portal until `blocked_until` after OPERATION_TIME_LIMIT (429):
-    calls to it raise WaitForReset without being sent (FACTS §5)."""
+    calls to it raise HeldUntilReset without being sent (FACTS §5; apps.bitrix.limiter)."""
 
     portal = models.ForeignKey("portals.Portal", on_delete=models.CASCADE, related_name="method_blocks")
     method = models.CharField(max_length=255, help_text="Normalised (lower-case) method name")

@@ -1,15 +1,16 @@
 """OAuth token refresh, single-flight across processes (FACTS §7).
 
-After a 401 `expired_token`/`invalid_token`, every caller runs `credential_refresh` with the
-token that failed. It locks the Credential row (`select_for_update`), re-reads it and refreshes
+After an answer with one of `errors.REFRESH_CODES` (`expired_token`, `invalid_token`,
+`NO_AUTH_FOUND`), every BitrixClient runs `credential_refresh` with the token that failed. It locks the Credential row (`select_for_update`), re-reads it and refreshes
 only if the stored token is still the one that failed: the first caller refreshes while the
 others wait on the lock, then find a new token and use it. The rotated pair is committed before
 anyone uses it (Bitrix24 invalidates the old refresh token). On SQLite (the embedded default)
 a per-portal file lock replaces the row lock, because a write transaction there locks the whole
 database while the sandbox's token endpoint, in the same database, needs to write.
 
-`invalid_grant` / `invalid_client` / `PAYMENT_REQUIRED` mark the credential broken, alert the
-admins (logger.error + mail_admins) and raise AuthFailed. A refresh that fails for a passing
+An error answer of the token endpoint (`invalid_grant`, `invalid_client`, `PAYMENT_REQUIRED`,
+`invalid_scope` ...) marks the credential broken, alerts the admins (logger.error + mail_admins)
+and raises AuthFailed. A refresh that fails for a passing
 reason (token endpoint unreachable, 5xx, unreadable answer) raises NotSent: the call itself was
 refused with 401 and never ran, so it may be retried.
 """
@@ -30,9 +31,10 @@ from django.utils.crypto import constant_time_compare
 
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
-from apps.portals.models import Credential, CredentialStatus
+from apps.portals.models import Credential, CredentialStatus, Portal
 
 from .errors import AuthFailed, BitrixError, NotSent, PortalError
+from .http import token_request
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +97,7 @@ def credential_mark_broken(*, portal_id: int, code: str, detail: str = "") -> No
         _alert(portal_id=portal_id, text=text)
 
 
-def _portal(portal_id: int):
-    from apps.portals.models import Portal
-
+def _portal(portal_id: int) -> Portal | None:
     return Portal.objects.filter(pk=portal_id).first()
 
 
@@ -168,8 +168,6 @@ def _mark(credential: Credential, code: str, detail: str) -> None:
 
 def _refresh_locked(credential: Credential, failed_access_token: str) -> tuple[str, AuthFailed | None]:
     """Under the lock: (token to use, None) or ("", the AuthFailed to raise after commit)."""
-    from .client import token_request
-
     if credential.status == CredentialStatus.BROKEN:
         raise AuthFailed("CREDENTIAL_BROKEN", f"The credential is marked broken ({credential.status_detail}).")
     current = credential.access_token or ""

@@ -1,6 +1,7 @@
 """Masking of credentials in anything that may be logged or shown: webhook codes in REST paths,
-`auth=` tokens and OAuth query parameters. Used for redirect locations and as a logging filter
-on urllib3, which logs request lines (path and query) at DEBUG."""
+`auth=` tokens and OAuth query parameters. Used for redirect locations, and as a logging filter
+on the loggers that print request lines: urllib3 (path and query, at DEBUG) and Django's
+runserver/request loggers (the sandbox portal served by the same process)."""
 
 import logging
 import re
@@ -44,9 +45,8 @@ LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry",
            "django.request")
 
 
-def install_urllib3_filter() -> None:
-    """Filters on the loggers that print request lines: urllib3 (our requests) and Django's
-    runserver/request loggers (the sandbox portal served by the same process)."""
+def install_redact_filters() -> None:
+    """A RedactFilter on each of LOGGERS (once, however often this is called)."""
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactFilter) for f in logger.filters):

@@ -9,24 +9,18 @@ import logging
 
 from celery import shared_task
 
+from apps.policy.catalog import lookup
+
 from .client import BitrixClient
 from .errors import NotSent
 
 logger = logging.getLogger(__name__)
 
 
-def _is_read(method: str) -> bool:
-    try:
-        from apps.policy.catalog import lookup
-    except ImportError:
-        return method.rsplit(".", 1)[-1].lower() in {"get", "list", "time", "current", "fields"}
-    info = lookup(method)
-    return info is not None and info.risk == "read"
-
-
 @shared_task(bind=True, max_retries=50, ignore_result=True)
 def bench_call(self, portal_id: int, method: str):
-    if not _is_read(method):
+    info = lookup(method)
+    if info is None or info.risk != "read":
         logger.error("bench_call refuses %s: not a read method", method)
         return "refused"
     try:

@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 
 from apps.bitrix import limiter
-from apps.bitrix.client import USER_AGENT, BitrixClient
+from apps.bitrix.client import BitrixClient
 from apps.bitrix.errors import (
     AuthFailed,
     BatchTooLong,
@@ -18,6 +18,7 @@ from apps.bitrix.errors import (
     PortalMoved,
     WaitForReset,
 )
+from apps.bitrix.http import USER_AGENT
 from apps.bitrix.models import MethodBlock, PortalLimiter
 from apps.portals.models import Credential, CredentialStatus
 

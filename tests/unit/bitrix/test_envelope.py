@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.bitrix.client import batch_result, call_result, decode_body, error_from_body
+from apps.bitrix.envelope import batch_result, call_result, decode_body, error_from_body
 from apps.bitrix.errors import AuthFailed, OutcomeUnknown, OverloadBlocked, PortalError, WaitForReset
 
 SAMPLES = Path(__file__).parent / "samples"

@@ -4,8 +4,9 @@ import logging
 
 import pytest
 
-from apps.bitrix.client import USER_AGENT, build_url, http_send, normalize_method
+from apps.bitrix.address import build_url, method_path
 from apps.bitrix.errors import NotSent, PortalError, PortalMoved
+from apps.bitrix.http import USER_AGENT, http_send
 from apps.bitrix.redact import RedactFilter, redact
 from tests.integration.bitrix.stub import StubServer
 
@@ -32,11 +33,11 @@ def test_sandbox_style_base_url_keeps_its_path():
 
 
 def test_method_names():
-    assert normalize_method(" crm.lead.get.json ") == "crm.lead.get"
-    assert normalize_method("catalog.roundingRule.list") == "catalog.roundingRule.list"
+    assert method_path(" crm.lead.get.json ") == "crm.lead.get"
+    assert method_path("catalog.roundingRule.list") == "catalog.roundingRule.list"
     for bad in ("../x", "a/b", "a?b=1", "a b", "", "a..b", "é.get", None, "x" * 200):
         with pytest.raises(PortalError):
-            normalize_method(bad)
+            method_path(bad)
 
 
 def test_redact():
