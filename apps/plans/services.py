@@ -172,7 +172,7 @@ def _locked_plan(plan_id) -> Plan:
     try:
         return Plan.objects.select_for_update().select_related("portal", "agent").get(pk=plan_id)
     except (Plan.DoesNotExist, ValidationError, ValueError):
-        raise NotFound("No such plan.")
+        raise NotFound("No such plan.") from None
 
 
 def user_may_approve(*, user, portal: Portal) -> bool:
