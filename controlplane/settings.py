@@ -213,7 +213,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-plans": {"task": "apps.plans.tasks.expire_plans", "schedule": 60.0},
+    "purge-idempotency-keys": {"task": "apps.plans.tasks.purge_idempotency_keys", "schedule": 3600.0},
+    "recover-stale-plans": {"task": "apps.plans.tasks.recover_stale_plans", "schedule": 60.0},
 }
+# Hard time limit of apps.plans.tasks.execute_plan (soft limit: 4/5 of it). A plan left
+# `executing` longer than this (plus a minute) belongs to a worker that is gone.
+PLAN_EXECUTION_TIME_LIMIT = 5 * 60
 
 LOGGING = {
     "version": 1,

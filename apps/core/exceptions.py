@@ -48,7 +48,7 @@ class DeniedByPolicy(ApplicationError):
     default_message = "The policy of the grant denies this call."
 
 
-class PermissionDenied(ApplicationError):
+class NotAllowed(ApplicationError):
     """403 for people (approvers), not agents."""
 
     code = "permission_denied"

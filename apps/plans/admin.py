@@ -17,7 +17,7 @@ from apps.core.admin import ReadOnlyAdminMixin
 from apps.core.exceptions import ApplicationError
 
 from . import services
-from .choices import Decision, PlanStatus
+from .choices import ApprovalDecision, PlanStatus
 from .models import Approval, ExecutionAttempt, PendingPlan, Plan
 from .selectors import is_uuid, plan_decisions_for, portals_decidable_by, user_may_decide
 
@@ -92,7 +92,7 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="approvals")
     def approvals_progress(self, obj):
-        approved = sum(1 for a in obj.approvals.all() if a.decision == Decision.APPROVE)
+        approved = sum(1 for a in obj.approvals.all() if a.decision == ApprovalDecision.APPROVE)
         return f"{approved}/{obj.approvals_required}"
 
     @admin.display(description="steps (exactly what will be sent)")

@@ -1,5 +1,6 @@
 """The agent API (JSON only, bearer auth). Views are adapters: parse, call one service, render."""
 
+import dataclasses
 import time
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from apps.policy.packs import BUILTIN_PACKS
 from apps.policy.selectors import active_grants, custom_pack_patterns, grant_views_for, pack_patterns
 from apps.portals.models import Portal
 
-from . import idempotency, services
+from . import services
 from .choices import FINAL_FOR_WAIT
 from .openapi import openapi_document
 from .schemas import (
@@ -56,62 +57,18 @@ def plans(request):
 def _submit(request, agent):
     dry_run = parse_flag(request.GET.get("dry_run"), field="dry_run")
     wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
-    body = parse_json_body(request)
-    req = parse_submit(body, header_key=request.headers.get("Idempotency-Key"))
-    portal = services.portal_for_agent(agent=agent, slug=req.portal)
-    if dry_run:
-        return _render_dry_run(_evaluate(agent, portal, req))
-    record = None
-    if req.idempotency_key is not None:
-        claim = idempotency.claim(agent=agent, key=req.idempotency_key, request_hash=req.request_hash)
-        if claim.replay is not None:
-            plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=claim.replay.pk), wait)
-            return render_plan(plan), 200, {"Idempotent-Replayed": "true"}
-        record = claim.record
-    try:
-        plan = services.plan_submit(
-            agent=agent, portal=portal, steps=req.steps, reason=req.reason, callback_url=req.callback_url,
-            decision=_evaluate(agent, portal, req),
-            on_created=(lambda p: idempotency.bind(record, p)) if record else None,
-        )
-    except BaseException:
-        if record is not None:
-            idempotency.release(record)
-        raise
-    plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=plan.pk), wait)
+    req = parse_submit(parse_json_body(request), header_key=request.headers.get("Idempotency-Key"))
+    submission = services.plan_submit(
+        agent=agent, portal=services.portal_for_agent(agent=agent, slug=req.portal), steps=req.steps,
+        reason=req.reason, callback_url=req.callback_url, idempotency_key=req.idempotency_key,
+        request_hash=req.request_hash, single_call=req.single, dry_run=dry_run,
+    )
+    if submission.dry_run is not None:
+        return {"dry_run": True, **dataclasses.asdict(submission.dry_run)}
+    plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=submission.plan.pk), wait)
+    if submission.replayed:
+        return render_plan(plan), 200, {"Idempotent-Replayed": "true"}
     return render_plan(plan), 201, {"Location": f"/api/v1/plans/{plan.pk}"}
-
-
-def _evaluate(agent, portal, req):
-    """The policy decision; for a single `method` call, errors name `method`/`params`, not steps."""
-    try:
-        return services.plan_evaluate(agent=agent, portal=portal, steps=req.steps)
-    except InvalidRequest as exc:
-        field = exc.extra.get("field", "")
-        if req.single and isinstance(field, str) and field.startswith("steps.0."):
-            exc.extra["field"] = field.removeprefix("steps.0.")
-        elif req.single and field == "steps":
-            exc.extra["field"] = "method"
-        raise
-
-
-def _render_dry_run(decision):
-    status = None
-    if decision.allowed:
-        status = "approved" if decision.approvals_required == 0 else "pending_approval"
-    return {
-        "dry_run": True,
-        "allowed": decision.allowed,
-        "outcome": decision.outcome,
-        "would_be": status,
-        "risk": decision.risk,
-        "approvals_required": decision.approvals_required,
-        "packs": list(decision.packs),
-        "reasons": list(decision.reasons),
-        "missing": [dict(m) for m in decision.missing],
-        "checked": [dict(c) for c in decision.checked],
-        "steps": services.normalized_steps(decision),
-    }
 
 
 def _list(request, agent):

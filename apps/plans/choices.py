@@ -27,7 +27,7 @@ class Risk(models.TextChoices):
     DESTRUCTIVE = "destructive"
 
 
-class Decision(models.TextChoices):
+class ApprovalDecision(models.TextChoices):
     APPROVE = "approve"
     REJECT = "reject"
 

@@ -8,12 +8,16 @@ The task (`apps.plans.tasks.execute_plan`) is a thin adapter around `execute()`.
   plan's and every approval's; the policy is applied again (a grant revoked, expired or tightened
   after approval stops the plan).
 - The attempt is recorded before the portal is called (house rule 6).
-- Calls the portal refused without running them are retried with backoff and jitter through
-  Celery's retry; reads are retried on timeouts and 5xx too; a write whose outcome is unknown is
-  never re-sent: the plan becomes `needs_reconciliation` for a human.
+- Calls the portal refused without running them are retried with backoff and jitter (`execute()`
+  says when; the task queues the retry through `services.enqueue_execution`); reads are retried
+  on timeouts and 5xx too; a write whose outcome is unknown is never re-sent: the plan becomes
+  `needs_reconciliation` for a human.
+- A plan whose worker died is picked up by `services.plans_recover_stale` with the attempt
+  helpers below.
+
+The executor depends on the pure checks in `evaluation`, never on the services module.
 """
 
-import datetime
 import logging
 import random
 from dataclasses import dataclass
@@ -27,9 +31,8 @@ from apps.bitrix.client import BitrixClient
 from apps.bitrix.errors import BitrixError, Deferred, NotSent, OutcomeUnknown
 from apps.policy.errors import PolicyInputError
 
-from . import services
-from .choices import AttemptOutcome, PlanStatus, Risk
-from .choices import Decision as ApprovalDecision
+from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
+from .evaluation import content_hash, plan_evaluate
 from .models import ExecutionAttempt, Plan
 from .states import StaleState, transition
 
@@ -50,7 +53,7 @@ class Outcome:
 
 
 def backoff(attempt: int, *, at_least: float | None = None) -> float:
-    """Exponential backoff with full jitter, never shorter than what the portal asked for."""
+    """Exponential backoff with equal jitter (half fixed, half random), never shorter than what the portal asked for."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempt - 1))
     delay = random.uniform(ceiling / 2, ceiling)
     return max(delay, at_least or 0.0)
@@ -89,7 +92,7 @@ def _start(plan_id, attempt: int | None) -> Plan | None:
 
 def _preflight(plan: Plan) -> Outcome | None:
     """Integrity and policy, checked again right before sending."""
-    current = services.content_hash(portal_slug=plan.portal.slug, steps=plan.steps)
+    current = content_hash(portal_slug=plan.portal.slug, steps=plan.steps)
     approved_hashes = list(
         plan.approvals.filter(decision=ApprovalDecision.APPROVE).values_list("content_hash", flat=True))
     if current != plan.content_hash or any(h != current for h in approved_hashes):
@@ -97,7 +100,7 @@ def _preflight(plan: Plan) -> Outcome | None:
     if not plan.agent.is_active or not plan.portal.is_active:
         return _fail(plan, "policy_refused", "The agent or the portal was deactivated; nothing was sent.")
     try:
-        decision = services.plan_evaluate(agent=plan.agent, portal=plan.portal, steps=plan.steps)
+        decision = plan_evaluate(agent=plan.agent, portal=plan.portal, steps=plan.steps)
     except PolicyInputError as exc:
         return _fail(plan, "policy_refused", exc.message)
     if not decision.allowed:
@@ -109,7 +112,8 @@ def _preflight(plan: Plan) -> Outcome | None:
     return None
 
 
-def _record_attempt(plan: Plan) -> ExecutionAttempt | None:
+def record_attempt(plan: Plan) -> ExecutionAttempt | None:
+    """Record the next attempt before the portal is called; None if another run took that number."""
     number = plan.attempt_count + 1
     with transaction.atomic():
         claimed = Plan.objects.filter(pk=plan.pk, status=S.EXECUTING, attempt_count=number - 1).update(
@@ -123,7 +127,8 @@ def _record_attempt(plan: Plan) -> ExecutionAttempt | None:
     return attempt
 
 
-def _close_attempt(attempt: ExecutionAttempt, outcome: str, detail: dict | None = None) -> None:
+def close_attempt(attempt: ExecutionAttempt, outcome: str, detail: dict | None = None) -> None:
+    """Record how the attempt ended (an `AttemptOutcome`)."""
     ExecutionAttempt.objects.filter(pk=attempt.pk).update(outcome=outcome, finished_at=timezone.now(), detail=detail)
 
 
@@ -134,16 +139,16 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
     stopped = _preflight(plan)
     if stopped:
         return stopped
-    record = _record_attempt(plan)
+    record = record_attempt(plan)
     if record is None:
         return Outcome("skipped")
     try:
         answer = BitrixClient(plan.portal).run_steps(plan.steps)
     except NotSent as exc:
-        _close_attempt(record, AttemptOutcome.NOT_SENT, {**exc.as_dict(), "deferred": isinstance(exc, Deferred)})
+        close_attempt(record, AttemptOutcome.NOT_SENT, {**exc.as_dict(), "deferred": isinstance(exc, Deferred)})
         return _retry_or_fail(plan, record.number, exc)
     except OutcomeUnknown as exc:
-        _close_attempt(record, AttemptOutcome.UNKNOWN, exc.as_dict())
+        close_attempt(record, AttemptOutcome.UNKNOWN, exc.as_dict())
         if plan.risk == Risk.READ:
             return _retry_or_fail(plan, record.number, exc)
         transition(plan=plan, source=S.EXECUTING, target=S.NEEDS_RECONCILIATION,
@@ -152,9 +157,9 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
                           "answer was lost; check the portal and settle the plan.", "cause": exc.as_dict()})
         return Outcome(S.NEEDS_RECONCILIATION)
     except BitrixError as exc:
-        _close_attempt(record, AttemptOutcome.ANSWERED, exc.as_dict())
+        close_attempt(record, AttemptOutcome.ANSWERED, exc.as_dict())
         return _fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict())
-    _close_attempt(record, AttemptOutcome.ANSWERED)
+    close_attempt(record, AttemptOutcome.ANSWERED)
     steps = answer.get("steps", {})
     failed = {name: step["error"] for name, step in steps.items() if step.get("error")}
     if failed:
@@ -177,39 +182,3 @@ def _retry_or_fail(plan: Plan, number: int, exc: BitrixError) -> Outcome:
     if isinstance(exc, Deferred):
         return Outcome(S.EXECUTING, retry_in=(exc.retry_after or 1.0) + random.uniform(0, 1), attempt=number)
     return Outcome(S.EXECUTING, retry_in=backoff(max(tries, 1), at_least=exc.retry_after), attempt=number)
-
-
-STALE_AFTER_SECONDS = 6 * 60  # past the task's hard time limit: the worker that ran it is gone
-
-
-def recover_stale(*, now=None) -> int:
-    """Plans left `executing` by a worker that died. Nothing sent yet, or a read: run again.
-    A write whose attempt is open may have reached the portal: needs_reconciliation."""
-    from .tasks import execute_plan
-
-    now = now or timezone.now()
-    cutoff = now - datetime.timedelta(seconds=STALE_AFTER_SECONDS)
-    recovered = 0
-    for plan in Plan.objects.filter(status=S.EXECUTING, updated_at__lte=cutoff).select_related("portal"):
-        with transaction.atomic():
-            last = plan.attempts.select_for_update().order_by("-number").first()
-            if last is not None and last.outcome != AttemptOutcome.OPEN:
-                continue  # a retry is scheduled for it
-            if last is not None and plan.risk != Risk.READ:
-                _close_attempt(last, AttemptOutcome.UNKNOWN, {"code": "worker_lost"})
-                transition(plan=plan, source=S.EXECUTING, target=S.NEEDS_RECONCILIATION,
-                           data={"error": "worker_lost"},
-                           error={"code": "outcome_unknown", "message": "The worker stopped while the call "
-                                  "was in flight; check the portal and settle the plan."})
-            else:
-                if last is None:
-                    last = _record_attempt(plan)
-                    if last is None:
-                        continue
-                _close_attempt(last, AttemptOutcome.NOT_SENT if plan.risk != Risk.READ else AttemptOutcome.UNKNOWN,
-                               {"code": "worker_lost"})
-                Plan.objects.filter(pk=plan.pk).update(updated_at=now)
-                transaction.on_commit(
-                    lambda pk=str(plan.pk), n=last.number: execute_plan.apply_async(args=(pk,), kwargs={"attempt": n}))
-            recovered += 1
-    return recovered

@@ -1,4 +1,5 @@
-"""Idempotency keys for plan submission (IETF Idempotency-Key draft semantics, per agent).
+"""Idempotency keys for plan submission (IETF Idempotency-Key draft semantics, per agent),
+used by `services.plan_submit` and purged by the `purge_idempotency_keys` task.
 
 The first request to insert the (agent, key) row owns the key; the row commits at once, so a
 concurrent request with the same key sees it: still without a plan → 409

@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from .choices import AttemptOutcome, Decision, PlanStatus, Risk
+from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
 
 
 class Plan(models.Model):
@@ -46,7 +46,7 @@ class Plan(models.Model):
 class Approval(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="approvals")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals")
-    decision = models.CharField(max_length=16, choices=Decision.choices)
+    decision = models.CharField(max_length=16, choices=ApprovalDecision.choices)
     comment = models.TextField(blank=True)
     content_hash = models.CharField(max_length=64, help_text="The plan content this decision saw")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,11 +1,13 @@
 """Plan services: every write to plans goes through here (HackSoft services, Zulip's do_*).
 
 Each service owns its transaction, locks the plan row it decides on, moves it through
-`states.transition` (which writes the audit entry), and enqueues execution with
-`delay_on_commit` so a worker never sees an uncommitted plan.
+`states.transition` (which writes the audit entry), and queues execution through
+`enqueue_execution` (on commit, so a worker never sees an uncommitted plan). Reads that several
+writers share (content hash, policy decision) live in `evaluation`.
 """
 
 import datetime
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,24 +16,17 @@ from django.utils import timezone
 
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
-from apps.core.canonical import sha256_hex
-from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotFound, NotGranted, PermissionDenied
-from apps.policy.decide import Decision, Step, decide
-from apps.policy.selectors import grant_views_for
+from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotAllowed, NotFound, NotGranted
+from apps.policy.decide import Decision
 from apps.portals.models import Portal
 
-from .choices import Decision as ApprovalDecision
-from .choices import PlanStatus
+from . import executor, idempotency
+from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
+from .evaluation import content_hash, normalized_steps, plan_evaluate, status_after_submit
 from .models import Approval, Plan
 from .states import StaleState, transition
 
 S = PlanStatus
-APPROVALS_FOR = {"auto": 0, "approve": 1, "approve2": 2}
-
-
-def content_hash(*, portal_slug: str, steps: list[dict]) -> str:
-    """What an approval binds to: SHA-256 of the canonical JSON of portal + steps."""
-    return sha256_hex({"portal": portal_slug, "steps": steps})
 
 
 def portal_for_agent(*, agent, slug: str) -> Portal:
@@ -43,13 +38,88 @@ def portal_for_agent(*, agent, slug: str) -> Portal:
     return portal
 
 
-def plan_evaluate(*, agent, portal: Portal, steps: list[dict]) -> Decision:
-    """Apply the pure policy to the agent's current grants. Raises PolicyInputError on bad steps."""
-    grants = grant_views_for(agent=agent, portal=portal)
-    return decide(grants, [Step(name=s["name"], method=s["method"], params=s.get("params") or {}) for s in steps])
+@dataclass(frozen=True)
+class DryRun:
+    """What a submission would do; nothing is created. `would_be` is None when it is refused."""
+
+    allowed: bool
+    outcome: str
+    would_be: str | None
+    risk: str
+    approvals_required: int
+    packs: list[str]
+    reasons: list[str]
+    missing: list[dict]
+    checked: list[dict]
+    steps: list[dict]
 
 
-def raise_for_refusal(decision: Decision) -> None:
+@dataclass(frozen=True)
+class Submission:
+    """What `plan_submit` did: made `plan`, replayed the plan an earlier request with the same
+    idempotency key made (`replayed`), or only evaluated it (`dry_run`)."""
+
+    plan: Plan | None = None
+    replayed: bool = False
+    dry_run: DryRun | None = None
+
+
+def plan_submit(*, agent, portal: Portal, steps: list[dict], reason: str = "", callback_url: str = "",
+                idempotency_key: str | None = None, request_hash: str | None = None,
+                single_call: bool = False, dry_run: bool = False) -> Submission:
+    """The whole submission. A dry run evaluates and creates nothing. Otherwise the idempotency key
+    (if any) is claimed first: an earlier identical request's plan is replayed, a different one is
+    422, one still in flight is 409. Then the policy is evaluated, a refusal raised, and the plan
+    created; `auto` plans are approved at once and enqueued on commit, the rest wait for approvers
+    until PLAN_TTL. The key binds to the plan in the creating transaction; a failed submission
+    releases it. `request_hash` fingerprints the request as sent (needed with a key);
+    `single_call` says it was sent as one {method, params}, so errors name `method`/`params`."""
+    if dry_run:
+        return Submission(dry_run=_dry_run(_evaluate(agent=agent, portal=portal, steps=steps, single_call=single_call)))
+    record = None
+    if idempotency_key is not None:
+        if not request_hash:
+            raise ValueError("An idempotent submission needs the request's hash.")
+        claim = idempotency.claim(agent=agent, key=idempotency_key, request_hash=request_hash)
+        if claim.replay is not None:
+            return Submission(plan=claim.replay, replayed=True)
+        record = claim.record
+    try:
+        decision = _evaluate(agent=agent, portal=portal, steps=steps, single_call=single_call)
+        _raise_for_refusal(decision)
+        plan = _plan_create(agent=agent, portal=portal, decision=decision, reason=reason,
+                            callback_url=callback_url, record=record)
+    except BaseException:
+        if record is not None:
+            idempotency.release(record)
+        raise
+    return Submission(plan=plan)
+
+
+def _evaluate(*, agent, portal: Portal, steps: list[dict], single_call: bool) -> Decision:
+    """The policy decision; for a single call, errors name `method`/`params`, not `steps.0.…`."""
+    try:
+        return plan_evaluate(agent=agent, portal=portal, steps=steps)
+    except InvalidRequest as exc:
+        field = exc.extra.get("field", "")
+        if single_call and isinstance(field, str) and field.startswith("steps.0."):
+            exc.extra["field"] = field.removeprefix("steps.0.")
+        elif single_call and field == "steps":
+            exc.extra["field"] = "method"
+        raise
+
+
+def _dry_run(decision: Decision) -> DryRun:
+    return DryRun(
+        allowed=decision.allowed, outcome=decision.outcome,
+        would_be=status_after_submit(decision).value if decision.allowed else None,
+        risk=decision.risk, approvals_required=decision.approvals_required, packs=list(decision.packs),
+        reasons=list(decision.reasons), missing=[dict(m) for m in decision.missing],
+        checked=[dict(c) for c in decision.checked], steps=normalized_steps(decision),
+    )
+
+
+def _raise_for_refusal(decision: Decision) -> None:
     if decision.outcome == "not_granted":
         missing = [dict(m) for m in decision.missing]
         first = missing[0] if missing else {}
@@ -63,19 +133,9 @@ def raise_for_refusal(decision: Decision) -> None:
         raise DeniedByPolicy("; ".join(decision.reasons) or None, risk=decision.risk)
 
 
-def normalized_steps(decision: Decision) -> list[dict]:
-    return [{"name": s.name, "method": s.method, "params": s.params} for s in decision.steps]
-
-
-def plan_submit(*, agent, portal: Portal, steps: list[dict], reason: str = "", callback_url: str = "",
-                decision: Decision | None = None, on_created=None) -> Plan:
-    """Create a plan the policy allows. `auto` plans are approved at once and enqueued on commit;
-    the rest wait for approvers until PLAN_TTL. `on_created(plan)` runs inside the transaction
-    (the idempotency record binds to the plan there)."""
-    decision = decision or plan_evaluate(agent=agent, portal=portal, steps=steps)
-    raise_for_refusal(decision)
+def _plan_create(*, agent, portal: Portal, decision: Decision, reason: str, callback_url: str, record) -> Plan:
     steps = normalized_steps(decision)
-    now = timezone.now()
+    target = status_after_submit(decision)
     with transaction.atomic():
         plan = Plan.objects.create(
             agent=agent, portal=portal, status=S.SUBMITTED, risk=decision.risk, steps=steps,
@@ -83,35 +143,36 @@ def plan_submit(*, agent, portal: Portal, steps: list[dict], reason: str = "", c
             content_hash=content_hash(portal_slug=portal.slug, steps=steps),
             approvals_required=decision.approvals_required, packs=list(decision.packs),
             policy_reasons=list(decision.reasons),
-            expires_at=now + datetime.timedelta(seconds=settings.PLAN_TTL),
+            expires_at=timezone.now() + datetime.timedelta(seconds=settings.PLAN_TTL),
         )
         audit_record(
             action=audit_events.PLAN_SUBMITTED, actor=agent, portal=portal, plan=plan,
             data={"risk": plan.risk, "methods": plan.methods, "outcome": decision.outcome,
                   "content_hash": plan.content_hash},
         )
-        if decision.approvals_required == 0:
-            transition(plan=plan, source=S.SUBMITTED, target=S.APPROVED, actor=agent, data={"policy": "auto"})
-            enqueue_execution(plan)
-        else:
-            transition(plan=plan, source=S.SUBMITTED, target=S.PENDING_APPROVAL, actor=agent,
-                       data={"policy": decision.outcome})
-        if on_created:
-            on_created(plan)
+        transition(plan=plan, source=S.SUBMITTED, target=target, actor=agent, data={"policy": decision.outcome})
+        if target == S.APPROVED:
+            enqueue_execution(plan.pk)
+        if record is not None:
+            idempotency.bind(record, plan)
     return plan
 
 
-def enqueue_execution(plan: Plan) -> None:
+def enqueue_execution(plan_id, *, attempt: int | None = None, countdown: float | None = None) -> None:
+    """The one way execution is queued: the plan id (and the attempt a retry continues), published
+    when the current transaction commits (at once outside one), so a worker never sees an
+    uncommitted or rolled-back plan."""
     from .tasks import execute_plan
 
-    execute_plan.delay_on_commit(str(plan.pk))
+    kwargs = {} if attempt is None else {"attempt": attempt}
+    execute_plan.apply_async_on_commit(args=(str(plan_id),), kwargs=kwargs, countdown=countdown)
 
 
 def _locked_plan(plan_id) -> Plan:
     try:
         return Plan.objects.select_for_update().select_related("portal", "agent").get(pk=plan_id)
     except (Plan.DoesNotExist, ValidationError, ValueError):
-        raise NotFound("No such plan.")
+        raise NotFound("No such plan.") from None
 
 
 def user_may_approve(*, user, portal: Portal) -> bool:
@@ -127,7 +188,7 @@ def _lock_for_approver(*, plan_id, user, status: str, stale: str, act: str) -> P
     if plan.status != status:
         raise StaleState(stale.format(status=plan.status), status=plan.status)
     if not user_may_approve(user=user, portal=plan.portal):
-        raise PermissionDenied(f"{user.get_username()} may not {act} plans on portal {plan.portal.slug}.")
+        raise NotAllowed(f"{user.get_username()} may not {act} plans on portal {plan.portal.slug}.")
     return plan
 
 
@@ -145,9 +206,9 @@ def plan_decide(*, plan_id, user, decision: str, comment: str = "", seen_hash: s
             plan_id=plan_id, user=user, status=S.PENDING_APPROVAL, act="approve",
             stale="The plan is {status}; only pending plans can be decided.")
         if plan.agent.owner_id is not None and plan.agent.owner_id == user.pk:
-            raise PermissionDenied("The owner of the submitting agent cannot decide its plans.")
+            raise NotAllowed("The owner of the submitting agent cannot decide its plans.")
         if plan.approvals.filter(user=user).exists():
-            raise PermissionDenied("You have already decided this plan; a second approver is needed.")
+            raise NotAllowed("You have already decided this plan; a second approver is needed.")
         current_hash = content_hash(portal_slug=plan.portal.slug, steps=plan.steps)
         if current_hash != plan.content_hash or (seen_hash and seen_hash != plan.content_hash):
             raise StaleState("The plan content is not what was shown; reload it before deciding.")
@@ -164,7 +225,7 @@ def plan_decide(*, plan_id, user, decision: str, comment: str = "", seen_hash: s
                 data={"approvals": approvals},
                 expires_at=timezone.now() + datetime.timedelta(seconds=settings.PLAN_TTL),
             )
-            enqueue_execution(plan)
+            enqueue_execution(plan.pk)
         return plan
 
 
@@ -193,6 +254,46 @@ def plans_expire_due(*, now=None) -> int:
             transition(plan=plan, source=status, target=S.EXPIRED, data={"ttl": settings.PLAN_TTL})
             expired += 1
     return expired
+
+
+def stale_after() -> datetime.timedelta:
+    """How long a plan stays `executing` without a change before its worker counts as gone: the
+    execute task is killed at its hard time limit; a minute more allows for the clocks of
+    different hosts."""
+    from .tasks import execute_plan
+
+    return datetime.timedelta(seconds=execute_plan.time_limit + 60)
+
+
+def plans_recover_stale(*, now=None) -> int:
+    """Plans left `executing` by a worker that died. Nothing sent yet, or a read: run again.
+    A write whose attempt is open may have reached the portal: needs_reconciliation."""
+    now = now or timezone.now()
+    recovered = 0
+    stale = Plan.objects.filter(status=S.EXECUTING, updated_at__lte=now - stale_after()).select_related("portal")
+    for plan in stale:
+        with transaction.atomic():
+            last = plan.attempts.select_for_update().order_by("-number").first()
+            if last is not None and last.outcome != AttemptOutcome.OPEN:
+                continue  # a retry is scheduled for it
+            if last is not None and plan.risk != Risk.READ:
+                executor.close_attempt(last, AttemptOutcome.UNKNOWN, {"code": "worker_lost"})
+                transition(plan=plan, source=S.EXECUTING, target=S.NEEDS_RECONCILIATION,
+                           data={"error": "worker_lost"},
+                           error={"code": "outcome_unknown", "message": "The worker stopped while the call "
+                                  "was in flight; check the portal and settle the plan."})
+            else:
+                if last is None:
+                    last = executor.record_attempt(plan)
+                    if last is None:
+                        continue
+                executor.close_attempt(
+                    last, AttemptOutcome.NOT_SENT if plan.risk != Risk.READ else AttemptOutcome.UNKNOWN,
+                    {"code": "worker_lost"})
+                Plan.objects.filter(pk=plan.pk).update(updated_at=now)
+                enqueue_execution(plan.pk, attempt=last.number)
+            recovered += 1
+    return recovered
 
 
 def plan_reconcile(*, plan_id, user, succeeded: bool, comment: str = "") -> Plan:

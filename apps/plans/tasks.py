@@ -1,20 +1,34 @@
-"""Celery adapters: ids in, one service call, nothing secret in the message (house rule 5)."""
+"""Celery adapters: ids in, one service call, nothing secret in the message (house rule 5).
+
+Execution is queued only through `services.enqueue_execution`; each periodic job is its own task,
+scheduled in `CELERY_BEAT_SCHEDULE`.
+"""
 
 from celery import shared_task
+from django.conf import settings
 
 from . import executor, idempotency, services
 
 
-@shared_task(bind=True, max_retries=None, ignore_result=True)
-def execute_plan(self, plan_id: str, attempt: int | None = None):
+@shared_task(ignore_result=True, time_limit=settings.PLAN_EXECUTION_TIME_LIMIT,
+             soft_time_limit=settings.PLAN_EXECUTION_TIME_LIMIT * 4 // 5)
+def execute_plan(plan_id: str, attempt: int | None = None):
     outcome = executor.execute(plan_id=plan_id, attempt=attempt)
     if outcome.retry_in is not None:
-        raise self.retry(args=(plan_id,), kwargs={"attempt": outcome.attempt}, countdown=outcome.retry_in)
+        services.enqueue_execution(plan_id, attempt=outcome.attempt, countdown=outcome.retry_in)
     return outcome.status
 
 
 @shared_task(ignore_result=True)
 def expire_plans():
-    idempotency.purge_expired()
-    executor.recover_stale()
     return services.plans_expire_due()
+
+
+@shared_task(ignore_result=True)
+def purge_idempotency_keys():
+    return idempotency.purge_expired()
+
+
+@shared_task(ignore_result=True)
+def recover_stale_plans():
+    return services.plans_recover_stale()

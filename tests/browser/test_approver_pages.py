@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from apps.plans import services
-from apps.plans.choices import Decision, PlanStatus
+from apps.plans.choices import ApprovalDecision, PlanStatus
 from apps.plans.models import Plan
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -20,7 +20,7 @@ SCREENSHOT = "/tmp/approver-confirmation.png"
 def submit(agent, portal, method="crm.lead.add", params=None, reason="") -> Plan:
     params = params if params is not None else {"fields": {"TITLE": "Lead from the web form", "PHONE": "+49 30 1234"}}
     return services.plan_submit(agent=agent, portal=portal, reason=reason,
-                                steps=[{"name": "call", "method": method, "params": params}])
+                                steps=[{"name": "call", "method": method, "params": params}]).plan
 
 
 def short(plan) -> str:
@@ -91,7 +91,8 @@ def test_approver_logs_in_and_approves_from_the_inbox(live_server, new_page, log
     plan.refresh_from_db()
     assert plan.status == PlanStatus.APPROVED
     approval = plan.approvals.get()
-    assert (approval.user_id, approval.decision, approval.comment) == (alice.pk, Decision.APPROVE, "checked with sales")
+    assert (approval.user_id, approval.decision, approval.comment) == (
+        alice.pk, ApprovalDecision.APPROVE, "checked with sales")
     assert approval.content_hash == plan.content_hash
 
     # It has left the inbox.
@@ -131,7 +132,7 @@ def test_reject_through_the_changelist_action(live_server, new_page, login, port
     assert other.status == PlanStatus.PENDING_APPROVAL
     rejection = wrong.approvals.get()
     assert (rejection.user_id, rejection.decision, rejection.comment) == (
-        alice.pk, Decision.REJECT, "duplicate of an existing lead")
+        alice.pk, ApprovalDecision.REJECT, "duplicate of an existing lead")
 
 
 def test_destructive_plan_needs_two_distinct_approvers(live_server, new_page, login, portal, make_agent,

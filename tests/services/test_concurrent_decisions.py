@@ -22,7 +22,7 @@ pytestmark = [
 def test_approve_and_reject_race(agent, portal, make_approver, round_):
     deciders = [make_approver(f"a{round_}{i}", portals=[portal]) for i in range(6)]
     plan = services.plan_submit(agent=agent, portal=portal, steps=[
-        {"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "race"}}}])
+        {"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "race"}}}]).plan
     barrier = threading.Barrier(len(deciders))
     outcomes = []
 

@@ -80,7 +80,7 @@ def test_a_plan_delivered_many_times_runs_once(sandbox_portal, make_agent, worke
 
     agent = make_agent("svc-agent", portal=sandbox_portal, write="auto")
     plan = services.plan_submit(agent=agent, portal=sandbox_portal, steps=[
-        {"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "exactly once"}}}])
+        {"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "exactly once"}}}]).plan
     assert plan.status == "approved"  # the on-commit enqueue already published one message
     for _ in range(7):  # duplicates, as a redelivering broker would send them
         execute_plan.delay(str(plan.pk))
@@ -95,7 +95,8 @@ def test_a_plan_delivered_many_times_runs_once(sandbox_portal, make_agent, worke
 def test_many_plans_across_the_pool_each_run_once(sandbox_portal, make_agent, worker_pool):
     agent = make_agent("svc-agent", portal=sandbox_portal, write="auto")
     plans = [services.plan_submit(agent=agent, portal=sandbox_portal, steps=[
-        {"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": f"lead {i}"}}}]) for i in range(12)]
+        {"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": f"lead {i}"}}}]).plan
+        for i in range(12)]
     finals = [wait_final(p.pk) for p in plans]
     assert {p.status for p in finals} == {"succeeded"}
     titles = sorted(r["TITLE"] for r in sandbox_records(portal=sandbox_portal.sandbox, entity="lead"))

@@ -10,8 +10,8 @@ CHANGELIST = "/admin/plans/plan/"
 
 
 def pending(agent, portal, method="crm.lead.add"):
-    return services.plan_submit(agent=agent, portal=portal,
-                                steps=[{"name": "call", "method": method, "params": {"id": 7, "fields": {"A": 1}}}])
+    steps = [{"name": "call", "method": method, "params": {"id": 7, "fields": {"A": 1}}}]
+    return services.plan_submit(agent=agent, portal=portal, steps=steps).plan
 
 
 def confirm(client, plan, action, comment=""):
@@ -29,7 +29,8 @@ def test_confirmation_page_shows_what_will_be_sent(client, agent, portal, approv
     assert Plan.objects.get(pk=plan.pk).status == "pending_approval"  # nothing decided yet
 
 
-def test_approve_with_comment(client, agent, portal, approver, django_capture_on_commit_callbacks):
+def test_approve_with_comment(client, agent, portal, approver, django_capture_on_commit_callbacks,
+                              queued_executions):
     plan = pending(agent, portal)
     client.force_login(approver)
     with django_capture_on_commit_callbacks() as callbacks:
@@ -38,7 +39,10 @@ def test_approve_with_comment(client, agent, portal, approver, django_capture_on
     plan.refresh_from_db()
     assert plan.status == "approved"
     assert plan.approvals.get().comment == "checked with sales"
-    assert len(callbacks) == 1
+    assert queued_executions == []  # nothing is published before the transaction commits
+    for callback in callbacks:
+        callback()
+    assert queued_executions == [((str(plan.pk),), {}, None)]
 
 
 def test_reject(client, agent, portal, approver):

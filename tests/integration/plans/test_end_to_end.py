@@ -96,7 +96,7 @@ def test_changed_content_is_failed_not_sent(live_server, sandbox_portal, make_ag
     agent = make_agent("tamper-agent", portal=sandbox_portal)
     approver = make_approver("approver", portals=[sandbox_portal])
     steps = [{"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "a"}}}]
-    plan = services.plan_submit(agent=agent, portal=sandbox_portal, steps=steps)
+    plan = services.plan_submit(agent=agent, portal=sandbox_portal, steps=steps).plan
     services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
     Plan.objects.filter(pk=plan.pk).update(
         steps=[{"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "evil"}}}])

@@ -34,7 +34,7 @@ def auto_agent(make_agent, sandbox):
 
 
 def submit(agent, portal, steps):
-    plan = services.plan_submit(agent=agent, portal=portal, steps=steps)
+    plan = services.plan_submit(agent=agent, portal=portal, steps=steps).plan
     assert plan.status == "approved"
     return plan
 
@@ -118,7 +118,7 @@ def test_grant_revoked_after_approval_stops_the_plan(sandbox, make_agent, make_a
     portal, sb = sandbox
     agent = make_agent("revoked", portal=portal)
     approver = make_approver("ann", portals=[portal])
-    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD)
+    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD).plan
     services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
     PackGrant.objects.filter(agent=agent).delete()
     assert executor.execute(plan_id=plan.pk).status == "failed"
@@ -140,7 +140,7 @@ def test_policy_tightened_after_approval_stops_the_plan(sandbox, make_agent, mak
     portal, sb = sandbox
     agent = make_agent("tightened", portal=portal)
     approver = make_approver("ann", portals=[portal])
-    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD)
+    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD).plan
     services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
     PackGrant.objects.filter(agent=agent).update(write_policy="approve2")
     assert executor.execute(plan_id=plan.pk).status == "failed"
@@ -156,8 +156,8 @@ def test_worker_lost_mid_write_is_recovered_as_needs_reconciliation(sandbox, aut
     transition(plan=plan, source="approved", target="executing")
     Plan.objects.filter(pk=plan.pk).update(attempt_count=1)
     ExecutionAttempt.objects.create(plan=plan, number=1)  # sent, then the worker died
-    later = timezone.now() + datetime.timedelta(seconds=executor.STALE_AFTER_SECONDS + 1)
-    assert executor.recover_stale(now=later) == 1
+    later = timezone.now() + services.stale_after() + datetime.timedelta(seconds=1)
+    assert services.plans_recover_stale(now=later) == 1
     assert Plan.objects.get(pk=plan.pk).status == "needs_reconciliation"
 
 
@@ -178,7 +178,7 @@ def test_approved_plan_not_executed_within_ttl_expires(sandbox, make_agent, make
     portal, sb = sandbox
     agent = make_agent("slow", portal=portal)
     approver = make_approver("ann", portals=[portal])
-    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD)
+    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD).plan
     services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
     later = timezone.now() + datetime.timedelta(seconds=settings.PLAN_TTL + 1)
     assert services.plans_expire_due(now=later) == 1
@@ -202,3 +202,33 @@ def test_deferrals_by_our_own_limiter_are_not_tries(sandbox, auto_agent, monkeyp
     assert sandbox_method_calls(portal=sb, method="crm.lead.list") == 0
     PortalLimiter.objects.filter(pk=portal.pk).update(level=0, updated_at=time.time())
     assert executor.execute(plan_id=plan.pk, attempt=outcomes[-1].attempt).status == "succeeded"
+
+
+def test_the_task_queues_its_retry_through_the_one_enqueue(sandbox, auto_agent, queued_executions):
+    from apps.plans.tasks import execute_plan
+
+    portal, sb = sandbox
+    sandbox_set_faults(portal=sb, fail_5xx=1, when="before")
+    plan = submit(auto_agent, portal, LIST)  # autocommit: its enqueue is published at once
+    assert execute_plan(str(plan.pk)) == "executing"
+    (first, retry) = queued_executions
+    assert first == ((str(plan.pk),), {}, None)
+    assert retry[:2] == ((str(plan.pk),), {"attempt": 1}) and retry[2] > 0
+    assert execute_plan(*retry[0], **retry[1]) == "succeeded"
+
+
+def test_a_read_whose_worker_died_is_queued_again_by_the_recovery_task(sandbox, auto_agent, queued_executions,
+                                                                        monkeypatch):
+    from apps.plans import tasks
+    from apps.plans.states import transition
+
+    portal, sb = sandbox
+    plan = submit(auto_agent, portal, LIST)
+    transition(plan=plan, source="approved", target="executing")  # then the worker died, nothing sent
+    assert tasks.recover_stale_plans() == 0  # not stale yet
+    monkeypatch.setattr(tasks.execute_plan, "time_limit", -120)  # every executing plan is now stale
+    assert tasks.recover_stale_plans() == 1
+    attempt = Plan.objects.get(pk=plan.pk).attempts.get()
+    assert attempt.number == 1 and attempt.detail == {"code": "worker_lost"}
+    assert queued_executions[-1] == ((str(plan.pk),), {"attempt": 1}, None)
+    assert tasks.execute_plan(str(plan.pk), attempt=1) == "succeeded"

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from apps.core.exceptions import PermissionDenied
+from apps.core.exceptions import NotAllowed
 from apps.plans import services
 from apps.plans.models import Approval, Plan
 from apps.plans.states import StaleState
@@ -14,37 +14,52 @@ pytestmark = pytest.mark.django_db
 
 def submit(agent, portal, method="crm.lead.add", params=None):
     steps = [{"name": "call", "method": method, "params": params or {"fields": {"TITLE": "x"}}}]
-    return services.plan_submit(agent=agent, portal=portal, steps=steps)
+    return services.plan_submit(agent=agent, portal=portal, steps=steps).plan
 
 
-def test_read_is_approved_at_once_and_enqueued_on_commit(agent, portal, django_capture_on_commit_callbacks):
+def test_read_is_approved_at_once_and_enqueued_on_commit(agent, portal, django_capture_on_commit_callbacks,
+                                                         queued_executions):
     with django_capture_on_commit_callbacks() as callbacks:
         plan = submit(agent, portal, "crm.lead.list", {})
     assert plan.status == "approved"
     assert plan.approvals_required == 0
-    assert len(callbacks) == 1  # execution is enqueued only when the transaction commits
+    assert queued_executions == []  # nothing is published before the transaction commits
+    for callback in callbacks:
+        callback()
+    assert queued_executions == [((str(plan.pk),), {}, None)]
 
 
-def test_write_waits_for_one_approver(agent, portal, approver, django_capture_on_commit_callbacks):
-    plan = submit(agent, portal)
+def test_write_waits_for_one_approver(agent, portal, approver, django_capture_on_commit_callbacks,
+                                      queued_executions):
+    with django_capture_on_commit_callbacks(execute=True):
+        plan = submit(agent, portal)
     assert plan.status == "pending_approval" and plan.approvals_required == 1
+    assert queued_executions == []  # a plan waiting for approval is not queued
     with django_capture_on_commit_callbacks() as callbacks:
         plan = services.plan_decide(plan_id=plan.pk, user=approver, decision="approve", comment="ok")
     assert plan.status == "approved"
-    assert len(callbacks) == 1
+    assert queued_executions == []
+    for callback in callbacks:
+        callback()
+    assert queued_executions == [((str(plan.pk),), {}, None)]
     approval = Approval.objects.get(plan=plan)
     assert approval.content_hash == plan.content_hash and approval.comment == "ok"
 
 
-def test_approve2_needs_two_distinct_approvers(agent, portal, approver, approver2):
+def test_approve2_needs_two_distinct_approvers(agent, portal, approver, approver2, django_capture_on_commit_callbacks,
+                                               queued_executions):
     plan = submit(agent, portal, "crm.lead.delete", {"id": 1})
     assert plan.risk == "destructive" and plan.approvals_required == 2
-    plan = services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
+    with django_capture_on_commit_callbacks(execute=True):
+        plan = services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
     assert plan.status == "pending_approval"
-    with pytest.raises(PermissionDenied):
+    assert queued_executions == []  # one approval of two queues nothing
+    with pytest.raises(NotAllowed):
         services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
-    plan = services.plan_decide(plan_id=plan.pk, user=approver2, decision="approve")
+    with django_capture_on_commit_callbacks(execute=True):
+        plan = services.plan_decide(plan_id=plan.pk, user=approver2, decision="approve")
     assert plan.status == "approved"
+    assert queued_executions == [((str(plan.pk),), {}, None)]
 
 
 def test_one_rejection_ends_an_approve2_plan(agent, portal, approver, approver2):
@@ -57,7 +72,7 @@ def test_one_rejection_ends_an_approve2_plan(agent, portal, approver, approver2)
 def test_approver_must_be_listed_on_the_portal(agent, portal, make_approver):
     outsider = make_approver("mallory", portals=[])
     plan = submit(agent, portal)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.plan_decide(plan_id=plan.pk, user=outsider, decision="approve")
     assert Plan.objects.get(pk=plan.pk).status == "pending_approval"
 
@@ -66,7 +81,7 @@ def test_approver_needs_the_permission(agent, portal, django_user_model):
     user = django_user_model.objects.create_user("noperm", password="x")
     portal.approvers.add(user)
     plan = submit(agent, portal)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.plan_decide(plan_id=plan.pk, user=user, decision="approve")
 
 
@@ -74,7 +89,7 @@ def test_owner_of_agent_cannot_approve(make_agent, portal, make_approver):
     owner = make_approver("owner", portals=[portal])
     agent = make_agent("owned", portal=portal, owner=owner)
     plan = submit(agent, portal)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.plan_decide(plan_id=plan.pk, user=owner, decision="approve")
 
 
