@@ -1,7 +1,7 @@
 from allauth.account.decorators import secure_admin_login
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from apps.core import views as core_views
 
@@ -21,5 +21,10 @@ urlpatterns = [
 if settings.SANDBOX_ENABLED:
     urlpatterns.append(path("sandbox/", include("apps.sandbox.urls")))
 
+# Last: any other path under the API roots is a JSON 404 (DEBUG on or off, any method, trailing
+# slash or not). It also keeps CommonMiddleware's APPEND_SLASH from redirecting API calls.
+urlpatterns.append(re_path(r"^(?:api|healthz|readyz)(?:/[\s\S]*)?\Z", core_views.api_not_found))
+
+handler400 = "apps.core.views.bad_request"
 handler404 = "apps.core.views.not_found"
 handler500 = "apps.core.views.server_error"

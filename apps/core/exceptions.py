@@ -3,13 +3,29 @@
 Services raise these; they know nothing about HTTP beyond the status each class carries. The
 JSON endpoint helper (`apps.core.api`) renders any of them as
 `{"error": {"code": ..., "message": ..., **extra}}` in one place.
+
+Every subclass is registered when its module is imported, so the codes the server can send are
+read from the hierarchy (`error_codes()`, used by the OpenAPI document), never listed by hand.
 """
+
+_REGISTRY: dict[str, set[int]] = {}
+
+
+def error_codes() -> dict[str, tuple[int, ...]]:
+    """Every error code of an imported ApplicationError subclass, with the HTTP statuses it is
+    sent with. Import the modules that define errors first (the OpenAPI document imports the
+    URLconf, which reaches every view)."""
+    return {code: tuple(sorted(statuses)) for code, statuses in sorted(_REGISTRY.items())}
 
 
 class ApplicationError(Exception):
     code = "error"
     status = 400
     default_message = "The request could not be completed."
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY.setdefault(cls.code, set()).add(cls.status)
 
     def __init__(self, message: str | None = None, **extra):
         self.message = message or self.default_message
@@ -110,3 +126,19 @@ class RateLimited(ApplicationError):
     def __init__(self, message: str | None = None, *, retry_after: int = 1, **extra):
         self.retry_after = max(1, int(retry_after))
         super().__init__(message, retry_after=self.retry_after, **extra)
+
+
+class InternalError(ApplicationError):
+    """500: a bug, never bad input. The message says nothing about the cause; the log does."""
+
+    code = "internal_error"
+    status = 500
+    default_message = "Internal error; it has been logged."
+
+
+class NotReady(ApplicationError):
+    """503 from the readiness check. Pass `checks=` with the state of each dependency."""
+
+    code = "not_ready"
+    status = 503
+    default_message = "A dependency is not reachable."

@@ -1,14 +1,12 @@
 from django.conf import settings
 from django.db import connection
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
-from .api import json_endpoint
-from .exceptions import ApplicationError
+from .api import error_response, internal_error_response, json_endpoint
+from .exceptions import InvalidRequest, NotFound, NotReady
 
-
-class NotReady(ApplicationError):
-    code = "not_ready"
-    status = 503
-    default_message = "A dependency is not reachable."
+API_ROOTS = ("/api", "/healthz", "/readyz")
 
 
 @json_endpoint("GET")
@@ -38,23 +36,34 @@ def readyz(request):
     return {"status": "ready", "checks": checks, "sandbox": settings.SANDBOX_ENABLED}
 
 
+def is_api_path(path: str) -> bool:
+    """The agent API and the health endpoints answer JSON only, whatever goes wrong."""
+    return any(path == root or path.startswith(root + "/") for root in API_ROOTS)
+
+
+@csrf_exempt
+def api_not_found(request, *args, **kwargs):
+    """The catch-all for unknown paths under the API roots (controlplane/urls.py), so they are a
+    JSON 404 with DEBUG on or off, for any HTTP method, with or without a trailing slash."""
+    return error_response(NotFound("No such endpoint; see /api/v1/openapi.json."), request)
+
+
 def not_found(request, exception=None):
-    """JSON 404 for the API and the health endpoints; Django's page elsewhere."""
-    from django.views.defaults import page_not_found
+    """handler404 (DEBUG off): JSON for the API roots; Django's page elsewhere."""
+    if is_api_path(request.path):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
 
-    from .api import error_response
-    from .exceptions import NotFound
 
-    if request.path.startswith(("/api/", "/healthz", "/readyz")):
-        return error_response(NotFound("No such endpoint."), request)
-    return page_not_found(request, exception)
+def bad_request(request, exception=None):
+    """handler400, e.g. a SuspiciousOperation raised by middleware."""
+    if is_api_path(request.path):
+        return error_response(InvalidRequest("The request was refused as malformed.", field="request"), request)
+    return defaults.bad_request(request, exception)
 
 
 def server_error(request):
-    from django.http import JsonResponse
-    from django.views.defaults import server_error as html_server_error
-
-    if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"code": "internal_error", "message": "Internal error; it has been logged.",
-                                       "request_id": getattr(request, "request_id", None)}}, status=500)
-    return html_server_error(request)
+    """handler500: an exception that escaped the view (middleware, URL resolution)."""
+    if is_api_path(request.path):
+        return internal_error_response(request)
+    return defaults.server_error(request)

@@ -1,31 +1,44 @@
-"""The OpenAPI 3.1 description of the agent API, built from the same schemas the views use."""
+"""The OpenAPI 3.1 description of the agent API, built from the same schemas the views use.
 
+The error codes are read from the exception hierarchy (`apps.core.exceptions.error_codes`) after
+the URLconf is imported, so every code a view can raise is listed and none is kept by hand."""
+
+import importlib
 from functools import lru_cache
 
-from .choices import PlanStatus, Risk
-from .schemas import STEP, SUBMIT_SCHEMA
+from django.conf import settings
 
-ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string", "enum": [
-                    "invalid_request", "unauthenticated", "not_granted", "denied_by_policy", "not_found",
-                    "method_not_allowed", "conflict", "idempotency_in_progress", "too_large",
-                    "unsupported_media_type", "idempotency_mismatch", "rate_limited", "internal_error",
-                ]},
-                "message": {"type": "string"},
-                "field": {"type": "string", "description": "The offending part of the request (400)"},
-                "pack": {"type": ["string", "null"], "description": "The pack that would grant it (not_granted)"},
-                "request_id": {"type": "string"},
-            },
-        }
-    },
-}
+from apps.core.exceptions import error_codes
+
+from .choices import PlanStatus, Risk
+from .schemas import CURSOR_PATTERN, IDEMPOTENCY_KEY, PORTAL_SLUG, STEP, SUBMIT_SCHEMA
+
+
+def served_error_codes() -> list[str]:
+    """Every code of an ApplicationError subclass reachable from the served URLconf."""
+    importlib.import_module(settings.ROOT_URLCONF)  # imports every view, hence every error class
+    return list(error_codes())
+
+
+def error_schema() -> dict:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": served_error_codes()},
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "The offending part of the request (400)"},
+                    "pack": {"type": ["string", "null"],
+                             "description": "The pack that would grant it (not_granted)"},
+                    "request_id": {"type": "string"},
+                },
+            }
+        },
+    }
 PLAN = {
     "type": "object",
     "properties": {
@@ -72,7 +85,11 @@ def _json(description, ref):
 WAIT = {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 30},
         "description": "Hold the answer up to this many seconds until the plan is final"}
 PLAN_ID = {"name": "plan_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-COMMON = {"401": _err("Missing or invalid bearer token"), "429": _err("Rate limited; see Retry-After")}
+RATE_LIMITED = {**_err("Rate limited; see Retry-After"), "headers": {"Retry-After": {
+    "required": True, "schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait"}}}
+BAD_REQUEST = _err("Invalid request (names the field), e.g. a control character in the URL or query")
+COMMON = {"401": _err("Missing or invalid bearer token"), "429": RATE_LIMITED}
+PORTAL_QUERY = {"name": "portal", "in": "query", "schema": PORTAL_SLUG}
 
 
 @lru_cache(maxsize=1)
@@ -95,8 +112,8 @@ def openapi_document() -> dict:
                         WAIT,
                         {"name": "dry_run", "in": "query", "schema": {"type": "integer", "enum": [0, 1]},
                          "description": "Answer what would happen; create nothing, send nothing"},
-                        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255},
-                         "description": "1–255 printable ASCII characters; kept 24 h per agent"},
+                        {"name": "Idempotency-Key", "in": "header", "schema": IDEMPOTENCY_KEY,
+                         "description": IDEMPOTENCY_KEY["description"] + "; send it once"},
                     ],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/SubmitPlan"}}}},
@@ -120,9 +137,10 @@ def openapi_document() -> dict:
                     "summary": "The agent's own plans, newest first",
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": PlanStatus.values}},
-                        {"name": "portal", "in": "query", "schema": {"type": "string"}},
+                        PORTAL_QUERY,
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                         "description": "next_cursor of the previous page, as given"},
                     ],
                     "responses": {
                         "200": {"description": "A page of plans", "content": {"application/json": {"schema": {
@@ -147,7 +165,8 @@ def openapi_document() -> dict:
                     "summary": "Cancel a plan before it executes",
                     "parameters": [PLAN_ID],
                     "responses": {"200": _json("The cancelled plan", "#/components/schemas/Plan"),
-                                  "404": _err("No such plan"), "409": _err("Already executing or final"), **COMMON},
+                                  "400": BAD_REQUEST, "404": _err("No such plan"),
+                                  "409": _err("Already executing or final"), **COMMON},
                 }
             },
             "/api/v1/capabilities": {
@@ -155,7 +174,8 @@ def openapi_document() -> dict:
                     "summary": "Portals, granted packs, policy per risk, method patterns",
                     "responses": {"200": {"description": "Capabilities", "content": {"application/json": {
                         "schema": {"type": "object", "properties": {
-                            "agent": {"type": "string"}, "portals": {"type": "array"}}}}}}, **COMMON},
+                            "agent": {"type": "string"}, "portals": {"type": "array"}}}}}},
+                        "400": BAD_REQUEST, **COMMON},
                 }
             },
             "/api/v1/methods/{name}": {
@@ -163,7 +183,7 @@ def openapi_document() -> dict:
                     "summary": "Risk, scope, packs of a method; whether granted and with which policy",
                     "parameters": [
                         {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                        {"name": "portal", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {**PORTAL_QUERY, "required": True},
                     ],
                     "responses": {"200": {"description": "The method", "content": {"application/json": {
                         "schema": {"type": "object"}}}},
@@ -172,14 +192,22 @@ def openapi_document() -> dict:
             },
             "/api/v1/openapi.json": {
                 "get": {"summary": "This document", "security": [],
-                        "responses": {"200": {"description": "OpenAPI 3.1"}}},
+                        "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                            "schema": {"type": "object", "required": ["openapi", "paths"]}}}},
+                            "400": BAD_REQUEST}},
             },
-            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "Readiness: database and broker", "security": [],
-                                "responses": {"200": {"description": "ready"}, "503": _err("not ready")}}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {
+                "200": {"description": "ok", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}}}},
+                "400": BAD_REQUEST}}},
+            "/readyz": {"get": {"summary": "Readiness: database and broker", "security": [], "responses": {
+                "200": {"description": "ready", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["status", "checks"],
+                    "properties": {"status": {"const": "ready"}, "checks": {"type": "object"}}}}}},
+                "400": BAD_REQUEST, "503": _err("not ready")}}},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"SubmitPlan": SUBMIT_SCHEMA, "Plan": PLAN, "DryRun": DRY_RUN, "Error": ERROR},
+            "schemas": {"SubmitPlan": SUBMIT_SCHEMA, "Plan": PLAN, "DryRun": DRY_RUN, "Error": error_schema()},
         },
     }

@@ -1,12 +1,11 @@
 """Parse agent requests and render plans. The JSON Schemas here validate requests and are the
 same objects the OpenAPI document publishes, so the document describes what is really served."""
 
-import base64
-import binascii
 import datetime
+import re
+import uuid
 from dataclasses import dataclass
 
-from django.utils.dateparse import parse_datetime
 from jsonschema import Draft202012Validator
 
 from apps.core.canonical import sha256_hex
@@ -30,21 +29,34 @@ STEP = {
     "required": ["name", "method"],
     "additionalProperties": False,
 }
+PORTAL_SLUG = {"type": "string", "pattern": "^[-a-zA-Z0-9_]{1,64}$", "description": "The portal's slug"}
+# Printable ASCII without the comma: a server joins repeated headers with commas, so a comma in
+# an Idempotency-Key header cannot be told from two headers; the body field follows the header.
+IDEMPOTENCY_KEY = {"type": "string", "pattern": "^[\\x20-\\x2b\\x2d-\\x7e]{1,255}$",
+                   "description": "1–255 printable ASCII characters except the comma; kept 24 h per agent"}
 SUBMIT_SCHEMA = {
     "type": "object",
     "properties": {
-        "portal": {"type": "string", "minLength": 1, "maxLength": 64},
+        "portal": PORTAL_SLUG,
         "method": METHOD,
         "params": PARAMS,
-        "steps": {"type": "array", "minItems": 1, "items": STEP},
+        "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": STEP},
         "reason": {"type": "string", "maxLength": 2000},
-        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
-        "callback_url": {"type": "string", "maxLength": 500, "format": "uri"},
+        "idempotency_key": IDEMPOTENCY_KEY,
+        "callback_url": {"type": "string", "maxLength": 500, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+                         "description": "An http(s) URL"},
     },
     "required": ["portal"],
+    # Either one call (method, params) or a chain (steps, each with its own params).
+    "oneOf": [{"required": ["method"]}, {"required": ["steps"]}],
+    "dependentSchemas": {"steps": {"not": {"required": ["params"]}}},
     "additionalProperties": False,
+    "description": "Strings never contain NUL (\\u0000) or lone UTF-16 surrogates, numbers are finite, "
+                   "no object repeats a key and nesting stays within 64 levels.",
 }
 _validator = Draft202012Validator(SUBMIT_SCHEMA)
+# parse_submit names the field itself for these (method vs steps vs params).
+_COMBINATION_KEYWORDS = frozenset({"oneOf", "dependentSchemas"})
 
 
 @dataclass(frozen=True)
@@ -69,10 +81,15 @@ def _field(error) -> str:
 
 
 def parse_submit(body: dict, *, header_key: str | None) -> SubmitRequest:
-    errors = sorted(_validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+    errors = sorted((e for e in _validator.iter_errors(body) if e.validator not in _COMBINATION_KEYWORDS),
+                    key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         err = errors[0]
-        raise InvalidRequest(err.message, field=_field(err))
+        field = _field(err)
+        if field == "steps" and err.validator == "maxItems":
+            raise InvalidRequest(f"A plan has at most {MAX_STEPS} steps (one Bitrix24 batch); split the chain.",
+                                 field="steps", limit=MAX_STEPS)
+        raise InvalidRequest(err.message, field=field)
     has_method, has_steps = "method" in body, "steps" in body
     if has_method == has_steps:
         raise InvalidRequest("Send either method (with params) or steps, not both.",
@@ -81,9 +98,6 @@ def parse_submit(body: dict, *, header_key: str | None) -> SubmitRequest:
         raise InvalidRequest("params goes inside each step when steps are sent.", field="params")
     if has_steps:
         steps = [{"name": s["name"], "method": s["method"], "params": s.get("params", {})} for s in body["steps"]]
-        if len(steps) > MAX_STEPS:
-            raise InvalidRequest(f"A plan has at most {MAX_STEPS} steps (one Bitrix24 batch); split the chain.",
-                                 field="steps", limit=MAX_STEPS)
         names = [s["name"] for s in steps]
         if len(set(names)) != len(names):
             raise InvalidRequest("Step names must be unique.", field="steps")
@@ -92,6 +106,9 @@ def parse_submit(body: dict, *, header_key: str | None) -> SubmitRequest:
     callback_url = body.get("callback_url", "")
     if callback_url and not callback_url.lower().startswith(("https://", "http://")):
         raise InvalidRequest("callback_url must be an http(s) URL.", field="callback_url")
+    if header_key is not None and "," in header_key:
+        raise InvalidRequest("Send one Idempotency-Key header; a key never contains a comma.",
+                             field="Idempotency-Key")
     body_key = body.get("idempotency_key")
     if header_key is not None and body_key is not None and header_key != body_key:
         raise InvalidRequest("The Idempotency-Key header and idempotency_key differ.", field="idempotency_key")
@@ -153,23 +170,25 @@ def render_plan(plan: Plan) -> dict:
     }
 
 
-# --- list cursor: opaque to agents, (created_at, id) of the last row seen -----------------------
+# --- list cursor: (created_at, id) of the last row seen ----------------------------------------
+# `<microseconds since the epoch>-<plan id as 32 hex digits>`: every string matching CURSOR_PATTERN
+# is a position in the list, so the published pattern is exactly what the server accepts.
+
+CURSOR_PATTERN = "^[0-9]{1,17}-[0-9a-f]{32}$"
+_CURSOR = re.compile(CURSOR_PATTERN.strip("^$"))
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
 
 def encode_cursor(plan: Plan) -> str:
-    raw = f"{plan.created_at.isoformat()}|{plan.pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    micros = (plan.created_at - _EPOCH) // datetime.timedelta(microseconds=1)
+    return f"{micros}-{uuid.UUID(str(plan.pk)).hex}"
 
 
-def decode_cursor(value: str) -> tuple[datetime.datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        created, _, pk = raw.partition("|")
-        when = parse_datetime(created)
-        if when is None or not pk:
-            raise ValueError
-        return when, pk
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("cursor is not one this API gave out.", field="cursor") from None
+def decode_cursor(value: str) -> tuple[datetime.datetime, uuid.UUID]:
+    if not isinstance(value, str) or not _CURSOR.fullmatch(value):
+        raise InvalidRequest("cursor is not one this API gave out (use next_cursor as given).", field="cursor")
+    micros, _, pk = value.partition("-")
+    return _EPOCH + datetime.timedelta(microseconds=int(micros)), uuid.UUID(hex=pk)
 
 
 def parse_limit(value: str | None) -> int:

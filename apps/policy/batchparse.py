@@ -14,7 +14,9 @@ Refused, always (raised, never returned):
   a file upload or download (a name segment after the first starting with `upload`/`download`,
   e.g. `disk.folder.uploadFile`, `catalog.product.download`; the portal refuses those in a batch
   too), a `$result[...]` reference in a method position (a method chosen at run time cannot be
-  checked);
+  checked), a command whose own parameters carry a batch control key (`cmd`, `halt`, `auth`, in
+  any case: `crm.lead.list?x=1&cmd[b]=im.message.add`): no legitimate call needs them, and the
+  portal may read them as the batch's own;
 - `PolicyInputError` (400, `field` names the place): missing or empty `cmd`, more than 50
   commands, keys that are not non-empty strings, commands that are not strings or are empty,
   undecodable percent-encoding, bad method names, unknown top-level keys, a bad `halt`, query
@@ -42,6 +44,8 @@ MAX_QUERY_DEPTH = 32
 MAX_KEY_LENGTH = 128
 BATCH_METHOD = "batch"
 V2_KEYS = frozenset({"cmd", "halt"})
+# Keys the portal's batch reads for itself (and `auth`, its credential): never a command's own.
+CONTROL_KEYS = frozenset({"cmd", "halt", "auth"})
 REST3_ITEM_KEYS = frozenset({"method", "query"})
 # The portal refuses file uploads and downloads inside a batch (FACTS §4, 405): so do we.
 FILE_TRANSFER_PREFIXES = ("upload", "download")
@@ -216,6 +220,16 @@ def _parse_halt(value: object, *, field: str) -> bool:
     raise PolicyInputError("halt must be 0 or 1.", field=field)
 
 
+def _refuse_control_keys(params: Mapping[str, Any], *, field: str) -> None:
+    found = sorted(str(k) for k in params if str(k).strip().lower() in CONTROL_KEYS)
+    if found:
+        raise PolicyForbidden(
+            f"A batch command may not carry the batch control parameter {found[0]!r}; "
+            f"{', '.join(sorted(CONTROL_KEYS))} belong to the batch itself.",
+            field=f"{field}.{found[0]}",
+        )
+
+
 def parse_command(key: str, command: object, *, field: str) -> BatchCommand:
     """One v2 command string `method?query`."""
     if not isinstance(command, str):
@@ -225,6 +239,7 @@ def parse_command(key: str, command: object, *, field: str) -> BatchCommand:
     raw_method, _, query = command.partition("?")
     method = _command_method(raw_method, field=field)
     params = parse_php_query(query, field=field)
+    _refuse_control_keys(params, field=field)
     return BatchCommand(key=key, method=method, params=params, query=query)
 
 
@@ -279,6 +294,7 @@ def parse_batch_rest3(body: Sequence[Any], *, field: str = "params") -> ParsedBa
             query = {}
         if not isinstance(query, Mapping):
             raise PolicyInputError("A batch item's query must be an object.", field=f"{item_field}.query")
+        _refuse_control_keys(query, field=f"{item_field}.query")
         commands.append(BatchCommand(key=str(index), method=method, params=dict(query)))
     return ParsedBatch(form="rest3", commands=tuple(commands), halt=False)
 

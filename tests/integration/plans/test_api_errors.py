@@ -61,12 +61,13 @@ def test_invalid_request_names_the_field(api, agent, body, field):
     assert response.json()["error"]["field"] == field
 
 
-@pytest.mark.parametrize("raw", ["{", "[1, 2]", " ", "NaN", '{"portal": NaN}', "\xff\xfe"])
-def test_invalid_json_is_400(api, agent, raw):
+@pytest.mark.parametrize("raw, field", [("{", "body"), ("[1, 2]", "body"), (" ", "body"), ("NaN", "body"),
+                                        ('{"portal": NaN}', "portal"), ("\xff\xfe", "body")])
+def test_invalid_json_is_400(api, agent, raw, field):
     response = api.post(PLANS, token=agent.token, raw=raw.encode("latin-1"))
     assert response.status_code == 400
     assert error_code(response) == "invalid_request"
-    assert response.json()["error"]["field"] == "body"
+    assert response.json()["error"]["field"] == field
 
 
 def test_wrong_content_type_is_415(api, agent):
