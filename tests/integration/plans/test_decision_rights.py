@@ -4,7 +4,7 @@ actions use it, so nobody sees an Approve button the service would refuse."""
 import pytest
 from django.contrib.auth.models import Permission
 
-from apps.core.exceptions import PermissionDenied
+from apps.core.exceptions import NotAllowed
 from apps.plans import services
 from apps.plans.selectors import plan_decisions_for, plans_decidable_by, user_may_decide
 from apps.plans.services import user_may_approve
@@ -15,7 +15,7 @@ CHANGELIST = "/admin/plans/plan/"
 
 def pending(agent, portal):
     return services.plan_submit(agent=agent, portal=portal,
-                                steps=[{"name": "call", "method": "crm.lead.add", "params": {"fields": {"A": 1}}}])
+                                steps=[{"name": "call", "method": "crm.lead.add", "params": {"fields": {"A": 1}}}]).plan
 
 
 def test_a_superuser_off_the_approver_list_gets_no_buttons_and_no_actions(admin_client, admin_user, agent, portal):
@@ -27,7 +27,7 @@ def test_a_superuser_off_the_approver_list_gets_no_buttons_and_no_actions(admin_
     listing = admin_client.get(CHANGELIST).content.decode()
     assert str(plan.pk)[:8] in listing and "approve_selected" not in listing and "reject_selected" not in listing
     assert admin_client.get(f"{CHANGELIST}{plan.pk}/decide/approve/").status_code == 403
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.plan_decide(plan_id=plan.pk, user=admin_user, decision="approve")
 
 
@@ -42,7 +42,7 @@ def test_a_superuser_on_the_approver_list_gets_them(admin_client, admin_user, ag
 
 def test_an_approver_sees_the_buttons_until_they_decided(client, agent, portal, approver, approver2):
     plan = services.plan_submit(agent=agent, portal=portal,
-                                steps=[{"name": "call", "method": "crm.lead.delete", "params": {"id": 1}}])
+                                steps=[{"name": "call", "method": "crm.lead.delete", "params": {"id": 1}}]).plan
     client.force_login(approver)
     assert "decision-approve" in client.get(f"{CHANGELIST}{plan.pk}/change/").content.decode()
     services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
@@ -56,7 +56,7 @@ def test_the_owner_of_the_agent_gets_no_buttons(client, make_agent, portal, appr
     plan = pending(owned, portal)
     client.force_login(approver)
     assert "decision-approve" not in client.get(f"{CHANGELIST}{plan.pk}/change/").content.decode()
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
 
 
