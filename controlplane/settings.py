@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.plans",
     "apps.bitrix",
     "apps.sandbox",
+    "apps.approvals",
 ]
 
 MIDDLEWARE = [
@@ -170,6 +171,12 @@ PLAN_TTL = env.int("PLAN_TTL", default=24 * 3600)  # seconds before an undecided
 API_MAX_BODY_BYTES = 256 * 1024
 API_MAX_WAIT_SECONDS = 30
 IDEMPOTENCY_KEY_TTL = 24 * 3600
+
+# Agent callbacks: hosts allowed although they resolve to loopback/private addresses, the time
+# one delivery may take, and the tries before giving up.
+CALLBACK_ALLOW_HOSTS = env.list("CALLBACK_ALLOW_HOSTS", default=[])
+CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=5.0)
+CALLBACK_MAX_ATTEMPTS = env.int("CALLBACK_MAX_ATTEMPTS", default=6)
 
 # --- portals ---------------------------------------------------------------------------------
 PORTAL_ALLOW_LOOPBACK_HTTP = env.bool("PORTAL_ALLOW_LOOPBACK_HTTP", default=DEBUG)

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.approvals.services import callback_url_check
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
 from apps.core.canonical import sha256_hex
@@ -74,6 +75,7 @@ def plan_submit(*, agent, portal: Portal, steps: list[dict], reason: str = "", c
     (the idempotency record binds to the plan there)."""
     decision = decision or plan_evaluate(agent=agent, portal=portal, steps=steps)
     raise_for_refusal(decision)
+    callback_url_check(callback_url)
     steps = normalized_steps(decision)
     now = timezone.now()
     with transaction.atomic():
