@@ -123,8 +123,10 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_ADAPTER = "apps.accounts.adapter.AccountAdapter"
 ACCOUNT_EMAIL_VERIFICATION = "optional"
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL = "/approvals/"  # the approvers' inbox
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Deciding a plan in the browser needs a session that passed a second factor (allauth MFA).
+APPROVER_MFA_REQUIRED = env.bool("APPROVER_MFA_REQUIRED", default=not DEBUG)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

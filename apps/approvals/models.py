@@ -52,3 +52,16 @@ class CallbackDelivery(models.Model):
 
     def __str__(self):
         return f"callback for {self.plan_id} ({self.plan_status}): {self.status}"
+
+
+class PlanPreview(models.Model):
+    """What the records a plan changes looked like when it was submitted (the pre-images), read
+    by a worker through the portal's limiter. `steps` maps a step name to
+    `{"entity", "read", "key", "before"}` or `{"entity", "read", "key", "error"}`."""
+
+    plan = models.OneToOneField("plans.Plan", on_delete=models.CASCADE, primary_key=True, related_name="preview")
+    steps = models.JSONField(default=dict)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"preview of {self.plan_id}"
