@@ -138,6 +138,9 @@ STATIC_ROOT = DATA_DIR / "static"
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="control-plane@localhost")
+# The address people reach this site at: links in approvers' emails and notifications.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 # Security headers that matter outside DEBUG.
 SESSION_COOKIE_HTTPONLY = True
@@ -221,6 +224,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-plans": {"task": "apps.plans.tasks.expire_plans", "schedule": 60.0},
+    "remind-approvers": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 60.0},
 }
 
 LOGGING = {

@@ -8,6 +8,7 @@ from apps.core import views as core_views
 admin.site.login = secure_admin_login(admin.site.login)
 admin.site.site_header = "Bitrix24 agent control plane"
 admin.site.site_title = "Control plane"
+admin.site.site_url = "/approvals/"  # "View site" leads approvers to their inbox
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from apps.portals.crypto import EncryptedTextField
@@ -65,3 +66,78 @@ class PlanPreview(models.Model):
 
     def __str__(self):
         return f"preview of {self.plan_id}"
+
+
+class ApproverBitrixUser(models.Model):
+    """An approver's Bitrix24 user id on one portal: they also get a Bitrix24 notification there."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bitrix_ids")
+    portal = models.ForeignKey("portals.Portal", on_delete=models.CASCADE, related_name="approver_bitrix_ids")
+    bitrix_user_id = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name = "approver's Bitrix24 user"
+        constraints = [models.UniqueConstraint(fields=["user", "portal"], name="approver_bitrix_user_once")]
+
+    def __str__(self):
+        return f"{self.user} is Bitrix24 user {self.bitrix_user_id} on {self.portal}"
+
+
+class PortalEscalation(models.Model):
+    """Who hears about a plan on this portal that is still undecided at 80 % of its lifetime."""
+
+    portal = models.OneToOneField("portals.Portal", on_delete=models.CASCADE, related_name="escalation")
+    fallback_group = models.ForeignKey("auth.Group", on_delete=models.PROTECT,
+                                       help_text="Fallback approvers: every active member gets the escalation.")
+
+    def __str__(self):
+        return f"escalation for {self.portal}"
+
+
+class NoticeKind(models.TextChoices):
+    PENDING = "pending", "A plan waits for a decision"
+    REMINDER = "reminder", "Reminder at half the plan's lifetime"
+    ESCALATION = "escalation", "Escalation at 80 % of the plan's lifetime"
+
+
+class NoticeChannel(models.TextChoices):
+    EMAIL = "email", "Email"
+    BITRIX = "bitrix", "Bitrix24 notification"
+
+
+class NoticeStatus(models.TextChoices):
+    QUEUED = "queued", "Queued (waiting for the next digest)"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Notice(models.Model):
+    """One thing one person is told about one plan, on one channel. Email notices of one person
+    are sent at most once a minute: what arrives meanwhile goes out together as a digest."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notices")
+    plan = models.ForeignKey("plans.Plan", on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=16, choices=NoticeKind.choices)
+    channel = models.CharField(max_length=16, choices=NoticeChannel.choices)
+    status = models.CharField(max_length=16, choices=NoticeStatus.choices, default=NoticeStatus.QUEUED)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["user", "plan", "kind", "channel"], name="notice_once")]
+        indexes = [models.Index(fields=["user", "channel", "status"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} to {self.user} by {self.channel}: {self.status}"
+
+
+class Mailbox(models.Model):
+    """When a person last got an email from us: the row locked while a digest is assembled."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mailbox")
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"mailbox of {self.user}"

@@ -22,3 +22,35 @@ def read_preimages(self, plan_id: str):
         preview_read(plan_id=plan_id)
     except NotSent as exc:
         raise self.retry(countdown=max(1.0, exc.retry_after or 5.0)) from None
+
+
+@shared_task(ignore_result=True)
+def notify_plan_pending(plan_id: str):
+    from .notify import notify_pending
+
+    notify_pending(plan_id=plan_id)
+
+
+@shared_task(bind=True, max_retries=None, ignore_result=True)
+def flush_email(self, user_id: int):
+    from .notify import flush_email as flush
+
+    wait = flush(user_id=user_id)
+    if wait is not None:
+        raise self.retry(args=(user_id,), countdown=wait)
+
+
+@shared_task(bind=True, max_retries=50, ignore_result=True)
+def send_bitrix_notice(self, notice_id: int):
+    from .notify import send_bitrix
+
+    wait = send_bitrix(notice_id=notice_id)
+    if wait is not None:
+        raise self.retry(args=(notice_id,), countdown=wait)
+
+
+@shared_task(ignore_result=True)
+def remind_approvers():
+    from .notify import remind_due
+
+    return remind_due()

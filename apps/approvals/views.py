@@ -4,12 +4,13 @@ through `apps.plans.services.plan_decide`, the same service `decide_plan` and th
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 
 from allauth.account.authentication import get_authentication_records
 from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, JsonResponse
@@ -19,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from apps.audit import registry as audit_events
 from apps.audit.models import AuditEntry
 from apps.core.exceptions import ApplicationError
 from apps.plans.choices import PlanStatus
@@ -87,6 +89,26 @@ def _plan_or_404(request, plan_id):
     return plan
 
 
+def _page(request, template: str, context: dict):
+    """Render inside the admin's frame (its header, user tools and styles)."""
+    return TemplateResponse(request, template, {**admin.site.each_context(request), "is_nav_sidebar_enabled": False,
+                                                **context})
+
+
+def _audit_line(entry: AuditEntry) -> str:
+    try:
+        text = audit_events.get(entry.action).description
+    except ValueError:
+        text = entry.action
+    data = entry.data or {}
+    if data.get("to"):
+        words = describe.STATUS_WORDS
+        text += f": {words.get(data.get('from'), data.get('from'))} → {words.get(data['to'], data['to'])}"
+    elif data.get("decision"):
+        text += f": {data['decision']}d" + (f" (“{data['comment']}”)" if data.get("comment") else "")
+    return text
+
+
 def _row(user, plan) -> dict:
     approved = sum(1 for a in plan.approvals.all() if a.decision == "approve")
     steps_previews = previews.preview_of(plan)
@@ -119,7 +141,7 @@ def inbox(request):
         "zone": timezone.get_current_timezone_name(),
         "now": timezone.now(),
     }
-    return TemplateResponse(request, "approvals/inbox.html", context)
+    return _page(request, "approvals/inbox.html", context)
 
 
 @approver_required
@@ -143,13 +165,13 @@ def plan_page(request, plan_id):
         "preview_read": bool(steps_previews),
         "approvals": list(plan.approvals.all()),
         "attempts": list(plan.attempts.all()),
-        "audit": list(entries),
-        "raw": plan.steps,
+        "audit": [(e, _audit_line(e)) for e in entries],
+        "raw": json.dumps(plan.steps, indent=2, ensure_ascii=False),
         "zone": timezone.get_current_timezone_name(),
         "now": timezone.now(),
         "is_pending": plan.status == PlanStatus.PENDING_APPROVAL,
     }
-    return TemplateResponse(request, "approvals/plan.html", context)
+    return _page(request, "approvals/plan.html", context)
 
 
 @approver_required
@@ -210,7 +232,7 @@ def bulk(request):
     if request.POST.get("confirm") != "yes":
         context = {"title": f"{decision.capitalize()} {len(plans)} plan{'s' if len(plans) != 1 else ''}?",
                    "decision": decision, "rows": [_row(request.user, p) for p in plans]}
-        return TemplateResponse(request, "approvals/bulk_confirm.html", context)
+        return _page(request, "approvals/bulk_confirm.html", context)
     gate = mfa_gate(request, reverse("approvals:inbox"))
     if gate:
         return gate

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.approvals.notify import notify_schedule
 from apps.approvals.previews import preview_schedule
 from apps.approvals.services import callback_url_check
 from apps.audit import registry as audit_events
@@ -100,6 +101,7 @@ def plan_submit(*, agent, portal: Portal, steps: list[dict], reason: str = "", c
             transition(plan=plan, source=S.SUBMITTED, target=S.PENDING_APPROVAL, actor=agent,
                        data={"policy": decision.outcome})
             preview_schedule(plan)
+            notify_schedule(plan)
         if on_created:
             on_created(plan)
     return plan

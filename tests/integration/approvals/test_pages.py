@@ -91,7 +91,7 @@ def test_plan_page_in_human_terms(client, approver, pending):
     assert "Waiting for approval" in shown and "pending_approval" not in shown
     assert "1. Update lead #42: set TITLE to &#x27;paid&#x27;" in html
     assert 'id="raw-json"' in html and "crm.lead.update" in html
-    assert "plan.submitted" in html  # the audit trail
+    assert "An agent submitted a plan" in html and "Submitted → Waiting for approval" in html  # the audit trail
     assert "UTC" in html  # the zone is shown
     assert 'id="approve-button"' in html and 'id="reject-button"' in html
 
