@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.bitrix",
     "apps.sandbox",
     "apps.demo",
+    "apps.approvals",
 ]
 
 MIDDLEWARE = [
@@ -123,8 +124,10 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_ADAPTER = "apps.accounts.adapter.AccountAdapter"
 ACCOUNT_EMAIL_VERIFICATION = "optional"
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL = "/approvals/"  # the approvers' inbox
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Deciding a plan in the browser needs a session that passed a second factor (allauth MFA).
+APPROVER_MFA_REQUIRED = env.bool("APPROVER_MFA_REQUIRED", default=not DEBUG)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -136,6 +139,9 @@ STATIC_ROOT = DATA_DIR / "static"
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="control-plane@localhost")
+# The address people reach this site at: links in approvers' emails and notifications.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 # Security headers that matter outside DEBUG.
 SESSION_COOKIE_HTTPONLY = True
@@ -171,6 +177,12 @@ PLAN_TTL = env.int("PLAN_TTL", default=24 * 3600)  # seconds before an undecided
 API_MAX_BODY_BYTES = 256 * 1024
 API_MAX_WAIT_SECONDS = 30
 IDEMPOTENCY_KEY_TTL = 24 * 3600
+
+# Agent callbacks: hosts allowed although they resolve to loopback/private addresses, the time
+# one delivery may take, and the tries before giving up.
+CALLBACK_ALLOW_HOSTS = env.list("CALLBACK_ALLOW_HOSTS", default=[])
+CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=5.0)
+CALLBACK_MAX_ATTEMPTS = env.int("CALLBACK_MAX_ATTEMPTS", default=6)
 
 # --- portals ---------------------------------------------------------------------------------
 PORTAL_ALLOW_LOOPBACK_HTTP = env.bool("PORTAL_ALLOW_LOOPBACK_HTTP", default=DEBUG)
@@ -215,6 +227,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-plans": {"task": "apps.plans.tasks.expire_plans", "schedule": 60.0},
     "purge-idempotency-keys": {"task": "apps.plans.tasks.purge_idempotency_keys", "schedule": 3600.0},
     "recover-stale-plans": {"task": "apps.plans.tasks.recover_stale_plans", "schedule": 60.0},
+    "remind-approvers": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 60.0},
 }
 # Hard time limit of apps.plans.tasks.execute_plan (soft limit: 4/5 of it). A plan left
 # `executing` longer than this (plus a minute) belongs to a worker that is gone.

@@ -8,12 +8,14 @@ from apps.core import views as core_views
 admin.site.login = secure_admin_login(admin.site.login)
 admin.site.site_header = "Bitrix24 agent control plane"
 admin.site.site_title = "Control plane"
+admin.site.site_url = "/approvals/"  # "View site" leads approvers to their inbox
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("api/v1/", include("apps.plans.urls")),
     path("bitrix24/", include("apps.portals.urls")),
+    path("approvals/", include("apps.approvals.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
 ]

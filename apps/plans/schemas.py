@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from jsonschema import Draft202012Validator
 
+from apps.approvals.previews import changes as preview_changes
 from apps.core.canonical import sha256_hex
 from apps.core.exceptions import InvalidRequest
 
@@ -167,6 +168,7 @@ def render_plan(plan: Plan) -> dict:
         "finished_at": _iso(plan.finished_at),
         "result": plan.result,
         "error": plan.error,
+        "changes": preview_changes(plan),
     }
 
 

@@ -14,6 +14,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.approvals.notify import notify_schedule
+from apps.approvals.previews import preview_schedule
+from apps.approvals.services import callback_url_check
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
 from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotAllowed, NotFound, NotGranted
@@ -87,6 +90,7 @@ def plan_submit(*, agent, portal: Portal, steps: list[dict], reason: str = "", c
     try:
         decision = _evaluate(agent=agent, portal=portal, steps=steps, single_call=single_call)
         _raise_for_refusal(decision)
+        callback_url_check(callback_url)
         plan = _plan_create(agent=agent, portal=portal, decision=decision, reason=reason,
                             callback_url=callback_url, record=record)
     except BaseException:
@@ -153,6 +157,9 @@ def _plan_create(*, agent, portal: Portal, decision: Decision, reason: str, call
         transition(plan=plan, source=S.SUBMITTED, target=target, actor=agent, data={"policy": decision.outcome})
         if target == S.APPROVED:
             enqueue_execution(plan.pk)
+        else:
+            preview_schedule(plan)
+            notify_schedule(plan)
         if record is not None:
             idempotency.bind(record, plan)
     return plan

@@ -61,6 +61,11 @@ def transition(*, plan: Plan, source: str, target: str, actor=None, data: dict |
             action=audit_events.PLAN_TRANSITION, actor=actor, portal=plan.portal, plan=plan,
             data={"from": source, "to": target, **(data or {})},
         )
+        if target in TERMINAL_STATES and plan.callback_url:
+            from apps.approvals.services import callback_schedule
+
+            plan.status = target
+            callback_schedule(plan=plan)
     for key, value in fields.items():
         setattr(plan, key, value)
     plan.status, plan.updated_at = target, now

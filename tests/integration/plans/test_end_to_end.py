@@ -34,7 +34,8 @@ def test_submit_approve_execute(live_server, sandbox_portal, make_agent, make_ap
     assert answer.status_code == 201, answer.text
     plan = answer.json()
     assert plan["status"] == "pending_approval" and plan["risk"] == "write"
-    assert celery_drain() == []  # nothing runs before approval
+    # nothing runs before approval: only the approvers are told
+    assert [name for name, *_ in celery_drain()] == ["apps.approvals.tasks.notify_plan_pending"]
 
     # 2. the approver approves in the admin (confirmation page, then the POST that confirms)
     client.force_login(approver)

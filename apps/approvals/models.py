@@ -1,0 +1,143 @@
+"""Agent callbacks: the signing secret per agent and one row per delivery of a plan's final state."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from apps.portals.crypto import EncryptedTextField
+
+
+class CallbackSecret(models.Model):
+    """The key an agent verifies our callbacks with. Shown once when issued; ciphertext at rest."""
+
+    agent = models.OneToOneField("agents.Agent", on_delete=models.CASCADE, related_name="callback_secret")
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"callback secret of {self.agent_id}"
+
+    def __repr__(self):
+        return f"<CallbackSecret agent={self.agent_id}>"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be sent"
+    DELIVERED = "delivered", "Delivered (2xx)"
+    FAILED = "failed", "Gave up after retries"
+    REFUSED = "refused", "Refused: the address is not public"
+
+
+class CallbackDelivery(models.Model):
+    """One notice to an agent that its plan reached a final state. A row first, a task second."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.ForeignKey("plans.Plan", on_delete=models.CASCADE, related_name="callback_deliveries")
+    url = models.URLField(max_length=500)
+    plan_status = models.CharField(max_length=32, help_text="The final state this delivery reports")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_http_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "callback deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "plan_status"], name="callback_one_per_final_state"),
+        ]
+
+    def __str__(self):
+        return f"callback for {self.plan_id} ({self.plan_status}): {self.status}"
+
+
+class PlanPreview(models.Model):
+    """What the records a plan changes looked like when it was submitted (the pre-images), read
+    by a worker through the portal's limiter. `steps` maps a step name to
+    `{"entity", "read", "key", "before"}` or `{"entity", "read", "key", "error"}`."""
+
+    plan = models.OneToOneField("plans.Plan", on_delete=models.CASCADE, primary_key=True, related_name="preview")
+    steps = models.JSONField(default=dict)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"preview of {self.plan_id}"
+
+
+class ApproverBitrixUser(models.Model):
+    """An approver's Bitrix24 user id on one portal: they also get a Bitrix24 notification there."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bitrix_ids")
+    portal = models.ForeignKey("portals.Portal", on_delete=models.CASCADE, related_name="approver_bitrix_ids")
+    bitrix_user_id = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name = "approver's Bitrix24 user"
+        constraints = [models.UniqueConstraint(fields=["user", "portal"], name="approver_bitrix_user_once")]
+
+    def __str__(self):
+        return f"{self.user} is Bitrix24 user {self.bitrix_user_id} on {self.portal}"
+
+
+class PortalEscalation(models.Model):
+    """Who hears about a plan on this portal that is still undecided at 80 % of its lifetime."""
+
+    portal = models.OneToOneField("portals.Portal", on_delete=models.CASCADE, related_name="escalation")
+    fallback_group = models.ForeignKey("auth.Group", on_delete=models.PROTECT,
+                                       help_text="Fallback approvers: every active member gets the escalation.")
+
+    def __str__(self):
+        return f"escalation for {self.portal}"
+
+
+class NoticeKind(models.TextChoices):
+    PENDING = "pending", "A plan waits for a decision"
+    REMINDER = "reminder", "Reminder at half the plan's lifetime"
+    ESCALATION = "escalation", "Escalation at 80 % of the plan's lifetime"
+
+
+class NoticeChannel(models.TextChoices):
+    EMAIL = "email", "Email"
+    BITRIX = "bitrix", "Bitrix24 notification"
+
+
+class NoticeStatus(models.TextChoices):
+    QUEUED = "queued", "Queued (waiting for the next digest)"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Notice(models.Model):
+    """One thing one person is told about one plan, on one channel. Email notices of one person
+    are sent at most once a minute: what arrives meanwhile goes out together as a digest."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notices")
+    plan = models.ForeignKey("plans.Plan", on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=16, choices=NoticeKind.choices)
+    channel = models.CharField(max_length=16, choices=NoticeChannel.choices)
+    status = models.CharField(max_length=16, choices=NoticeStatus.choices, default=NoticeStatus.QUEUED)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["user", "plan", "kind", "channel"], name="notice_once")]
+        indexes = [models.Index(fields=["user", "channel", "status"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} to {self.user} by {self.channel}: {self.status}"
+
+
+class Mailbox(models.Model):
+    """When a person last got an email from us: the row locked while a digest is assembled."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mailbox")
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"mailbox of {self.user}"

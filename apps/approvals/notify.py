@@ -1,0 +1,202 @@
+"""Telling approvers: at once when a plan waits, a reminder at half its lifetime, an escalation to
+the portal's fallback approvers at 80 %.
+
+Email goes through Django's mail backend (`EMAIL_URL`; the console in the embedded default), at
+most one message per person per minute: notices that arrive meanwhile wait as `queued` and go
+out together as one digest. Where an approver has a Bitrix24 user id on the plan's portal they
+also get `im.notify.system.add` there, sent through the transport and limiter with the portal's
+own credential; it is the plane speaking, so no agent's grants are involved. A failed notice is
+recorded (visible in the admin) and never touches the plan.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.bitrix.client import BitrixClient
+from apps.bitrix.errors import BitrixError, NotSent
+from apps.bitrix.redact import redact
+from apps.plans.choices import PlanStatus
+from apps.plans.models import Plan
+
+from . import describe
+from .models import ApproverBitrixUser, Mailbox, Notice, NoticeChannel, NoticeKind, NoticeStatus, PortalEscalation
+
+logger = logging.getLogger(__name__)
+EMAIL_INTERVAL = datetime.timedelta(seconds=60)
+REMINDER_AT, ESCALATION_AT = 0.5, 0.8
+
+
+def plan_link(plan_id) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("approvals:plan", args=[plan_id])
+
+
+def deciders(plan: Plan) -> list:
+    """The portal's approvers who may decide this plan now."""
+    User = get_user_model()
+    decided = set(plan.approvals.values_list("user_id", flat=True))
+    users = User.objects.filter(approvable_portals=plan.portal, is_active=True).exclude(pk__in=decided)
+    if plan.agent.owner_id:
+        users = users.exclude(pk=plan.agent.owner_id)
+    return [u for u in users if u.has_perm("plans.approve_plan")]
+
+
+def fallback_approvers(plan: Plan) -> list:
+    escalation = PortalEscalation.objects.filter(portal=plan.portal).select_related("fallback_group").first()
+    if escalation is None:
+        return []
+    users = escalation.fallback_group.user_set.filter(is_active=True)
+    if plan.agent.owner_id:
+        users = users.exclude(pk=plan.agent.owner_id)
+    return list(users)
+
+
+def _queue(users, plan: Plan, kind: str) -> list[Notice]:
+    """One notice per person and channel; a notice that exists already is not made again."""
+    bitrix_ids = dict(ApproverBitrixUser.objects.filter(portal=plan.portal, user__in=users).values_list(
+        "user_id", "bitrix_user_id"))
+    made = []
+    for user in users:
+        channels = [NoticeChannel.EMAIL] if user.email else []
+        if user.pk in bitrix_ids:
+            channels.append(NoticeChannel.BITRIX)
+        for channel in channels:
+            try:
+                with transaction.atomic():
+                    made.append(Notice.objects.create(user=user, plan=plan, kind=kind, channel=channel))
+            except IntegrityError:
+                continue
+    return made
+
+
+def _dispatch(notices: list[Notice]) -> None:
+    from .tasks import flush_email, send_bitrix_notice
+
+    for user_id in sorted({n.user_id for n in notices if n.channel == NoticeChannel.EMAIL}):
+        flush_email.delay_on_commit(user_id)
+    for notice in notices:
+        if notice.channel == NoticeChannel.BITRIX:
+            send_bitrix_notice.delay_on_commit(notice.pk)
+
+
+def notify_pending(*, plan_id) -> int:
+    """A plan waits: tell every approver who may decide it."""
+    plan = Plan.objects.select_related("portal", "agent").filter(pk=plan_id).first()
+    if plan is None or plan.status != PlanStatus.PENDING_APPROVAL:
+        return 0
+    with transaction.atomic():
+        notices = _queue(deciders(plan), plan, NoticeKind.PENDING)
+        _dispatch(notices)
+    return len(notices)
+
+
+def notify_schedule(plan: Plan) -> None:
+    """In the transaction that made the plan wait: tell its approvers once it commits."""
+    from .tasks import notify_plan_pending
+
+    notify_plan_pending.delay_on_commit(str(plan.pk))
+
+
+def remind_due(*, now=None) -> int:
+    """Reminders at half a waiting plan's lifetime, escalations at 80 % (a beat task)."""
+    now = now or timezone.now()
+    count = 0
+    waiting = Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, expires_at__gt=now).select_related(
+        "portal", "agent")
+    for plan in waiting:
+        lifetime = (plan.expires_at - plan.created_at).total_seconds()
+        if lifetime <= 0:
+            continue
+        elapsed = (now - plan.created_at).total_seconds() / lifetime
+        with transaction.atomic():
+            notices = []
+            if elapsed >= REMINDER_AT:
+                notices += _queue(deciders(plan), plan, NoticeKind.REMINDER)
+            if elapsed >= ESCALATION_AT:
+                notices += _queue(fallback_approvers(plan), plan, NoticeKind.ESCALATION)
+            _dispatch(notices)
+        count += len(notices)
+    return count
+
+
+SUBJECTS = {
+    NoticeKind.PENDING: "waits for your decision",
+    NoticeKind.REMINDER: "still waits for a decision (half its time is gone)",
+    NoticeKind.ESCALATION: "is about to expire undecided",
+}
+
+
+def _line(notice: Notice) -> str:
+    plan = notice.plan
+    return (f"- [{describe.RISK_WORDS.get(plan.risk, plan.risk)}] {describe.summary(plan.steps)}\n"
+            f"  agent {plan.agent.slug} on {plan.portal.slug}, {SUBJECTS[notice.kind]}"
+            f"{', expires ' + plan.expires_at.strftime('%Y-%m-%d %H:%M %Z') if plan.expires_at else ''}\n"
+            f"  {plan_link(plan.pk)}")
+
+
+def flush_email(*, user_id) -> float | None:
+    """Send this person's queued email notices as one message, at most once a minute. Returns
+    the seconds to wait when the minute is not over yet (the task retries then)."""
+    now = timezone.now()
+    with transaction.atomic():
+        mailbox, _ = Mailbox.objects.select_for_update().get_or_create(user_id=user_id)
+        if mailbox.last_sent_at and now - mailbox.last_sent_at < EMAIL_INTERVAL:
+            return (mailbox.last_sent_at + EMAIL_INTERVAL - now).total_seconds()
+        queued = list(Notice.objects.select_related("user", "plan__portal", "plan__agent").filter(
+            user_id=user_id, channel=NoticeChannel.EMAIL, status=NoticeStatus.QUEUED).order_by("created_at"))
+        live = [n for n in queued if n.kind == NoticeKind.ESCALATION or n.plan.status == PlanStatus.PENDING_APPROVAL]
+        stale = [n.pk for n in queued if n not in live]
+        if stale:  # decided or gone meanwhile: nothing to tell
+            Notice.objects.filter(pk__in=stale).update(status=NoticeStatus.SENT, error="decided before sending",
+                                                       sent_at=now)
+        if not live:
+            return None
+        user = live[0].user
+        if len(live) == 1:
+            subject = f"Plan {str(live[0].plan_id)[:8]} on {live[0].plan.portal.slug} {SUBJECTS[live[0].kind]}"
+        else:
+            subject = f"{len(live)} plans wait for your decision"
+        body = "\n\n".join(_line(n) for n in live) + f"\n\nYour inbox: {settings.SITE_URL.rstrip('/')}/approvals/\n"
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
+        except Exception as exc:  # noqa: BLE001 - a failed notice never blocks a plan
+            Notice.objects.filter(pk__in=[n.pk for n in live]).update(
+                status=NoticeStatus.FAILED, error=redact(f"{type(exc).__name__}: {exc}")[:500])
+            return None
+        Notice.objects.filter(pk__in=[n.pk for n in live]).update(status=NoticeStatus.SENT, sent_at=now)
+        mailbox.last_sent_at = now
+        mailbox.save(update_fields=["last_sent_at"])
+    return None
+
+
+def send_bitrix(*, notice_id) -> float | None:
+    """`im.notify.system.add` to the approver's Bitrix24 user on the plan's portal. Returns the
+    seconds to wait when the portal's limiter defers it."""
+    notice = Notice.objects.select_related("plan__portal", "plan__agent", "user").filter(pk=notice_id).first()
+    if notice is None or notice.status != NoticeStatus.QUEUED:
+        return None
+    target = ApproverBitrixUser.objects.filter(user=notice.user, portal=notice.plan.portal).first()
+    if target is None:
+        Notice.objects.filter(pk=notice.pk).update(status=NoticeStatus.FAILED, error="no Bitrix24 user id any more")
+        return None
+    plan = notice.plan
+    message = (f"Plan {describe.summary(plan.steps)} by agent {plan.agent.slug} {SUBJECTS[notice.kind]}: "
+               f"[URL={plan_link(plan.pk)}]open it[/URL]")
+    try:
+        BitrixClient(plan.portal).call("im.notify.system.add", {"USER_ID": target.bitrix_user_id, "MESSAGE": message})
+    except NotSent as exc:
+        return max(1.0, exc.retry_after or 5.0)
+    except BitrixError as exc:
+        Notice.objects.filter(pk=notice.pk).update(status=NoticeStatus.FAILED,
+                                                   error=redact(exc.description or exc.code)[:500])
+        return None
+    Notice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT, sent_at=timezone.now())
+    return None

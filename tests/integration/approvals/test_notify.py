@@ -1,0 +1,151 @@
+"""Approvers are told: an email with a link at once (one a minute, the rest as a digest), a
+Bitrix24 notification where they have a user id on the portal, a reminder at half the plan's
+lifetime, an escalation to the fallback group at 80 %; failures are recorded, plans untouched."""
+
+import datetime
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core import mail
+from django.utils import timezone
+
+from apps.approvals import notify
+from apps.approvals.models import ApproverBitrixUser, Mailbox, Notice, PortalEscalation
+from apps.plans.models import Plan
+from apps.plans.services import plan_decide, plan_submit
+from apps.portals.models import AuthMode, Credential, Portal
+from tests.integration.bitrix.stub import StubServer
+
+UPDATE = [{"name": "call", "method": "crm.lead.update", "params": {"id": 42, "fields": {"TITLE": "paid"}}}]
+
+
+@pytest.fixture
+def approvers(make_approver, portal):
+    users = [make_approver(name, portals=[portal]) for name in ("alice", "bob")]
+    for user in users:
+        user.email = f"{user.username}@example.com"
+        user.save()
+    return users
+
+
+def submit(agent, portal, **kwargs):
+    return plan_submit(agent=agent, portal=portal, steps=UPDATE, **kwargs).plan
+
+
+def test_a_waiting_plan_queues_the_notice_task_on_commit(agent, portal, approvers, django_capture_on_commit_callbacks,
+                                                         monkeypatch):
+    from apps.approvals import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.notify_plan_pending, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(tasks.read_preimages, "delay", lambda *a: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        plan = submit(agent, portal)
+    assert queued == [(str(plan.pk),)]
+
+
+def test_each_approver_gets_an_email_with_a_link(agent, portal, approvers, settings):
+    settings.SITE_URL = "https://cp.example.com"
+    plan = submit(agent, portal, reason="paid")
+    assert notify.notify_pending(plan_id=plan.pk) == 2
+    for user in approvers:
+        assert notify.flush_email(user_id=user.pk) is None
+    assert sorted(m.to[0] for m in mail.outbox) == ["alice@example.com", "bob@example.com"]
+    message = mail.outbox[0]
+    assert f"https://cp.example.com/approvals/plans/{plan.pk}/" in message.body
+    assert "Update lead #42: set TITLE to 'paid'" in message.body
+    assert "waits for your decision" in message.subject
+    assert Notice.objects.filter(status="sent").count() == 2
+
+
+def test_the_agents_owner_and_those_who_decided_are_not_told(make_agent, portal, approvers):
+    alice, bob = approvers
+    owned = make_agent("owned", portal=portal, owner=alice)
+    plan = submit(owned, portal)
+    assert [u.username for u in notify.deciders(plan)] == ["bob"]
+
+
+def test_one_email_a_minute_then_a_digest(agent, portal, approvers):
+    alice = approvers[0]
+    first = submit(agent, portal)
+    notify.notify_pending(plan_id=first.pk)
+    assert notify.flush_email(user_id=alice.pk) is None
+    later = [submit(agent, portal) for _ in range(3)]
+    for plan in later:
+        notify.notify_pending(plan_id=plan.pk)
+    wait = notify.flush_email(user_id=alice.pk)
+    assert wait is not None and 0 < wait <= 60  # the task retries after the minute
+    assert [m.to[0] for m in mail.outbox].count("alice@example.com") == 1
+    Mailbox.objects.filter(user=alice).update(last_sent_at=timezone.now() - datetime.timedelta(seconds=61))
+    assert notify.flush_email(user_id=alice.pk) is None
+    digest = [m for m in mail.outbox if m.to == ["alice@example.com"]][-1]
+    assert digest.subject == "3 plans wait for your decision"
+    assert all(str(p.pk) in digest.body for p in later)
+
+
+def test_a_plan_decided_before_the_digest_is_left_out(agent, portal, approvers):
+    alice, bob = approvers
+    plan = submit(agent, portal)
+    notify.notify_pending(plan_id=plan.pk)
+    plan_decide(plan_id=plan.pk, user=bob, decision="approve")
+    assert notify.flush_email(user_id=alice.pk) is None
+    assert not [m for m in mail.outbox if m.to == ["alice@example.com"]]
+
+
+def test_a_mail_failure_is_recorded_and_the_plan_is_untouched(agent, portal, approvers, monkeypatch):
+    plan = submit(agent, portal)
+    notify.notify_pending(plan_id=plan.pk)
+
+    def broken(*args, **kwargs):
+        raise OSError("SMTP server unreachable")
+
+    monkeypatch.setattr(notify, "send_mail", broken)
+    assert notify.flush_email(user_id=approvers[0].pk) is None
+    notice = Notice.objects.get(user=approvers[0])
+    assert (notice.status, notice.error) == ("failed", "OSError: SMTP server unreachable")
+    assert Plan.objects.get(pk=plan.pk).status == "pending_approval"
+
+
+def test_reminder_at_half_and_escalation_at_80_percent(agent, portal, approvers, django_user_model):
+    fallback = django_user_model.objects.create_user("carol", email="carol@example.com", password="x")
+    group = Group.objects.create(name="fallback approvers")
+    group.user_set.add(fallback)
+    PortalEscalation.objects.create(portal=portal, fallback_group=group)
+    plan = submit(agent, portal)
+    start, end = plan.created_at, plan.expires_at
+    assert notify.remind_due(now=start + (end - start) * 0.4) == 0
+    assert notify.remind_due(now=start + (end - start) * 0.55) == 2
+    assert notify.remind_due(now=start + (end - start) * 0.6) == 0  # once only
+    assert notify.remind_due(now=start + (end - start) * 0.85) == 1
+    assert Notice.objects.get(kind="escalation").user == fallback
+
+
+def test_bitrix_notification_through_the_portal_transport(db, agent, make_approver):
+    stub = StubServer().start()
+    try:
+        portal = Portal.objects.create(slug="stubhook", base_url=f"{stub.url}/p", auth_mode=AuthMode.WEBHOOK)
+        Credential.objects.create(portal=portal, webhook_user_id="1", webhook_code="s3cr3twebhookcode")
+        from apps.policy.services import grant_upsert
+
+        grant_upsert(agent=agent, portal=portal, pack="core")
+        alice = make_approver("alice", portals=[portal])
+        ApproverBitrixUser.objects.create(user=alice, portal=portal, bitrix_user_id=17)
+        plan = submit(agent, portal)
+        notify.notify_pending(plan_id=plan.pk)
+        notice = Notice.objects.get(user=alice, channel="bitrix")
+        assert notify.send_bitrix(notice_id=notice.pk) is None
+        sent = [r for r in stub.requests if r.path.endswith("/im.notify.system.add")
+                or r.path.endswith("/im.notify.system.add.json")]
+        assert len(sent) == 1
+        assert sent[0].json["USER_ID"] == 17 and str(plan.pk) in sent[0].json["MESSAGE"]
+        notice.refresh_from_db()
+        assert notice.status == "sent"
+
+        stub.respond = lambda seen: (400, {"error": "ERROR_CORE", "error_description": "user not found"}, {})
+        other = Notice.objects.create(user=alice, plan=plan, kind="reminder", channel="bitrix")
+        assert notify.send_bitrix(notice_id=other.pk) is None
+        other.refresh_from_db()
+        assert (other.status, other.error) == ("failed", "user not found")
+        assert Plan.objects.get(pk=plan.pk).status == "pending_approval"
+    finally:
+        stub.stop()
