@@ -63,6 +63,12 @@ class PlanPreview(models.Model):
     plan = models.OneToOneField("plans.Plan", on_delete=models.CASCADE, primary_key=True, related_name="preview")
     steps = models.JSONField(default=dict)
     read_at = models.DateTimeField(null=True, blank=True)
+    changed = models.JSONField(
+        null=True, blank=True,
+        help_text="Set when the worker found a record changed after approval: {step: {field: [was, now]}}")
+    changed_at = models.DateTimeField(null=True, blank=True)
+    revert_plan = models.ForeignKey("plans.Plan", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="reverts")
 
     def __str__(self):
         return f"preview of {self.plan_id}"

@@ -111,3 +111,50 @@ def changes(plan, previews: dict[str, dict] | None = None) -> list[dict]:
             item["before"] = entry["before"]
         out.append(item)
     return out
+
+
+# --- right before sending: has anything changed since the approvers looked? -------------------
+
+MODIFIED_AT = ("DATE_MODIFY", "dateModify", "updatedTime", "changedDate")
+
+
+def differences(entity: entities.Entity, step: dict, was: dict, now: dict) -> dict[str, list]:
+    """Fields whose value moved between two reads of one record: its modification time, every
+    field the step writes and, for a delete, every field it had."""
+    _, verb, _ = entities.split(step["method"])
+    names = [n for n in MODIFIED_AT if n in was or n in now]
+    fields = (step.get("params") or {}).get(entity.fields_param) or {}
+    names += list(fields) if verb == "update" else sorted(set(was) | set(now))
+    out = {}
+    for name in dict.fromkeys(names):
+        before, _ = entities.field_value(entity, was, name)
+        after, _ = entities.field_value(entity, now, name)
+        if before != after:
+            out[name] = [before, after]
+    return out
+
+
+def changed_records(plan) -> dict[str, dict]:
+    """Re-read every previewed record; step name → {field: [was, now]} for those that changed
+    (or can no longer be read). NotSent propagates: the caller retries later."""
+    previews = preview_of(plan)
+    seen = {name: entry for name, entry in previews.items() if "before" in entry}
+    if not seen:
+        return {}
+    steps = [s for s in plan.steps if s["name"] in seen]
+    now = read_records(portal=plan.portal, steps=steps)
+    changed = {}
+    for step in steps:
+        entity, _, _ = entities.split(step["method"])
+        fresh = now.get(step["name"], {})
+        if "before" not in fresh:
+            changed[step["name"]] = {"(record)": ["readable", fresh.get("error", "not found")]}
+            continue
+        diff = differences(entity, step, seen[step["name"]]["before"], fresh["before"])
+        if diff:
+            changed[step["name"]] = diff
+        previews[step["name"]] = fresh
+    if changed:
+        PlanPreview.objects.filter(plan_id=plan.pk).update(steps=previews, changed=changed,
+                                                           changed_at=timezone.now())
+    return changed

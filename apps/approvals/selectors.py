@@ -8,7 +8,7 @@ from django.db.models import Count, Prefetch, QuerySet
 
 from apps.plans.choices import PlanStatus
 from apps.plans.models import Approval, Plan
-from apps.plans.selectors import plan_decisions_for
+from apps.plans.selectors import plan_decisions_for, user_may_decide
 
 
 def visible_plans(user) -> QuerySet[Plan]:
@@ -47,3 +47,8 @@ def inbox_fingerprint(user) -> str:
             .annotate(decisions=Count("approvals")).order_by("pk").values_list("pk", "updated_at", "decisions"))
     text = ";".join(f"{pk}:{updated.timestamp():.6f}:{n}" for pk, updated, n in rows)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def may_act_on_portal(user, plan: Plan) -> bool:
+    """Approvers of the plan's portal (the one rule) may ask for a revert."""
+    return user_may_decide(user=user, portal=plan.portal)

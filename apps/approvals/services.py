@@ -117,3 +117,70 @@ def callback_attempt(*, delivery_id) -> float | None:
     CallbackDelivery.objects.filter(pk=delivery.pk).update(last_http_status=http_status, last_error=error[:500])
     logger.info("callback %s attempt %s failed: %s", delivery.pk, delivery.attempts, error)
     return float(BACKOFF[min(delivery.attempts - 1, len(BACKOFF) - 1)])
+
+
+# --- revert: the inverse update of an executed plan, submitted as a new plan -------------------
+
+PLAN_REVERT_REQUESTED = audit_events.register("plan.revert_requested",
+                                              "An approver asked to undo an executed plan's updates")
+
+
+def revert_steps(plan) -> list[dict]:
+    """The steps that put back what `plan`'s updates changed, from their stored pre-images.
+    Raises InvalidRequest saying why when a step cannot be reverted."""
+    from apps.core.exceptions import InvalidRequest
+
+    from . import entities
+    from .previews import preview_of
+
+    stored = preview_of(plan)
+    inverse = []
+    for step in plan.steps:
+        entity, verb, _ = entities.split(step["method"])
+        if entity is not None and verb == "delete":
+            raise InvalidRequest(f"Step {step['name']!r} deleted the {entity.noun}: Bitrix24 has no undelete "
+                                 "over REST, so it cannot be reverted.", field="plan")
+        if entity is None or verb != "update":
+            raise InvalidRequest(f"Step {step['name']!r} ({step['method']}) is not an update of a known record, "
+                                 "so there is nothing to put back.", field="plan")
+        before = (stored.get(step["name"]) or {}).get("before")
+        if before is None:
+            raise InvalidRequest(f"No pre-image of step {step['name']!r} was read, so its old values are "
+                                 "unknown.", field="plan")
+        params = step.get("params") or {}
+        fields = {}
+        for name in (params.get(entity.fields_param) or {}):
+            value, known = entities.field_value(entity, before, name)
+            if known:
+                fields[name] = value
+        key = {k: params[k] for k in (entity.id_param, *entity.key_params) if k in params}
+        inverse.append({"name": step["name"], "method": step["method"], "params": {**key, entity.fields_param: fields}})
+    return inverse
+
+
+def plan_revert(*, plan_id, user):
+    """Submit the inverse of an executed update as a new plan of the same agent, under its grants
+    and policy (it is approved like any other). Only someone who may decide on the portal asks."""
+    from apps.core.exceptions import InvalidRequest, NotAllowed
+    from apps.plans.choices import PlanStatus
+    from apps.plans.models import Plan
+    from apps.plans.selectors import user_may_decide
+    from apps.plans.services import plan_submit
+
+    from .models import PlanPreview
+
+    plan = Plan.objects.select_related("portal", "agent").filter(pk=plan_id).first()
+    if plan is None:
+        raise InvalidRequest("No such plan.", field="plan")
+    if not user_may_decide(user=user, portal=plan.portal):
+        raise NotAllowed(f"{user.get_username()} may not act on plans of portal {plan.portal.slug}.")
+    if plan.status != PlanStatus.SUCCEEDED:
+        raise InvalidRequest("Only a plan that ran successfully can be reverted.", field="plan")
+    steps = revert_steps(plan)
+    with transaction.atomic():
+        revert = plan_submit(agent=plan.agent, portal=plan.portal, steps=steps,
+                             reason=f"Revert of plan {str(plan.pk)[:8]}, asked by {user.get_username()}").plan
+        PlanPreview.objects.filter(plan=plan).update(revert_plan=revert)
+        audit_record(action=PLAN_REVERT_REQUESTED, actor=user, portal=plan.portal, plan=plan,
+                     data={"revert_plan": str(revert.pk)})
+    return revert

@@ -11,4 +11,5 @@ urlpatterns = [
     path("plans/<str:plan_id>/", views.plan_page, name="plan"),
     path("plans/<str:plan_id>/state", views.plan_state, name="plan_state"),
     path("plans/<str:plan_id>/decide", views.decide, name="decide"),
+    path("plans/<str:plan_id>/revert", views.revert, name="revert"),
 ]

@@ -27,7 +27,7 @@ from apps.plans.choices import PlanStatus
 from apps.plans.selectors import is_uuid
 from apps.plans.services import plan_decide
 
-from . import describe, previews, selectors
+from . import describe, previews, selectors, services
 
 RISKS = ("read", "write", "destructive")
 MAX_BULK = 100
@@ -156,6 +156,14 @@ def plan_page(request, plan_id):
     plan = _plan_or_404(request, plan_id)
     steps_previews = previews.preview_of(plan)
     entries = AuditEntry.objects.filter(plan_id=plan.pk).order_by("seq")
+    stored = getattr(plan, "preview", None) if steps_previews else None
+    revert = {"offered": False, "why_not": "", "plan": stored.revert_plan_id if stored else None}
+    if plan.status == PlanStatus.SUCCEEDED and selectors.may_act_on_portal(request.user, plan):
+        try:
+            services.revert_steps(plan)
+            revert["offered"] = True
+        except ApplicationError as exc:
+            revert["why_not"] = exc.message
     context = {
         "title": f"Plan {str(plan.pk)[:8]}",
         "plan": plan,
@@ -170,6 +178,11 @@ def plan_page(request, plan_id):
         "zone": timezone.get_current_timezone_name(),
         "now": timezone.now(),
         "is_pending": plan.status == PlanStatus.PENDING_APPROVAL,
+        "changed": stored.changed if stored else None,
+        "changed_at": stored.changed_at if stored else None,
+        "revert": revert,
+        "dismissed": list(plan.approvals.model.history.filter(plan=plan, dismissed_at__isnull=False)
+                          .select_related("user")),
     }
     return _page(request, "approvals/plan.html", context)
 
@@ -255,3 +268,19 @@ def bulk(request):
     for line in failed:
         messages.error(request, line)
     return redirect("approvals:inbox")
+
+
+@approver_required
+def revert(request, plan_id):
+    """Submit the inverse update of an executed plan as a new plan, then show that plan."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    back = reverse("approvals:plan", args=[plan_id])
+    plan = _plan_or_404(request, plan_id)
+    try:
+        new = services.plan_revert(plan_id=plan.pk, user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(request, "A plan that puts the old values back was submitted: it is decided like any other.")
+    return redirect(reverse("approvals:plan", args=[new.pk]))

@@ -8,6 +8,9 @@ The task (`apps.plans.tasks.execute_plan`) is a thin adapter around `execute()`.
   plan's and every approval's; the policy is applied again (a grant revoked, expired or tightened
   after approval stops the plan).
 - The attempt is recorded before the portal is called (house rule 6).
+- A record the approvers saw (its pre-image, `apps.approvals.previews`) is read again right
+  before sending; if it changed, nothing is sent: the plan goes back to its approvers with their
+  approvals dismissed and the new pre-image shown.
 - Calls the portal refused without running them are retried with backoff and jitter (`execute()`
   says when; the task queues the retry through `services.enqueue_execution`); reads are retried
   on timeouts and 5xx too; a write whose outcome is unknown is never re-sent: the plan becomes
@@ -18,13 +21,16 @@ The task (`apps.plans.tasks.execute_plan`) is a thin adapter around `execute()`.
 The executor depends on the pure checks in `evaluation`, never on the services module.
 """
 
+import datetime
 import logging
 import random
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.approvals import previews
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
 from apps.bitrix.client import BitrixClient
@@ -33,7 +39,7 @@ from apps.policy.errors import PolicyInputError
 
 from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
 from .evaluation import content_hash, plan_evaluate
-from .models import ExecutionAttempt, Plan
+from .models import Approval, ExecutionAttempt, Plan
 from .states import StaleState, transition
 
 logger = logging.getLogger(__name__)
@@ -143,6 +149,14 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
     if record is None:
         return Outcome("skipped")
     try:
+        changed = previews.changed_records(plan)
+    except NotSent as exc:
+        close_attempt(record, AttemptOutcome.NOT_SENT, {**exc.as_dict(), "deferred": isinstance(exc, Deferred)})
+        return _retry_or_fail(plan, record.number, exc)
+    if changed:
+        close_attempt(record, AttemptOutcome.NOT_SENT, {"code": "changed_since_approval", "steps": sorted(changed)})
+        return _back_to_approvers(plan, changed)
+    try:
         answer = BitrixClient(plan.portal).run_steps(plan.steps)
     except NotSent as exc:
         close_attempt(record, AttemptOutcome.NOT_SENT, {**exc.as_dict(), "deferred": isinstance(exc, Deferred)})
@@ -169,6 +183,21 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
         return Outcome(S.FAILED)
     transition(plan=plan, source=S.EXECUTING, target=S.SUCCEEDED, result=answer)
     return Outcome(S.SUCCEEDED)
+
+
+def _back_to_approvers(plan: Plan, changed: dict) -> Outcome:
+    """A record changed after it was approved: nothing was sent; the approvals are dismissed and
+    the plan waits for a fresh decision on what the record is now."""
+    from apps.approvals.notify import notify_schedule
+
+    now = timezone.now()
+    with transaction.atomic():
+        Approval.objects.filter(plan=plan).update(dismissed_at=now)
+        transition(plan=plan, source=S.EXECUTING, target=S.PENDING_APPROVAL,
+                   data={"changed_since_approval": {step: sorted(fields) for step, fields in changed.items()}},
+                   expires_at=now + datetime.timedelta(seconds=settings.PLAN_TTL))
+        notify_schedule(plan)
+    return Outcome(S.PENDING_APPROVAL)
 
 
 def _retry_or_fail(plan: Plan, number: int, exc: BitrixError) -> Outcome:

@@ -43,6 +43,18 @@ class Plan(models.Model):
         return [step["method"] for step in self.steps]
 
 
+class LiveApprovals(models.Manager):
+    """Decisions that still count: an approval dismissed because the record changed after it was
+    given (the plan went back to its approvers) counts nowhere, `plan.approvals` included."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(dismissed_at__isnull=True)
+
+
+class AllApprovals(models.Manager):
+    """Every decision ever given, dismissed ones included (history pages)."""
+
+
 class Approval(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="approvals")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals")
@@ -50,10 +62,17 @@ class Approval(models.Model):
     comment = models.TextField(blank=True)
     content_hash = models.CharField(max_length=64, help_text="The plan content this decision saw")
     created_at = models.DateTimeField(auto_now_add=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="Set when the record changed after this decision")
+
+    objects = LiveApprovals()
+    history = AllApprovals()
 
     class Meta:
         ordering = ["created_at"]
-        constraints = [models.UniqueConstraint(fields=["plan", "user"], name="approval_one_per_user")]
+        base_manager_name = "history"
+        constraints = [models.UniqueConstraint(fields=["plan", "user"], condition=models.Q(dismissed_at__isnull=True),
+                                               name="approval_one_live_per_user")]
 
     def __str__(self):
         return f"{self.user} {self.decision}d {self.plan_id}"

@@ -21,7 +21,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.SUBMITTED: frozenset({S.PENDING_APPROVAL, S.APPROVED}),
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED}),
     S.APPROVED: frozenset({S.EXECUTING, S.EXPIRED, S.CANCELLED}),
-    S.EXECUTING: frozenset({S.SUCCEEDED, S.FAILED, S.NEEDS_RECONCILIATION}),
+    # back to the approvers when a record changed after they saw it (nothing was sent)
+    S.EXECUTING: frozenset({S.SUCCEEDED, S.FAILED, S.NEEDS_RECONCILIATION, S.PENDING_APPROVAL}),
     S.NEEDS_RECONCILIATION: frozenset({S.SUCCEEDED, S.FAILED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),

@@ -22,6 +22,7 @@ def test_the_table_is_the_documented_lifecycle():
         ("pending_approval", "cancelled"),
         ("approved", "executing"), ("approved", "expired"), ("approved", "cancelled"),
         ("executing", "succeeded"), ("executing", "failed"), ("executing", "needs_reconciliation"),
+        ("executing", "pending_approval"),  # a record changed after approval: back to the approvers
         ("needs_reconciliation", "succeeded"), ("needs_reconciliation", "failed"),
     ])
 
