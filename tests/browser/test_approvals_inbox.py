@@ -208,3 +208,51 @@ def test_the_agents_answer_for_a_decided_plan_is_consistent(db, agent, portal, a
     plan = plan_submit(agent=agent, portal=portal, steps=UPDATE).plan
     plan_decide(plan_id=plan.pk, user=approver, decision="approve")
     assert json.loads(json.dumps(Plan.objects.get(pk=plan.pk).steps)) == UPDATE
+
+
+@pytest.fixture
+def sandbox_world(live_server, make_agent, make_approver):
+    from apps.bitrix.client import BitrixClient
+    from apps.portals.services import portal_upsert
+    from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
+
+    sandbox = sandbox_portal_ensure(slug="br")
+    user_id, code = sandbox_webhook_create(portal=sandbox)
+    portal, _ = portal_upsert(slug="br", base_url=f"{live_server.url}/sandbox/br", auth_mode="webhook",
+                              secrets={"webhook_code": code}, fields={"webhook_user_id": str(user_id)})
+    agent = make_agent("crm-bot", portal=portal)
+    alice = make_approver("alice", portals=[portal])
+    return portal, agent, alice, BitrixClient(portal)
+
+
+def test_a_stale_plan_comes_back_and_an_executed_update_is_reverted(live_server, new_page, sign_in, sandbox_world,
+                                                                     celery_drain):
+    portal, agent, alice, portal_client = sandbox_world
+    lead = portal_client.call("crm.lead.add", {"fields": {"TITLE": "ACME order"}}).result
+    plan = plan_submit(agent=agent, portal=portal, reason="The customer paid", steps=[
+        {"name": "call", "method": "crm.lead.update", "params": {"id": lead, "fields": {"TITLE": "ACME (paid)"}}}]).plan
+    celery_drain()  # the pre-image
+
+    page = sign_in(new_page(), alice)
+    page.goto(f"{live_server.url}/approvals/plans/{plan.pk}/")
+    page.locator("#approve-button").click()
+    expect(page.locator("#plan-status")).to_have_text("Approved, about to run")
+    portal_client.call("crm.lead.update", {"id": lead, "fields": {"TITLE": "ACME (cancelled)"}})
+    celery_drain()  # the executor finds the change and sends nothing
+    page.reload()
+    expect(page.locator("#plan-status")).to_have_text("Waiting for approval")
+    notice = page.locator("#changed-notice")
+    expect(notice).to_contain_text("TITLE was ACME order, is now ACME (cancelled)")
+    expect(page.locator("#step-call h3")).to_contain_text("TITLE 'ACME (cancelled)' → 'ACME (paid)'")
+    shot(page, "13-stale-plan-back-for-approval")
+
+    page.locator("#approve-button").click()
+    celery_drain()
+    page.reload()
+    expect(page.locator("#plan-status")).to_have_text("Done")
+    shot(page, "14-executed-update-offers-revert")
+    page.locator("#revert-button").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("puts the old values back")
+    expect(page.locator("#step-call h3")).to_contain_text(f"Update lead #{lead}")
+    expect(page.locator("#step-call h3")).to_contain_text("set TITLE to 'ACME (cancelled)'")
+    shot(page, "15-revert-plan")
