@@ -2,8 +2,9 @@
 accepted spelling of a granted method resolves to that one method (top level and in batches)."""
 
 import string
+from collections import Counter
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from apps.policy.batchparse import parse_batch
@@ -118,19 +119,35 @@ def test_spellings_of_a_granted_method_resolve_to_it(data):
     assert [c["method"] for c in decision.checked] == [method.lower()]
 
 
-@SETTINGS
-@given(st.data())
-def test_damaged_spellings_are_refused_or_checked_as_what_they_normalise_to(data):
-    method = data.draw(st.sampled_from(UNGRANTED))
-    raw = data.draw(hostile(method))
-    try:
-        decision = decide([CORE], [Step("s", raw, {})])
-    except PolicyInputError:
-        return
-    _assert_only_granted_calls(decision)
-    if decision.allowed:
-        assert decision.steps[0].method != method.lower()
-    assert decision.steps[0].method == normalize_method(raw)
+def test_damaged_spellings_are_refused_or_checked_as_what_they_normalise_to():
+    """Damage any documented name, granted or not: the damaged spelling is refused, or checked as
+    exactly what it normalises to, and only names the grants cover are ever allowed. Both branches
+    must be reached, or the property proved nothing."""
+    branches = Counter()
+
+    @SETTINGS
+    @given(st.data())
+    def check(data):
+        method = data.draw(st.sampled_from(GRANTED + UNGRANTED))
+        raw = data.draw(hostile(method))
+        try:
+            decision = decide([CORE], [Step("s", raw, {})])
+        except PolicyInputError:
+            branches["refused as input"] += 1
+            event("refused as input")
+            return
+        _assert_only_granted_calls(decision)
+        assert decision.steps[0].method == normalize_method(raw)
+        if decision.allowed:
+            assert matches_any(CORE_PATTERNS, decision.steps[0].method)
+            if method in UNGRANTED:
+                assert decision.steps[0].method != method.lower()
+        branches["allowed" if decision.allowed else "not granted"] += 1
+        event("allowed" if decision.allowed else "not granted")
+
+    check()
+    assert branches["allowed"] >= 10, branches
+    assert branches["not granted"] >= 10, branches
 
 
 @SETTINGS
@@ -190,21 +207,38 @@ def test_granted_spellings_inside_a_batch_resolve_and_are_sent_normalised(data):
         assert command.split("?", 1)[0] == methods[int(key[1:])].lower()
 
 
-@SETTINGS
-@given(st.data())
-def test_damaged_batch_commands_never_smuggle_an_ungranted_call(data):
-    method = data.draw(st.sampled_from(UNGRANTED_IN_BATCH))
-    command = data.draw(hostile(method)) + data.draw(st.sampled_from(["", "?", "?id=1", "?cmd[a]=sale.order.add"]))
-    params = {"cmd": {"a": "user.current", "b": command}}
-    try:
-        decision = decide([CORE], [Step("s", "batch", params)])
-    except PolicyInputError:
-        return
-    _assert_only_granted_calls(decision)
-    if decision.allowed:
-        sent = parse_batch(decision.steps[0].params)
-        assert all(matches_any(CORE_PATTERNS, c.method) for c in sent.commands)
-        assert method.lower() not in {c.method for c in sent.commands}
+def test_damaged_batch_commands_never_smuggle_an_ungranted_call():
+    """A damaged command beside a granted one: refused, or every command sent is covered by the
+    grants. The allowed branch must be reached, or the property proved nothing."""
+    branches = Counter()
+
+    @SETTINGS
+    @given(st.data())
+    def check(data):
+        method = data.draw(st.sampled_from(GRANTED_IN_BATCH + UNGRANTED_IN_BATCH))
+        tail = data.draw(st.sampled_from(["", "?", "?id=1", "?cmd[a]=sale.order.add"]))
+        damaged = data.draw(st.booleans())
+        command = data.draw(hostile(method) if damaged else spellings(method)) + tail
+        params = {"cmd": {"a": "user.current", "b": command}}
+        try:
+            decision = decide([CORE], [Step("s", "batch", params)])
+        except (PolicyInputError, PolicyForbidden):
+            branches["refused"] += 1
+            event("refused")
+            return
+        _assert_only_granted_calls(decision)
+        if decision.allowed:
+            sent = parse_batch(decision.steps[0].params)
+            assert all(matches_any(CORE_PATTERNS, c.method) for c in sent.commands)
+            if method in UNGRANTED_IN_BATCH:
+                assert method.lower() not in {c.method for c in sent.commands}
+            assert "cmd[" not in tail, "batch control keys inside a command's parameters are refused"
+        branches["allowed" if decision.allowed else "not granted"] += 1
+        event("allowed" if decision.allowed else "not granted")
+
+    check()
+    assert branches["allowed"] >= 10, branches
+    assert branches["not granted"] >= 10, branches
 
 
 @SETTINGS
