@@ -58,8 +58,10 @@ services-worker-test: install
 prod-check:
 	bash .ci/prod-check
 
+# Lint and a security scan: ruff, and bandit with no medium or high finding (.ci/run).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/bandit -q -r apps controlplane -ll
 
 bench-limiter: install
 	$(PY) bench/limiter_bench.py
