@@ -1,9 +1,10 @@
 """OAuth token refresh, single-flight across processes (FACTS §7).
 
 After an answer with one of `errors.REFRESH_CODES` (`expired_token`, `invalid_token`,
-`NO_AUTH_FOUND`), every BitrixClient runs `credential_refresh` with the token that failed. It locks the Credential row (`select_for_update`), re-reads it and refreshes
-only if the stored token is still the one that failed: the first caller refreshes while the
-others wait on the lock, then find a new token and use it. The rotated pair is committed before
+`NO_AUTH_FOUND`), every BitrixClient runs `credential_refresh` with the token that failed. It
+locks the Credential row (`select_for_update`), re-reads it and refreshes only if the stored
+token is still the one that failed: the first caller refreshes while the others wait on the
+lock, then find a new token and use it. The rotated pair is committed before
 anyone uses it (Bitrix24 invalidates the old refresh token). On SQLite (the embedded default)
 a per-portal file lock replaces the row lock, because a write transaction there locks the whole
 database while the sandbox's token endpoint, in the same database, needs to write.
