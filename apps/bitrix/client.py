@@ -117,7 +117,8 @@ class BitrixClient:
                 raise InvalidCall("INVALID_CALL", f"Step {index} needs a method.")
             named.append((str(step.get("name") or f"step{index}"), step["method"], step.get("params") or {}))
         if len(named) == 1:
-            return {"steps": dict([self._run_one(*named[0])])}
+            name, method, params = named[0]
+            return {"steps": {name: self._run_one(method, params)}}
 
         result = self.batch(named, halt=True)
         self._raise_if_batch_never_ran(result, first=named[0])
@@ -135,7 +136,7 @@ class BitrixClient:
 
     # --- steps and batches -------------------------------------------------------------------------
 
-    def _run_one(self, name: str, method: str, params: Any) -> tuple[str, dict]:
+    def _run_one(self, method: str, params: Any) -> dict:
         """A single step: the portal's refusal (a PortalError) is the step's error, not raised."""
         entry = {"result": None, "error": None, "total": None, "next": None}
         try:
@@ -146,7 +147,7 @@ class BitrixClient:
             entry["error"] = {"error": err.code, "error_description": err.description}
         else:
             entry.update(result=res.result, total=res.total, next=res.next)
-        return name, entry
+        return entry
 
     def _raise_if_batch_never_ran(self, result: BatchResult, *, first: tuple[str, str, Any]) -> None:
         """A batch whose first command was refused before anything ran may be retried whole."""

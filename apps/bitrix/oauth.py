@@ -1,13 +1,13 @@
 """OAuth token refresh, single-flight across processes (FACTS §7).
 
 After an answer with one of `errors.REFRESH_CODES` (`expired_token`, `invalid_token`,
-`NO_AUTH_FOUND`), every BitrixClient runs `credential_refresh` with the token that failed. It locks
-the Credential row (`select_for_update`), re-reads it and refreshes only if the stored token is
-still the one that failed: the first caller refreshes while the others wait on the lock, then find
-a new token and use it. The rotated pair is committed before anyone uses it (Bitrix24 invalidates
-the old refresh token). On SQLite (the embedded default) a per-portal file lock replaces the row
-lock, because a write transaction there locks the whole database while the sandbox's token
-endpoint, in the same database, needs to write.
+`NO_AUTH_FOUND`), every BitrixClient runs `credential_refresh` with the token that failed. It
+locks the Credential row (`select_for_update`), re-reads it and refreshes only if the stored
+token is still the one that failed: the first caller refreshes while the others wait on the
+lock, then find a new token and use it. The rotated pair is committed before
+anyone uses it (Bitrix24 invalidates the old refresh token). On SQLite (the embedded default)
+a per-portal file lock replaces the row lock, because a write transaction there locks the whole
+database while the sandbox's token endpoint, in the same database, needs to write.
 
 An error answer of the token endpoint (`invalid_grant`, `invalid_client`, `PAYMENT_REQUIRED`,
 `invalid_scope` ...) marks the credential broken, alerts the admins (logger.error + mail_admins)
@@ -86,16 +86,12 @@ def apply_token_answer(credential: Credential, answer: dict) -> list[str]:
 
 
 def credential_mark_broken(*, portal_id: int, code: str, detail: str = "") -> None:
-    """Mark the portal's credential broken and alert the admins (once per breakage)."""
-    text = f"{code}: {detail}".strip().rstrip(":")[:300]
-    with transaction.atomic():
-        changed = Credential.objects.filter(portal_id=portal_id).exclude(status=CredentialStatus.BROKEN).update(
-            status=CredentialStatus.BROKEN, status_detail=text, updated_at=timezone.now()
-        )
-        if changed:
-            audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=_portal(portal_id), data={"code": code})
-    if changed:
-        _alert(portal_id=portal_id, text=text)
+    """Mark the portal's credential broken (the one credential status service audits it) and
+    alert the admins, once per breakage."""
+    from apps.portals.services import credential_set_status
+
+    if credential_set_status(portal=portal_id, status=CredentialStatus.BROKEN, code=code, detail=detail):
+        _alert(portal_id=portal_id, text=f"{code}: {detail}".strip().rstrip(":")[:300])
 
 
 def _portal(portal_id: int) -> Portal | None:
@@ -160,11 +156,10 @@ def credential_refresh(*, portal_id: int, failed_access_token: str) -> str:
 
 
 def _mark(credential: Credential, code: str, detail: str) -> None:
-    with transaction.atomic():
-        credential.status = CredentialStatus.BROKEN
-        credential.status_detail = f"{code}: {detail}".strip().rstrip(":")[:300]
-        credential.save(update_fields=["status", "status_detail", "updated_at"])
-        audit_record(action=audit_events.CREDENTIAL_BROKEN, portal=credential.portal, data={"code": code})
+    from apps.portals.services import credential_set_status
+
+    credential_set_status(portal=credential.portal_id, status=CredentialStatus.BROKEN, code=code, detail=detail)
+    credential.refresh_from_db(fields=["status", "status_detail"])
 
 
 def _refresh_locked(credential: Credential, failed_access_token: str) -> tuple[str, AuthFailed | None]:
