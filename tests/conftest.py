@@ -118,3 +118,21 @@ def celery_drain():
 
     drain()  # start empty
     return drain
+
+
+@pytest.fixture
+def make_sandbox_portal(live_server):
+    """`make_sandbox_portal(slug)`: a sandbox portal served by the live server and a product
+    portal pointing at it with a webhook credential (the code is kept as `webhook_code_for_test`)."""
+    from apps.portals.services import portal_upsert
+    from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
+
+    def make(slug):
+        sandbox = sandbox_portal_ensure(slug=slug)
+        user_id, code = sandbox_webhook_create(portal=sandbox)
+        portal, _ = portal_upsert(slug=slug, base_url=f"{live_server.url}/sandbox/{slug}", auth_mode="webhook",
+                                  secrets={"webhook_code": code}, fields={"webhook_user_id": str(user_id)})
+        portal.webhook_code_for_test = code
+        return portal
+
+    return make

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdminMixin
+
 from .models import ApproverBitrixUser, CallbackDelivery, Notice, PortalEscalation
 
 
 @admin.register(CallbackDelivery)
-class CallbackDeliveryAdmin(admin.ModelAdmin):
+class CallbackDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Deliveries are written by the worker only: the admin lists them."""
 
     list_display = ("plan", "plan_status", "status", "attempts", "last_http_status", "last_error", "created_at",
@@ -13,30 +15,15 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
     search_fields = ("plan__id", "url")
     readonly_fields = [f.name for f in CallbackDelivery._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Notice)
-class NoticeAdmin(admin.ModelAdmin):
+class NoticeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What approvers were told, and what failed to reach them."""
 
     list_display = ("created_at", "user", "plan", "kind", "channel", "status", "error", "sent_at")
     list_filter = ("status", "channel", "kind")
     search_fields = ("user__username", "plan__id")
     readonly_fields = [f.name for f in Notice._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ApproverBitrixUser)

@@ -211,15 +211,10 @@ def test_the_agents_answer_for_a_decided_plan_is_consistent(db, agent, portal, a
 
 
 @pytest.fixture
-def sandbox_world(live_server, make_agent, make_approver):
+def sandbox_world(make_sandbox_portal, make_agent, make_approver):
     from apps.bitrix.client import BitrixClient
-    from apps.portals.services import portal_upsert
-    from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
 
-    sandbox = sandbox_portal_ensure(slug="br")
-    user_id, code = sandbox_webhook_create(portal=sandbox)
-    portal, _ = portal_upsert(slug="br", base_url=f"{live_server.url}/sandbox/br", auth_mode="webhook",
-                              secrets={"webhook_code": code}, fields={"webhook_user_id": str(user_id)})
+    portal = make_sandbox_portal("br")
     agent = make_agent("crm-bot", portal=portal)
     alice = make_approver("alice", portals=[portal])
     return portal, agent, alice, BitrixClient(portal)

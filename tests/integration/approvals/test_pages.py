@@ -210,16 +210,8 @@ def test_mfa_gate_lets_a_session_that_passed_mfa_decide(client, settings, approv
 # --- before → after, read from a sandbox portal over HTTP -----------------------------------------
 
 @pytest.fixture
-def sandbox_portal(live_server):
-    from apps.portals.services import portal_upsert
-    from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
-
-    sandbox = sandbox_portal_ensure(slug="pv")
-    user_id, code = sandbox_webhook_create(portal=sandbox)
-    portal, _ = portal_upsert(slug="pv", base_url=f"{live_server.url}/sandbox/pv", auth_mode="webhook",
-                              secrets={"webhook_code": code}, fields={"webhook_user_id": str(user_id)})
-    return portal
-
+def sandbox_portal(make_sandbox_portal):
+    return make_sandbox_portal("pv")
 
 def test_update_preview_shows_old_and_new_and_the_agent_sees_changes(
         client, sandbox_portal, make_agent, make_approver, celery_drain):

@@ -20,16 +20,8 @@ def no_mfa(settings):
 
 
 @pytest.fixture
-def sandbox_portal(live_server):
-    from apps.portals.services import portal_upsert
-    from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
-
-    sandbox = sandbox_portal_ensure(slug="st")
-    user_id, code = sandbox_webhook_create(portal=sandbox)
-    portal, _ = portal_upsert(slug="st", base_url=f"{live_server.url}/sandbox/st", auth_mode="webhook",
-                              secrets={"webhook_code": code}, fields={"webhook_user_id": str(user_id)})
-    return portal
-
+def sandbox_portal(make_sandbox_portal):
+    return make_sandbox_portal("st")
 
 @pytest.fixture
 def world(sandbox_portal, make_agent, make_approver):

@@ -5,20 +5,13 @@ import requests
 
 from apps.audit.services import audit_verify
 from apps.plans.models import Plan
-from apps.portals.services import portal_upsert
-from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sandbox_portal(live_server):
-    sandbox = sandbox_portal_ensure(slug="e2e")
-    user_id, code = sandbox_webhook_create(portal=sandbox)
-    portal, _ = portal_upsert(slug="e2e", base_url=f"{live_server.url}/sandbox/e2e", auth_mode="webhook",
-                              secrets={"webhook_code": code}, fields={"webhook_user_id": str(user_id)})
-    portal.webhook_code_for_test = code
-    return portal
+def sandbox_portal(make_sandbox_portal):
+    return make_sandbox_portal("e2e")
 
 
 def test_submit_approve_execute(live_server, sandbox_portal, make_agent, make_approver, client, celery_drain):
