@@ -211,3 +211,19 @@ def test_oauth_apps_delete_refuses_an_app_in_use(app):
     Credential.objects.all().delete()
     assert services.oauth_apps_delete(apps=[app]) == 1
     assert AuditEntry.objects.filter(action="oauth_app.deleted", data__client_id="local.1").count() == 1
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_approver_add_and_remove_roll_back_with_their_audit_entry(portal, django_user_model, change):
+    alice = django_user_model.objects.create_user("alice")
+    if change == "remove":
+        portal_approvers_add(portal=portal, users=[alice])
+    with failing_after_audit(services):
+        (portal_approvers_add if change == "add" else portal_approvers_remove)(portal=portal, users=[alice])
+    assert portal.approvers.filter(pk=alice.pk).exists() == (change == "remove")
+
+
+def test_oauth_apps_delete_rolls_back_with_its_audit_entry(app):
+    with failing_after_audit(services):
+        services.oauth_apps_delete(apps=[app])
+    assert OAuthApp.objects.filter(pk=app.pk).exists()
