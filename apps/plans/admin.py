@@ -149,8 +149,8 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         allowed = [plan for plan in plans if kind in plan_decisions_for(user=request.user, plan=plan)]
         for plan in plans:
             if plan not in allowed:
-                self.message_user(request, f"Plan {str(plan.pk)[:8]}: you cannot {ACTIONS[kind][0].lower()} it "
-                                  f"(it is {plan.status}, or not yours to decide).", messages.WARNING)
+                self.message_user(request, f"Plan {str(plan.pk)[:8]} left out: you may not "
+                                  f"{ACTIONS[kind][1].format(what='it')} (it is {plan.status}).", messages.WARNING)
         if not allowed:
             return None
         return self._confirmation(request, allowed, kind, form, single=False)
