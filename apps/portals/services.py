@@ -79,7 +79,8 @@ def validate_limits(*, rate_per_second: float | None, burst: int | None) -> None
 
 def _full_clean(obj, *, exclude=()) -> None:
     try:
-        obj.full_clean(exclude=list(exclude), validate_unique=False)
+        # Uniqueness is checked by the services themselves, with a message that says what clashed.
+        obj.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         field, messages = next(iter(exc.message_dict.items()))
         raise InvalidRequest(f"{field}: {' '.join(messages)}", field=field) from None

@@ -227,3 +227,11 @@ def test_oauth_apps_delete_rolls_back_with_its_audit_entry(app):
     with failing_after_audit(services):
         services.oauth_apps_delete(apps=[app])
     assert OAuthApp.objects.filter(pk=app.pk).exists()
+
+
+def test_portal_upsert_refuses_a_member_id_of_another_portal(portal):
+    portal_upsert(slug="other", base_url="https://other.bitrix24.com", auth_mode="oauth", member_id="m-1")
+    with pytest.raises(InvalidRequest, match="Another portal has this member_id") as caught:
+        portal_upsert(slug=portal.slug, base_url=portal.base_url, auth_mode="webhook", member_id="m-1")
+    assert caught.value.extra["field"] == "member_id"
+    assert Portal.objects.get(pk=portal.pk).member_id == ""
