@@ -186,7 +186,7 @@ def credential_set_status(*, portal, status: str, detail: str = "", code: str = 
     text = (f"{code}: {detail}" if code and detail else code or detail)[:300]
     portal_id = getattr(portal, "pk", portal)
     with transaction.atomic():
-        credential = Credential.objects.select_for_update().select_related("portal").filter(
+        credential = Credential.objects.select_for_update(of=("self",)).select_related("portal").filter(
             portal_id=portal_id).first()
         if credential is None or credential.status == status:
             return False
