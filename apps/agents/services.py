@@ -57,7 +57,7 @@ def agent_update(*, agent: Agent, name=_UNSET, owner=_UNSET, acting_user=None) -
     """Change an agent's name and/or owner (the owner may not approve the agent's plans, so who
     it is matters): one audit entry with the old and new values, none if nothing changed."""
     with transaction.atomic():
-        locked = Agent.objects.select_for_update().select_related("owner").get(pk=agent.pk)
+        locked = Agent.objects.select_for_update(of=("self",)).select_related("owner").get(pk=agent.pk)
         changed = {}
         if name is not _UNSET and name != locked.name:
             changed["name"] = {"from": locked.name, "to": name}

@@ -145,7 +145,15 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 done += 1
                 self.message_user(request, f"Plan {str(plan.pk)[:8]} is now {updated.status}.", messages.SUCCESS)
             return None
-        return self._confirmation(request, plans, kind, form, single=False)
+        # The confirmation lists only what the user may decide now (apps.plans.selectors).
+        allowed = [plan for plan in plans if kind in plan_decisions_for(user=request.user, plan=plan)]
+        for plan in plans:
+            if plan not in allowed:
+                self.message_user(request, f"Plan {str(plan.pk)[:8]} left out: you may not "
+                                  f"{ACTIONS[kind][1].format(what='it')} (it is {plan.status}).", messages.WARNING)
+        if not allowed:
+            return None
+        return self._confirmation(request, allowed, kind, form, single=False)
 
     def _confirmation(self, request, plans, kind, form, *, single):
         """The page every decision goes through: exactly what will be sent, the hash, a comment."""

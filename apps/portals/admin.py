@@ -11,7 +11,9 @@ from .models import Credential, OAuthApp, Portal
 from .services import (
     CREDENTIAL_FIELDS,
     oauth_app_upsert,
+    oauth_apps_delete,
     portal_upsert,
+    portals_delete,
     validate_base_url,
     validate_limits,
     validate_slug,
@@ -133,6 +135,13 @@ class PortalAdmin(admin.ModelAdmin):
         )
         form.instance.pk = portal.pk
 
+    # Django's delete page has already refused a portal with plans (they protect it).
+    def delete_model(self, request, obj):
+        portals_delete(portals=[obj], acting_user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        portals_delete(portals=queryset, acting_user=request.user)
+
 
 class OAuthAppForm(forms.ModelForm):
     client_secret = SecretField()
@@ -160,3 +169,10 @@ class OAuthAppAdmin(admin.ModelAdmin):
         app, _ = oauth_app_upsert(client_id=obj.client_id, name=data["name"], client_secret=data.get("client_secret"),
                                   scopes=data.get("scopes", ""), token_url=data["token_url"], acting_user=request.user)
         obj.pk = app.pk
+
+    # Django's delete page has already refused an app that credentials use (they protect it).
+    def delete_model(self, request, obj):
+        oauth_apps_delete(apps=[obj], acting_user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        oauth_apps_delete(apps=queryset, acting_user=request.user)

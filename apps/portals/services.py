@@ -16,7 +16,7 @@ from django.utils.text import slugify
 
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
-from apps.core.exceptions import InvalidRequest
+from apps.core.exceptions import Conflict, InvalidRequest
 
 from .models import AuthMode, Credential, CredentialStatus, OAuthApp, Portal
 
@@ -79,7 +79,8 @@ def validate_limits(*, rate_per_second: float | None, burst: int | None) -> None
 
 def _full_clean(obj, *, exclude=()) -> None:
     try:
-        obj.full_clean(exclude=list(exclude), validate_unique=False)
+        # Uniqueness is checked by the services themselves, with a message that says what clashed.
+        obj.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         field, messages = next(iter(exc.message_dict.items()))
         raise InvalidRequest(f"{field}: {' '.join(messages)}", field=field) from None
@@ -151,6 +152,27 @@ def portal_upsert(*, slug: str, base_url: str, auth_mode: str, name: str | None 
     return portal, created
 
 
+def portals_delete(*, portals: Iterable[Portal], acting_user=None) -> int:
+    """Delete portals that never had a plan (plans keep their portal), all or none: each one's
+    grants go through `grants_remove` (audited each), then the portal and its credential with one
+    entry. Returns how many were deleted."""
+    from apps.policy.services import grants_remove
+
+    deleted = 0
+    with transaction.atomic():
+        for portal in portals:
+            portal = Portal.objects.select_for_update().get(pk=portal.pk)
+            if portal.plans.exists():
+                raise Conflict(f"Portal {portal.slug} has plans; deactivate it (is_active off) instead.")
+            grants_remove(grants=portal.grants.select_related("agent", "portal"), acting_user=acting_user)
+            audit_record(action=audit_events.PORTAL_DELETED, actor=acting_user, portal=portal, data={
+                "base_url": portal.base_url, "auth_mode": portal.auth_mode, "member_id": portal.member_id,
+            })
+            portal.delete()
+            deleted += 1
+    return deleted
+
+
 def credential_set_status(*, portal, status: str, detail: str = "", code: str = "", acting_user=None) -> bool:
     """Set a portal credential's status (ok, broken, revoked) with one audit entry.
 
@@ -164,7 +186,7 @@ def credential_set_status(*, portal, status: str, detail: str = "", code: str = 
     text = (f"{code}: {detail}" if code and detail else code or detail)[:300]
     portal_id = getattr(portal, "pk", portal)
     with transaction.atomic():
-        credential = Credential.objects.select_for_update().select_related("portal").filter(
+        credential = Credential.objects.select_for_update(of=("self",)).select_related("portal").filter(
             portal_id=portal_id).first()
         if credential is None or credential.status == status:
             return False
@@ -242,6 +264,21 @@ def oauth_app_upsert(*, client_id: str, name: str, client_secret: str | None = N
             "created": created, "client_id": client_id, "changed": sorted(changed),
         })
     return app, created
+
+
+def oauth_apps_delete(*, apps: Iterable[OAuthApp], acting_user=None) -> int:
+    """Delete OAuth applications no credential uses, all or none, with one entry each."""
+    deleted = 0
+    with transaction.atomic():
+        for app in apps:
+            app = OAuthApp.objects.select_for_update().get(pk=app.pk)
+            if Credential.objects.filter(oauth_app=app).exists():
+                raise Conflict(f"OAuth application {app.client_id} is used by installed portals.")
+            audit_record(action=audit_events.OAUTH_APP_DELETED, actor=acting_user,
+                         data={"client_id": app.client_id, "name": app.name})
+            app.delete()
+            deleted += 1
+    return deleted
 
 
 # --- OAuth installs -----------------------------------------------------------------------------

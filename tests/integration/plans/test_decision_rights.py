@@ -71,3 +71,20 @@ def test_the_permission_and_an_active_account_are_needed(agent, portal, approver
     assert user_may_decide(user=listed, portal=portal)
     listed.is_active = False
     assert not user_may_decide(user=listed, portal=portal) and not user_may_approve(user=listed, portal=portal)
+
+
+def test_the_action_confirmation_lists_only_what_the_user_may_decide(client, agent, portal, approver, make_agent,
+                                                                     make_approver):
+    from apps.portals.services import portal_upsert
+
+    other, _ = portal_upsert(slug="other", base_url="https://other.bitrix24.com", auth_mode="webhook")
+    mine = pending(agent, portal)
+    theirs = pending(make_agent("other-bot", portal=other), other)
+    approver.is_superuser = True  # sees every plan, may decide only on acme
+    approver.save()
+    client.force_login(approver)
+    page = client.post(CHANGELIST, {"action": "approve_selected", "_selected_action": [str(mine.pk), str(theirs.pk)]})
+    text = page.content.decode()
+    assert f'id="plan-{mine.pk}"' in text and f'id="plan-{theirs.pk}"' not in text
+    assert f'value="{theirs.pk}"' not in text
+    assert any(str(theirs.pk)[:8] in m.message for m in page.wsgi_request._messages)

@@ -91,3 +91,11 @@ def test_oauth_app_admin_goes_through_the_service(admin_client):
     entries = AuditEntry.objects.filter(action="oauth_app.changed").order_by("seq")
     # token_url was the default: not a change
     assert [e.data["changed"] for e in entries] == [["client_secret", "name", "scopes"], ["name"]]
+
+
+def test_deleting_a_portal_in_the_admin_goes_through_the_service(admin_client, portal, make_agent):
+    make_agent("bot", portal=portal)
+    response = admin_client.post(PORTALS, {"action": "delete_selected", "post": "yes", "_selected_action": [portal.pk]})
+    assert response.status_code == 302 and not Portal.objects.exists()
+    actions = list(AuditEntry.objects.order_by("seq").values_list("action", "actor"))[-2:]
+    assert actions == [("grant.removed", "admin"), ("portal.deleted", "admin")]

@@ -4,7 +4,7 @@ entry, in the same transaction as its change (a failure right after the entry ro
 import pytest
 
 from apps.audit.models import AuditEntry
-from apps.core.exceptions import InvalidRequest
+from apps.core.exceptions import Conflict, InvalidRequest
 from apps.portals import services
 from apps.portals.models import Credential, CredentialStatus, OAuthApp, Portal
 from apps.portals.services import (
@@ -178,3 +178,60 @@ def test_install_rolls_back_with_its_audit_entry(app):
     with failing_after_audit(services):
         install(app)
     assert not Portal.objects.exists() and not Credential.objects.exists()
+
+
+def test_portals_delete_removes_grants_through_their_service(portal, make_agent, admin_user):
+    make_agent("bot", portal=portal, packs=("core", "comms"))
+    seq = last_seq()
+    assert services.portals_delete(portals=[portal], acting_user=admin_user) == 1
+    assert not Portal.objects.filter(slug="acme").exists() and not Credential.objects.exists()
+    assert [e.action for e in new_entries(seq)] == ["grant.removed", "grant.removed", "portal.deleted"]
+
+
+def test_portals_delete_rolls_back_with_its_audit_entries(portal, make_agent):
+    make_agent("bot", portal=portal, packs=("core",))
+    with failing_after_audit(services, after=1):
+        services.portals_delete(portals=[portal])
+    assert Portal.objects.filter(slug="acme", grants__pack="core").exists()
+
+
+def test_a_portal_with_plans_is_not_deleted(portal, agent):
+    from apps.plans.services import plan_submit
+
+    plan_submit(agent=agent, portal=portal, steps=[{"name": "c", "method": "crm.lead.add", "params": {}}])
+    with pytest.raises(Conflict, match="has plans"):
+        services.portals_delete(portals=[portal])
+    assert Portal.objects.filter(pk=portal.pk).exists()
+
+
+def test_oauth_apps_delete_refuses_an_app_in_use(app):
+    install(app)
+    with pytest.raises(Conflict, match="used by installed portals"):
+        services.oauth_apps_delete(apps=[app])
+    Credential.objects.all().delete()
+    assert services.oauth_apps_delete(apps=[app]) == 1
+    assert AuditEntry.objects.filter(action="oauth_app.deleted", data__client_id="local.1").count() == 1
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_approver_add_and_remove_roll_back_with_their_audit_entry(portal, django_user_model, change):
+    alice = django_user_model.objects.create_user("alice")
+    if change == "remove":
+        portal_approvers_add(portal=portal, users=[alice])
+    with failing_after_audit(services):
+        (portal_approvers_add if change == "add" else portal_approvers_remove)(portal=portal, users=[alice])
+    assert portal.approvers.filter(pk=alice.pk).exists() == (change == "remove")
+
+
+def test_oauth_apps_delete_rolls_back_with_its_audit_entry(app):
+    with failing_after_audit(services):
+        services.oauth_apps_delete(apps=[app])
+    assert OAuthApp.objects.filter(pk=app.pk).exists()
+
+
+def test_portal_upsert_refuses_a_member_id_of_another_portal(portal):
+    portal_upsert(slug="other", base_url="https://other.bitrix24.com", auth_mode="oauth", member_id="m-1")
+    with pytest.raises(InvalidRequest, match="Another portal has this member_id") as caught:
+        portal_upsert(slug=portal.slug, base_url=portal.base_url, auth_mode="webhook", member_id="m-1")
+    assert caught.value.extra["field"] == "member_id"
+    assert Portal.objects.get(pk=portal.pk).member_id == ""

@@ -59,8 +59,6 @@ class Command(BaseCommand):
                 if given and given != found:
                     raise CommandError(f"{option} differs from the one in the webhook URL; give one of them.")
             opts.update(url=base, webhook_user=user, webhook_code=code)
-            self.stdout.write(f"Split the webhook URL into --url {base} --webhook-user {user} and the webhook "
-                              "code (stored encrypted, not shown).")
         webhook = bool(opts["webhook_user"] or opts["webhook_code"])
         oauth_keys = ("client_id", "client_secret", "access_token", "refresh_token")
         oauth = any(opts[k] for k in oauth_keys)
@@ -95,5 +93,8 @@ class Command(BaseCommand):
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
+        if split:
+            self.stdout.write(f"Split the webhook URL into --url {split[0]} --webhook-user {split[1]} and the "
+                              "webhook code (stored encrypted, not shown).")
         self.stdout.write(f"{'Created' if created else 'Updated'} portal {portal.slug} ({portal.auth_mode}, "
                           f"{portal.rate_per_second}/s burst {portal.burst}).")

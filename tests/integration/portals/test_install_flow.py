@@ -169,3 +169,17 @@ def test_oauth_start_is_staff_only(client, admin_user, stub, app):
     resp = client.get("/bitrix24/oauth/start/", {"portal": portal.slug})
     assert resp.status_code == 302 and resp["Location"].startswith("https://p1.bitrix24.com/oauth/authorize/?")
     assert client.get("/bitrix24/oauth/start/").status_code == 400
+
+
+def test_a_reinstall_restores_a_revoked_credential(client, stub, app):
+    from apps.portals.services import credential_set_status
+
+    stub.respond = app_info_ok(stub)
+    assert post(client, install_form(stub)).status_code == 200
+    portal = Portal.objects.get(member_id="a223c6b3710f85df22e9377d6c4f7553")
+    credential_set_status(portal=portal, status="revoked", detail="ONAPPUNINSTALL")
+    stub.respond = app_info_ok(stub, token="reinstalledtoken")
+    assert post(client, install_form(stub, **{"auth[access_token]": "reinstalledtoken"})).status_code == 200
+    credential = Credential.objects.get(portal=portal)
+    assert (credential.status, credential.access_token) == ("ok", "reinstalledtoken")
+    assert AuditEntry.objects.filter(action="credential.restored", portal=portal.slug).count() == 1
