@@ -299,10 +299,10 @@ class BitrixClient:
         return tuple(s for s in ((self._webhook[1] if self._webhook else ""), self._access_token) if s)
 
     def _check_credential(self, method: str) -> None:
-        if self._credential_status == CredentialStatus.BROKEN:
+        if self._credential_status != CredentialStatus.OK:  # broken, or revoked by an app uninstall
             raise AuthFailed(
-                "CREDENTIAL_BROKEN",
-                f"The portal's credential is marked broken ({self._credential_detail}); re-authorise it.",
+                f"CREDENTIAL_{str(self._credential_status).upper()}",
+                f"The portal's credential is {self._credential_status} ({self._credential_detail}); re-authorise it.",
                 method=method,
             )
         if self.auth_mode == AuthMode.WEBHOOK and self._webhook is None:

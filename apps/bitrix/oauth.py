@@ -164,8 +164,9 @@ def _mark(credential: Credential, code: str, detail: str) -> None:
 
 def _refresh_locked(credential: Credential, failed_access_token: str) -> tuple[str, AuthFailed | None]:
     """Under the lock: (token to use, None) or ("", the AuthFailed to raise after commit)."""
-    if credential.status == CredentialStatus.BROKEN:
-        raise AuthFailed("CREDENTIAL_BROKEN", f"The credential is marked broken ({credential.status_detail}).")
+    if credential.status != CredentialStatus.OK:
+        raise AuthFailed(f"CREDENTIAL_{credential.status.upper()}",
+                         f"The credential is {credential.status} ({credential.status_detail}).")
     current = credential.access_token or ""
     if current and not constant_time_compare(current, failed_access_token or ""):
         return current, None  # someone refreshed while we waited for the lock

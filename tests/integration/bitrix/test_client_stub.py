@@ -157,6 +157,16 @@ def test_invalid_grant_marks_broken_and_alerts(stub, oauth_portal, settings, cap
     assert len(stub.requests) == count
 
 
+def test_a_revoked_credential_fails_before_sending(stub, webhook_portal):
+    from apps.portals.services import credential_set_status
+
+    credential_set_status(portal=webhook_portal, status=CredentialStatus.REVOKED, code="ONAPPUNINSTALL")
+    with pytest.raises(AuthFailed) as info:
+        BitrixClient(webhook_portal).call("user.current")
+    assert info.value.code == "CREDENTIAL_REVOKED"
+    assert stub.requests == []
+
+
 def test_webhook_rejected_is_auth_failed(stub, webhook_portal):
     stub.respond = lambda seen: (401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}, {})
     with pytest.raises(AuthFailed):
