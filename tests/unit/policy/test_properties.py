@@ -128,8 +128,9 @@ def test_damaged_spellings_are_refused_or_checked_as_what_they_normalise_to():
     @SETTINGS
     @given(st.data())
     def check(data):
-        method = data.draw(st.sampled_from(GRANTED + UNGRANTED))
-        raw = data.draw(hostile(method))
+        method = data.draw(st.one_of(st.sampled_from(GRANTED), st.sampled_from(UNGRANTED)))
+        # one in three left intact: the controls that keep the allowed branch exercised
+        raw = data.draw(st.one_of(hostile(method), hostile(method), spellings(method)))
         try:
             decision = decide([CORE], [Step("s", raw, {})])
         except PolicyInputError:
@@ -146,8 +147,8 @@ def test_damaged_spellings_are_refused_or_checked_as_what_they_normalise_to():
         event("allowed" if decision.allowed else "not granted")
 
     check()
-    assert branches["allowed"] >= 10, branches
-    assert branches["not granted"] >= 10, branches
+    assert branches["allowed"] >= 5, branches
+    assert branches["not granted"] >= 5, branches
 
 
 @SETTINGS
@@ -216,7 +217,7 @@ def test_damaged_batch_commands_never_smuggle_an_ungranted_call():
     @SETTINGS
     @given(st.data())
     def check(data):
-        method = data.draw(st.sampled_from(GRANTED_IN_BATCH + UNGRANTED_IN_BATCH))
+        method = data.draw(st.one_of(st.sampled_from(GRANTED_IN_BATCH), st.sampled_from(UNGRANTED_IN_BATCH)))
         tail = data.draw(st.sampled_from(["", "?", "?id=1", "?cmd[a]=sale.order.add"]))
         damaged = data.draw(st.booleans())
         command = data.draw(hostile(method) if damaged else spellings(method)) + tail
@@ -238,8 +239,8 @@ def test_damaged_batch_commands_never_smuggle_an_ungranted_call():
         event("allowed" if decision.allowed else "not granted")
 
     check()
-    assert branches["allowed"] >= 10, branches
-    assert branches["not granted"] >= 10, branches
+    assert branches["allowed"] >= 5, branches
+    assert branches["not granted"] >= 5, branches
 
 
 @SETTINGS
