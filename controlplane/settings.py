@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.plans",
     "apps.bitrix",
     "apps.sandbox",
+    "apps.mcp",
 ]
 
 MIDDLEWARE = [
