@@ -20,20 +20,6 @@ from clients.b24cp import mcp_tools
 from .selectors import capabilities_for, events_view
 from .submit import mcp_submit, wait_for_final
 
-DOCS_BASE = "https://github.com/bitrix24/b24restdocs/blob/main/"
-
-# The usual parameters by the last word of a method name (Bitrix24's conventions); the catalog
-# holds scope, risk and the page, not parameters, so the page stays the reference.
-_PARAMS_BY_VERB = {
-    "add": {"fields": "object: the new record's fields (UPPER_CASE names for crm.*; camelCase for tasks.task.*)"},
-    "update": {"id": "integer: the record", "fields": "object: only the fields to change"},
-    "get": {"id": "integer: the record"},
-    "delete": {"id": "integer: the record"},
-    "list": {"select": "array of field names", "filter": "object, e.g. {\">=DATE_CREATE\": \"2026-01-01\"}",
-             "order": "object, e.g. {\"ID\": \"DESC\"}", "start": "integer: page offset (50 per page)"},
-    "fields": {},
-}
-
 
 def tools_for_agent(agent) -> list[dict]:
     return mcp_tools.tools_for(capabilities_for(agent=agent), events_available=events_view() is not None)
@@ -52,12 +38,7 @@ def _capabilities(request, agent, args):
 def _describe(request, agent, args):
     portal = services.portal_for_agent(agent=agent, slug=args["portal"])
     described = describe_method(grant_views_for(agent=agent, portal=portal), args["name"])
-    verb = described["normalized"].rsplit(".", 1)[-1]
-    return {
-        "portal": portal.slug, **described,
-        "documentation": DOCS_BASE + described["doc_path"] if described.get("doc_path") else None,
-        "usual_params": _PARAMS_BY_VERB.get(verb),
-    }
+    return mcp_tools.describe_answer({"portal": portal.slug, **described})
 
 
 def _submit(request, agent, args):

@@ -294,6 +294,30 @@ def plan_answer(plan: Mapping[str, Any]) -> dict[str, Any]:
     return answer
 
 
+DOCS_BASE = "https://github.com/bitrix24/b24restdocs/blob/main/"
+
+# The usual parameters by the last word of a method name (Bitrix24's conventions); the catalog
+# holds scope, risk and the page, not parameters, so the page stays the reference.
+_PARAMS_BY_VERB = {
+    "add": {"fields": "object: the new record's fields (UPPER_CASE names for crm.*; camelCase for tasks.task.*)"},
+    "update": {"id": "integer: the record", "fields": "object: only the fields to change"},
+    "get": {"id": "integer: the record"},
+    "delete": {"id": "integer: the record"},
+    "list": {"select": "array of field names", "filter": "object, e.g. {\">=DATE_CREATE\": \"2026-01-01\"}",
+             "order": "object, e.g. {\"ID\": \"DESC\"}", "start": "integer: page offset (50 per page)"},
+    "fields": {},
+}
+
+
+def describe_answer(described: Mapping[str, Any]) -> dict[str, Any]:
+    """`GET /api/v1/methods/<name>`'s answer plus the documentation page and the usual parameters."""
+    answer = dict(described)
+    normalized = str(answer.get("normalized") or answer.get("name") or "")
+    answer["documentation"] = DOCS_BASE + answer["doc_path"] if answer.get("doc_path") else None
+    answer["usual_params"] = _PARAMS_BY_VERB.get(normalized.rsplit(".", 1)[-1])
+    return answer
+
+
 def tool_result(answer: Mapping[str, Any]) -> dict[str, Any]:
     """A successful tools/call result: the answer as text and as structured content."""
     return {"content": [{"type": "text", "text": json.dumps(answer, ensure_ascii=False)}],

@@ -1,10 +1,16 @@
-"""The plane's own MCP endpoint (/mcp, streamable HTTP) through the official `mcp` SDK client."""
+"""The MCP tools through the official `mcp` SDK client, over both transports: the plane's own
+/mcp endpoint (streamable HTTP, bearer token) and the stdio server (`clients/b24cp/mcp_stdio.py`,
+a subprocess that talks to the plane's JSON API with B24CP_URL/B24CP_TOKEN)."""
+
+import os
+import sys
+from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
 import requests
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
@@ -15,15 +21,32 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ALL_BUT_EVENTS = ["capabilities", "describe_method", "submit_plan", "get_plan", "cancel_plan", "list_plans"]
 
 
-def mcp_call(url, token, work):
-    """Connect the SDK's client to `url` with the bearer token and run `work(client)`."""
+REPO = Path(__file__).resolve().parents[3]
 
-    async def main():
+
+def mcp_call(connect, token, work):
+    """Connect the SDK's client (`connect` is the transport under test) and run `work(client)`."""
+    return anyio.run(connect, token, work)
+
+
+def http_connector(base_url):
+    async def connect(token, work):
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            async with Client(streamable_http_client(url, http_client=http)) as client:
+            async with Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client:
                 return await work(client)
 
-    return anyio.run(main)
+    return connect
+
+
+def stdio_connector(base_url):
+    async def connect(token, work):
+        env = {**os.environ, "B24CP_URL": base_url, "B24CP_TOKEN": token}
+        params = StdioServerParameters(command=sys.executable, args=["-m", "clients.b24cp.mcp_stdio"], env=env,
+                                       cwd=str(REPO))
+        async with Client(params) as client:
+            return await work(client)
+
+    return connect
 
 
 def structured(result):
@@ -31,18 +54,19 @@ def structured(result):
     return result.structured_content
 
 
-@pytest.fixture
-def mcp_url(live_server):
-    return f"{live_server.url}/mcp"
+@pytest.fixture(params=["http", "stdio"])
+def mcp_url(request, live_server):
+    """The transport under test, as a connector (named for the HTTP case it started as)."""
+    return (http_connector if request.param == "http" else stdio_connector)(live_server.url)
 
 
 def test_lists_the_tools_the_agent_holds(mcp_url, plane_agent):
     async def work(client):
-        return client.session.initialize_result, (await client.list_tools()).tools
+        return client.server_info, client.instructions, (await client.list_tools()).tools
 
-    init, tools = mcp_call(mcp_url, plane_agent.token, work)
-    assert init.server_info.name == "bitrix24-control-plane"
-    assert "pending_approval" in init.instructions and "destructive" in init.instructions
+    info, instructions, tools = mcp_call(mcp_url, plane_agent.token, work)
+    assert info.name == "bitrix24-control-plane"
+    assert "pending_approval" in instructions and "destructive" in instructions
     assert [t.name for t in tools] == ALL_BUT_EVENTS  # no event feed on this plane: no read_events
     submit = next(t for t in tools if t.name == "submit_plan")
     assert submit.input_schema["properties"]["portal"]["enum"] == ["demo"]
