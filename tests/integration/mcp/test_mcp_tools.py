@@ -89,7 +89,7 @@ def test_an_agent_without_grants_is_offered_capabilities_only(mcp_url, make_agen
     assert refused.code == -32602 and refused.data["code"] == "invalid_request"
 
 
-def test_every_tool_over_http(mcp_url, plane_agent, celery_drain):
+def test_every_tool(mcp_url, plane_agent, celery_drain):
     token = plane_agent.token
 
     async def discover(client):
