@@ -9,7 +9,7 @@ import json
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
 
-from apps.core.exceptions import ApplicationError, NotFound
+from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound
 from apps.plans import services
 from apps.plans.schemas import decode_cursor, encode_cursor, render_plan
 from apps.plans.selectors import plan_get_for_agent, plan_list_for_agent
@@ -95,6 +95,9 @@ def _events(request, agent, args):
         raise ApplicationError("The event feed did not answer JSON.") from None
     if response.status_code >= 400:
         error = payload.get("error", {}) if isinstance(payload, dict) else {}
+        if response.status_code == 400:
+            raise InvalidRequest(str(error.get("message", "")) or None,
+                                 **{k: v for k, v in error.items() if k not in ("code", "message")})
         raise _ReplayedError(response.status_code, error)
     return payload
 
