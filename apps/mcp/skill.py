@@ -82,11 +82,13 @@ def skill_export(*, agent, out: Path, name: str | None = None, plane_url: str = 
     for pack in packs:
         files[f"references/{pack}.md"] = _pack_md(agent, pack, portals, custom)
     files["scripts/control_plane.py"] = _script(plane_url)
+    files["scripts/mcp_server.py"] = _script(plane_url, mcp=True)
     for rel, text in files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    (out / "scripts/control_plane.py").chmod(0o755)
+    for script in ("control_plane.py", "mcp_server.py"):
+        (out / "scripts" / script).chmod(0o755)
     target = out / "scripts" / "b24cp"
     target.mkdir(parents=True, exist_ok=True)
     for filename in CLIENT_FILES:
@@ -165,13 +167,15 @@ def _pack_md(agent, pack, portals, custom) -> str:
     return "\n".join(lines)
 
 
-def _script(plane_url: str) -> str:
+def _script(plane_url: str, *, mcp: bool = False) -> str:
+    what = ("The control plane's MCP tools over stdio for this agent (needs `pip install mcp`)" if mcp
+            else "The control plane's CLI for this skill: `python3 control_plane.py --help`")
+    module = "b24cp.mcp_stdio" if mcp else "b24cp.cli"
     return f'''#!/usr/bin/env python3
-"""The control plane's CLI for this skill: `python3 control_plane.py --help`.
+"""{what}.
 
 Reads the agent token from B24CP_TOKEN (never from a file) and the plane's address from
 B24CP_URL (default below). Talks to the control plane only, never to Bitrix24.
-Exit codes: 0 succeeded, 1 failed, 2 usage, 3 pending, 4 refused, 5 other API error, 6 unreachable.
 """
 
 import os
@@ -179,7 +183,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from b24cp.cli import main  # noqa: E402
+from {module} import main  # noqa: E402
 
 PLANE_URL = {plane_url!r}
 

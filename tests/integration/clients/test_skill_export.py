@@ -38,7 +38,8 @@ def test_layout_and_front_matter(exported, plane_agent):
     files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
     assert files == ["SKILL.md", "references/core.md", "references/packs.md", "scripts/b24cp/__init__.py",
                      "scripts/b24cp/__main__.py", "scripts/b24cp/cli.py", "scripts/b24cp/client.py",
-                     "scripts/b24cp/mcp_stdio.py", "scripts/b24cp/mcp_tools.py", "scripts/control_plane.py"]
+                     "scripts/b24cp/mcp_stdio.py", "scripts/b24cp/mcp_tools.py", "scripts/control_plane.py",
+                     "scripts/mcp_server.py"]
     head, body = front_matter((exported / "SKILL.md").read_text())
     assert "name: bitrix24-demo\n" in head  # the folder's name, as portable skills require
     assert "description: Read and change Bitrix24 (core packs) on portal demo" in head
@@ -120,3 +121,22 @@ def test_the_script_completes_a_read_and_a_pending_write(exported, live_server, 
     # B24CP_URL overrides the built-in URL; an unreachable plane is exit 6, not a traceback
     code, answer = run_script(exported, "capabilities", token=token, url="http://127.0.0.1:9")
     assert code == 6 and answer["error"]["code"] == "unreachable"
+
+
+def test_the_folder_serves_mcp_over_stdio(exported, plane_agent):
+    import anyio
+    from mcp import Client, StdioServerParameters
+
+    params = StdioServerParameters(command=sys.executable, args=["-I", str(exported / "scripts" / "mcp_server.py")],
+                                   env={"B24CP_TOKEN": plane_agent.token, "PATH": "/usr/bin:/bin"},
+                                   cwd=str(exported.parent))
+
+    async def main():
+        async with Client(params) as client:
+            tools = [t.name for t in (await client.list_tools()).tools]
+            described = await client.call_tool("describe_method", {"name": "crm.lead.add", "portal": "demo"})
+            return tools, described.structured_content
+
+    tools, described = anyio.run(main)
+    assert tools == ["capabilities", "describe_method", "submit_plan", "get_plan", "cancel_plan", "list_plans"]
+    assert described["risk"] == "write" and described["policy"] == "approve"
