@@ -1,8 +1,20 @@
 """submit_plan over the plan services: what `POST /api/v1/plans` does, without HTTP.
 
 TODO(lead): apps/plans/services.py is getting the whole submit workflow (idempotency, dry run)
-in `plan_submit`; when it lands, `mcp_submit` becomes one call to it and this module shrinks to
-argument mapping. Until then it reproduces `apps.plans.api._submit` through public functions.
+in `plan_submit`; when it lands, `mcp_submit` becomes one call to it. Until then it reproduces
+`apps.plans.api._submit` through public functions. With main's `plan_submit(..., idempotency_key,
+request_hash, single_call, dry_run) -> Submission` the body becomes:
+
+    req = parse_submit(body, header_key=None)
+    submission = services.plan_submit(
+        agent=agent, portal=services.portal_for_agent(agent=agent, slug=req.portal), steps=req.steps,
+        reason=req.reason, callback_url=req.callback_url, idempotency_key=req.idempotency_key,
+        request_hash=req.request_hash, single_call=req.single, dry_run=dry_run)
+    if submission.dry_run is not None:
+        return "dry_run", {"dry_run": True, **dataclasses.asdict(submission.dry_run)}
+    return "plan", wait_for_final(agent, plans_for_agent(agent).get(pk=submission.plan.pk), wait)
+
+and `_evaluate`/`dry_run_answer` go (tests/integration/mcp covers both paths).
 """
 
 import time
