@@ -30,8 +30,11 @@ def capabilities_for(*, agent) -> dict:
 
 
 def events_view():
-    """The view serving the agent event feed, or None while the plane has none."""
+    """The view serving the agent event feed, or None while the plane has none. A catch-all
+    route (a JSON 404 for any unknown /api/ path) is not a feed: the route must name `events`."""
     try:
-        return resolve(EVENTS_PATH).func
+        match = resolve(EVENTS_PATH)
     except Resolver404:
         return None
+    route = (match.route or "").rstrip("$/").removesuffix("\\Z")
+    return match.func if route.endswith("events") else None

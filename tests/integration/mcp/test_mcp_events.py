@@ -17,7 +17,9 @@ def tool_names(client, token):
     return [t["name"] for t in rpc(client, token, "tools/list")["result"]["tools"]]
 
 
-def test_no_feed_no_tool(client, agent):
+@pytest.mark.parametrize("urlconf", ["controlplane.urls", "tests.integration.mcp.catchall_urls"])
+def test_no_feed_no_tool(client, agent, urlconf, settings):
+    settings.ROOT_URLCONF = urlconf
     assert "read_events" not in tool_names(client, agent.token)
     answer = rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {}})
     assert answer["error"]["code"] == -32602 and answer["error"]["data"]["field"] == "name"
