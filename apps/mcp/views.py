@@ -8,8 +8,11 @@ JSON) answer the API's HTTP status with a JSON-RPC error whose `data` is the API
 """
 
 import json
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.http.request import validate_host
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.agents.auth import authenticate_agent
@@ -41,6 +44,13 @@ def _transport_error(exc: ApplicationError, request) -> JsonResponse:
     return _json(protocol.error_message(None, code, exc.message, data), status=exc.status, headers=headers)
 
 
+def _origin_allowed(origin: str) -> bool:
+    """The spec's DNS-rebinding guard: a browser's Origin must name one of ALLOWED_HOSTS (agents'
+    own HTTP clients send no Origin)."""
+    host = urlsplit(origin).hostname
+    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+
 # Bearer-token endpoint: no cookie or session is read (apps.agents.auth), so CSRF does not apply.
 @csrf_exempt
 def mcp_endpoint(request):
@@ -50,6 +60,10 @@ def mcp_endpoint(request):
                          status=405)
         response["Allow"] = "POST"
         return response
+    origin = request.headers.get("Origin")
+    if origin and not _origin_allowed(origin):
+        return _json(protocol.error_message(None, protocol.INVALID_REQUEST, "This Origin may not call /mcp.",
+                                            {"code": "permission_denied", "field": "Origin"}), status=403)
     try:
         agent = authenticate_agent(request)
         check_rate(agent)

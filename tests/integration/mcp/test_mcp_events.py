@@ -40,3 +40,4 @@ def test_the_feed_is_read_with_the_agents_credentials(client, agent, make_agent)
         "invalid_request", "after", "after is not a cursor this API gave out.")
     # an agent without any grant is still offered capabilities only
     assert tool_names(client, make_agent("nobody").token) == ["capabilities"]
+
