@@ -3,7 +3,8 @@
 Stateless and JSON-only: a POST carries one JSON-RPC message with `Authorization: Bearer <agent
 token>`; a request gets `application/json`, a notification 202 with no body. No `Mcp-Session-Id`
 is issued (the spec makes it optional) and there is no server-to-client stream, so GET and
-DELETE answer 405. Transport-level failures (no or bad token, rate limit, body too large, not
+DELETE answer 405. A browser's `Origin` must name one of ALLOWED_HOSTS (403 otherwise; agents'
+HTTP clients send none). Transport-level failures (no or bad token, rate limit, body too large, not
 JSON) answer the API's HTTP status with a JSON-RPC error whose `data` is the API's error object.
 """
 
