@@ -2,7 +2,7 @@
 
     <out>/SKILL.md                 front matter (name, description, version, metadata.openclaw)
     <out>/references/packs.md      the agent's portals, packs and policies
-    <out>/references/<pack>.md     one per granted pack: the methods it may call, risk, policy
+    <out>/references/catalog-<pack>.md one per granted pack: the methods it may call, risk, policy
     <out>/scripts/control_plane.py the CLI (python3, standard library only)
     <out>/scripts/b24cp/           the client package it runs (a copy of clients/b24cp)
 
@@ -80,7 +80,7 @@ def skill_export(*, agent, out: Path, name: str | None = None, plane_url: str = 
     files = {"SKILL.md": _skill_md(agent, name, portals, packs, plane_url),
              "references/packs.md": _packs_md(agent, portals, custom)}
     for pack in packs:
-        files[f"references/{pack}.md"] = _pack_md(agent, pack, portals, custom)
+        files[f"references/catalog-{pack}.md"] = _pack_md(agent, pack, portals, custom)
     files["scripts/control_plane.py"] = _script(plane_url)
     files["scripts/mcp_server.py"] = _script(plane_url, mcp=True)
     for rel, text in files.items():
@@ -133,7 +133,7 @@ def _packs_md(agent, portals, custom) -> str:
     for pg in portals:
         for g in pg.grants:
             expires = g.expires_at.date().isoformat() if g.expires_at else "never"
-            lines.append(f"| {pg.portal.slug} | [`{g.pack}`]({g.pack}.md) | {_policy_cells(g)} | {expires} | "
+            lines.append(f"| {pg.portal.slug} | [`{g.pack}`](catalog-{g.pack}.md) | {_policy_cells(g)} | {expires} | "
                          f"{_pack_description(g.pack)} |")
     lines += ["", "Ask an admin for another pack when a call is refused with `not_granted`: the error names it.", ""]
     return "\n".join(lines)

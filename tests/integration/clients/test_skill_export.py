@@ -36,7 +36,8 @@ def exported(tmp_path, live_server, plane_agent):
 
 def test_layout_and_front_matter(exported, plane_agent):
     files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
-    assert files == ["SKILL.md", "references/core.md", "references/packs.md", "scripts/b24cp/__init__.py",
+    assert files == ["SKILL.md", "references/catalog-core.md", "references/packs.md",
+                     "scripts/b24cp/__init__.py",
                      "scripts/b24cp/__main__.py", "scripts/b24cp/cli.py", "scripts/b24cp/client.py",
                      "scripts/b24cp/mcp_stdio.py", "scripts/b24cp/mcp_tools.py", "scripts/control_plane.py",
                      "scripts/mcp_server.py"]
@@ -46,12 +47,12 @@ def test_layout_and_front_matter(exported, plane_agent):
     assert "primaryEnv: B24CP_TOKEN" in head and "- B24CP_TOKEN" in head
     assert "pending_approval" in body and "approve2" in body and "| demo | `core` | auto | approve | approve2 |" in body
 
-    core = (exported / "references/core.md").read_text()
+    core = (exported / "references/catalog-core.md").read_text()
     assert "| `crm.lead.add` | crm | write | approve |" in core
     assert "| `crm.lead.delete` | crm | destructive | approve2 |" in core
     assert "| `user.current` |" in core
     assert "im.message.add" not in core  # comms is not granted: neither a file nor its methods
-    assert "[`core`](core.md)" in (exported / "references/packs.md").read_text()
+    assert "[`core`](catalog-core.md)" in (exported / "references/packs.md").read_text()
 
 
 def test_the_folder_holds_no_token(exported, plane_agent):
@@ -68,10 +69,10 @@ def test_a_denied_method_is_left_out_and_policies_follow_the_grant(tmp_path, san
     call_command("export_skill", "careful", "--out", str(folder), "--name", "careful")
     assert "name: careful\n" in (folder / "SKILL.md").read_text()
     assert "- B24CP_URL" in (folder / "SKILL.md").read_text()  # no --url: the agent must set it
-    core = (folder / "references/core.md").read_text()
+    core = (folder / "references/catalog-core.md").read_text()
     assert "| `crm.lead.add` | crm | write | auto |" in core
     assert "crm.lead.delete" not in core
-    assert (folder / "references/comms.md").exists()
+    assert (folder / "references/catalog-comms.md").exists()
     assert agent.token.encode() not in b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
 
 
