@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "apps.sandbox",
     "apps.demo",
     "apps.approvals",
+    "apps.mcp",
 ]
 
 MIDDLEWARE = [

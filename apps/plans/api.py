@@ -1,7 +1,6 @@
 """The agent API (JSON only, bearer auth). Views are adapters: parse, call one service, render."""
 
 import dataclasses
-import time
 
 from django.conf import settings
 
@@ -15,7 +14,6 @@ from apps.policy.selectors import active_grants, custom_pack_patterns, grant_vie
 from apps.portals.models import Portal
 
 from . import services
-from .choices import FINAL_FOR_WAIT
 from .openapi import openapi_document
 from .schemas import (
     decode_cursor,
@@ -26,7 +24,7 @@ from .schemas import (
     parse_wait,
     render_plan,
 )
-from .selectors import plan_get_for_agent, plan_list_for_agent, plans_for_agent
+from .selectors import plan_get_for_agent, plan_list_for_agent, plan_wait_final, plans_for_agent
 
 
 def _agent(request):
@@ -36,14 +34,7 @@ def _agent(request):
 
 
 def _wait_for_final(agent, plan, seconds: int):
-    deadline = time.monotonic() + seconds
-    while plan.status not in FINAL_FOR_WAIT:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(min(0.25, remaining))
-        plan = plans_for_agent(agent).get(pk=plan.pk)
-    return plan
+    return plan_wait_final(agent=agent, plan=plan, seconds=seconds)
 
 
 @json_endpoint("GET", "POST")

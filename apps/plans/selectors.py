@@ -1,3 +1,4 @@
+import time
 import uuid
 
 from django.db.models import Q
@@ -5,7 +6,7 @@ from django.db.models import Q
 from apps.core.exceptions import InvalidRequest, NotFound
 from apps.portals.models import Portal
 
-from .choices import PlanStatus
+from .choices import FINAL_FOR_WAIT, PlanStatus
 from .models import Plan
 
 
@@ -13,6 +14,18 @@ def plans_for_agent(agent):
     """Every plan query of the agent API starts here, so no other agent's plan can be reached
     (NetBox's `restrict()`)."""
     return Plan.objects.filter(agent=agent).select_related("portal").prefetch_related("approvals")
+
+
+def plan_wait_final(*, agent, plan: Plan, seconds: float) -> Plan:
+    """The plan once it is final, or as it is after `seconds` (the API's and MCP's `wait`)."""
+    deadline = time.monotonic() + seconds
+    while plan.status not in FINAL_FOR_WAIT:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(0.25, remaining))
+        plan = plans_for_agent(agent).get(pk=plan.pk)
+    return plan
 
 
 def plan_get_for_agent(*, agent, plan_id) -> Plan:

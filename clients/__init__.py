@@ -1,0 +1,1 @@
+"""Clients of the control plane for agents and scripts (see clients/README.md)."""

@@ -1,0 +1,109 @@
+"""Every scenario under examples/ runs against the sandbox portal, through the client, as an agent
+would: plans and chains, writes approved by two approvers through the plan service (the scripts
+themselves use `manage.py decide_plan`), executed by the worker (drained here)."""
+
+import importlib
+import pkgutil
+
+import pytest
+
+import examples
+from apps.plans import services
+from apps.plans.models import Plan
+from clients.b24cp import Client
+from examples._agent import Agent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCENARIOS = sorted(m.name for m in pkgutil.iter_modules(examples.__path__) if m.name.startswith("s"))
+
+
+@pytest.fixture
+def agent_for(live_server, sandbox_portal, make_agent, make_approver, celery_drain):
+    approvers = [make_approver(name, portals=[sandbox_portal]) for name in ("alice", "bob")]
+
+    def approve(plan):
+        for user in approvers[: plan["approvals_required"]]:
+            services.plan_decide(plan_id=plan["id"], user=user, decision="approve", comment="example")
+
+    def finish(client, plan_id):
+        celery_drain()
+        return client.get(plan_id)
+
+    def build(slug, **policies):
+        agent = make_agent(slug, portal=sandbox_portal, **policies)
+        return Agent(Client(live_server.url, agent.token), "demo", approve=approve, finish=finish, wait=0)
+
+    return build
+
+
+def check_s01(out, seeded):
+    assert out["lead_id"] > 0 and out["source"] == "WEB" and out["has_phone"] == "Y"
+
+
+def check_s02(out, seeded):
+    assert out["phone"] == "+600111333" and out["email"] == "ana.ruiz@example.com"
+
+
+def check_s03(out, seeded):
+    assert out["leads"] == 2 and len(out["tasks"]) == 2
+
+
+def check_s04(out, seeded):
+    assert out["qualified"] and out["deal_id"] > 0
+
+
+def check_s06(out, seeded):
+    assert out["stuck"] >= 1 and len(out["tasks"]) == out["stuck"]
+
+
+def check_s07(out, seeded):
+    assert out["open_deals"] >= 1 and all(row["id"] > 0 for row in out["without_tasks"])
+
+
+def check_s08(out, seeded):
+    assert out["comments"].endswith("send the quote by Friday.")
+
+
+def check_s16(out, seeded):
+    assert out["linked"] and out["deal_id"] > 0 and out["contact_id"] > 0
+
+
+def check_s17(out, seeded):
+    assert out["rows"] >= 1 and out["csv"].startswith("ID,TITLE,STAGE_ID")
+
+
+def check_s18(out, seeded):
+    assert out["updated"] == 3 and out["would_be"] == "pending_approval"
+
+
+def check_s19(out, seeded):
+    methods = out["methods"]
+    assert methods["crm.lead.add"] == {"known": True, "risk": "write", "granted": True, "policy": "approve",
+                                       "packs": ["core"]}
+    assert methods["crm.lead.delete"]["policy"] == "approve2"
+    assert methods["vendor.thing.do"]["known"] is False and methods["vendor.thing.do"]["risk"] == "write"
+    assert out["blocked"] == ["im.message.add", "vendor.thing.do"]
+    assert out["portal_scopes"] == {"refused": "not_granted", "pack": "diagnostics"}
+
+
+def test_every_scenario_runs_against_the_sandbox(agent_for):
+    seeder = agent_for("seeder", write="auto")
+    for title, score, source in (("Big", 6000, "OTHER"), ("Huge", 12000, "OTHER"), ("Small", 100, "OTHER")):
+        seeder.call("crm.lead.add", {"fields": {"TITLE": title, "OPPORTUNITY": score, "SOURCE_ID": source}})
+    seeder.call("crm.deal.add", {"fields": {"TITLE": "Stuck deal", "STAGE_ID": "NEW"}})
+    seeded = len(seeder.plans)
+
+    agent = agent_for("example-agent")  # core, the default policy: read auto, write approve, destructive approve2
+    ran = []
+    for name in SCENARIOS:
+        module = importlib.import_module(f"examples.{name}")
+        assert module.TITLE and module.PACKS and callable(module.run), name
+        checker = globals().get(f"check_{name.split('_')[0]}")
+        assert checker is not None, f"{name} has no check in this test"
+        checker(module.run(agent), seeded)
+        ran.append(name)
+    assert ran == SCENARIOS and len(ran) >= 11
+    plans = Plan.objects.filter(agent__slug="example-agent")
+    assert plans.exclude(status="succeeded").count() == 0
+    assert plans.filter(approvals_required__gt=0).count() >= 8  # the writes went through approvers

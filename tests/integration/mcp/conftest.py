@@ -1,0 +1,1 @@
+from tests.integration.clients.conftest import plane_agent, sandbox_portal  # noqa: F401 (fixtures)

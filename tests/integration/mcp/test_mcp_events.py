@@ -1,0 +1,43 @@
+"""read_events: offered only where the plane serves the event feed, and answered by that feed."""
+
+import pytest
+from django.test import override_settings
+
+pytestmark = pytest.mark.django_db
+
+
+def rpc(client, token, method, params=None, msg_id=1):
+    body = {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params or {}}
+    response = client.post("/mcp", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    return response.json()
+
+
+def tool_names(client, token):
+    return [t["name"] for t in rpc(client, token, "tools/list")["result"]["tools"]]
+
+
+@pytest.mark.parametrize("urlconf", ["controlplane.urls", "tests.integration.mcp.catchall_urls"])
+def test_no_feed_no_tool(client, agent, urlconf, settings):
+    settings.ROOT_URLCONF = urlconf
+    assert "read_events" not in tool_names(client, agent.token)
+    answer = rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {}})
+    assert answer["error"]["code"] == -32602 and answer["error"]["data"]["field"] == "name"
+
+
+@override_settings(ROOT_URLCONF="tests.integration.mcp.events_urls")
+def test_the_feed_is_read_with_the_agents_credentials(client, agent, make_agent):
+    assert tool_names(client, agent.token)[-1] == "read_events"
+    answer = rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {"after": "c1", "wait": 0}})
+    result = answer["result"]
+    assert result["isError"] is False
+    assert result["structuredContent"] == {"agent": "agent-a", "after": "c1", "wait": "0", "next_cursor": "c2",
+                                           "events": [{"event": "ONCRMLEADADD", "data": {"FIELDS": {"ID": 7}}}]}
+    bad = rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {"after": "bad"}})
+    assert bad["error"]["code"] == -32602
+    data = bad["error"]["data"]
+    assert (data["code"], data["field"], data["message"]) == (
+        "invalid_request", "after", "after is not a cursor this API gave out.")
+    # an agent without any grant is still offered capabilities only
+    assert tool_names(client, make_agent("nobody").token) == ["capabilities"]
+
