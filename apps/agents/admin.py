@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 from apps.core.exceptions import ApplicationError
 
 from .models import Agent
-from .services import agent_create, agent_revoke, agent_rotate_token, agent_update
+from .services import agent_create, agent_revoke, agent_rotate_callback_secret, agent_rotate_token, agent_update
 
 
 class AgentCreateForm(forms.Form):
@@ -23,7 +23,7 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ("slug", "name")
     fields = ("slug", "name", "owner", "token_prefix", "is_active", "revoked_at", "last_used_at")
     readonly_fields = ("slug", "token_prefix", "is_active", "revoked_at", "last_used_at")
-    actions = ["revoke_selected", "rotate_token"]
+    actions = ["revoke_selected", "rotate_token", "rotate_callback_secret"]
 
     def has_delete_permission(self, request, obj=None):
         # An agent is revoked, not deleted: its plans and audit entries keep pointing at it.
@@ -45,14 +45,14 @@ class AgentAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 form.add_error("slug", exc.message)
             else:
-                return self._token_page(request, agent, token)
+                return self._token_page(request, agent, token, callback_secret=agent.callback_secret)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
                    "title": "Add agent"}
         return TemplateResponse(request, "admin/agents/agent/add.html", context)
 
-    def _token_page(self, request, agent, token):
+    def _token_page(self, request, agent, token, callback_secret=""):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "agent": agent,
-                   "token": token, "title": f"Token for {agent.slug}"}
+                   "token": token, "callback_secret": callback_secret, "title": f"Secrets of {agent.slug}"}
         response = TemplateResponse(request, "admin/agents/agent/token.html", context)
         response["Cache-Control"] = "no-store"
         return response
@@ -70,3 +70,12 @@ class AgentAdmin(admin.ModelAdmin):
             return None
         agent = queryset.get()
         return self._token_page(request, agent, agent_rotate_token(agent=agent, acting_user=request.user))
+
+    @admin.action(description="Give the selected agent a new callback secret (shown once)")
+    def rotate_callback_secret(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one agent.", messages.ERROR)
+            return None
+        agent = queryset.get()
+        secret = agent_rotate_callback_secret(agent=agent, acting_user=request.user)
+        return self._token_page(request, agent, "", callback_secret=secret)

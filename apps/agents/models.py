@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from apps.core.models import TimeStampedModel
+from apps.portals.crypto import EncryptedTextField
 
 
 class Agent(TimeStampedModel):
@@ -16,6 +17,9 @@ class Agent(TimeStampedModel):
     )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise it")
+    callback_secret = EncryptedTextField(
+        blank=True, editable=False,
+        help_text="Signs the plan callbacks sent to this agent; shown once when made or rotated.")
     is_active = models.BooleanField(default=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)

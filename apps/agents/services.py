@@ -1,5 +1,7 @@
 """Agent services: the only writers of Agent rows. Each writes its audit entry in its own
-transaction; a bearer token exists in clear only in what these return."""
+transaction; a bearer token exists in clear only in what these return. An agent also gets a
+callback secret (`agent.callback_secret`, encrypted at rest) that signs the plan callbacks sent to
+it; it is shown with the token when the agent is made and when it is rotated."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -10,7 +12,7 @@ from apps.audit.services import audit_record
 from apps.core.exceptions import InvalidRequest
 
 from .models import Agent
-from .tokens import TOKEN_PREFIX, generate_token, hash_token
+from .tokens import TOKEN_PREFIX, generate_callback_secret, generate_token, hash_token
 
 _UNSET = object()
 
@@ -45,7 +47,8 @@ def agent_create(*, slug: str, name: str = "", owner=None, token: str | None = N
         raise InvalidRequest(f"An agent {slug!r} exists already.", field="slug")
     token = _checked_token(token)
     with transaction.atomic():
-        agent = Agent(slug=slug, name=name or slug, owner=owner, token_hash=hash_token(token), token_prefix=token[:10])
+        agent = Agent(slug=slug, name=name or slug, owner=owner, token_hash=hash_token(token), token_prefix=token[:10],
+                      callback_secret=generate_callback_secret())
         _full_clean(agent)
         agent.save()
         audit_record(action=audit_events.AGENT_CREATED, actor=acting_user,
@@ -87,6 +90,18 @@ def agent_rotate_token(*, agent: Agent, token: str | None = None, reactivate: bo
                      data={"agent": agent.slug, "reactivated": reactivate and not agent.is_active})
     agent.refresh_from_db()
     return token
+
+
+def agent_rotate_callback_secret(*, agent: Agent, acting_user=None) -> str:
+    """A new callback secret for the agent (callbacks signed from now on use it)."""
+    secret = generate_callback_secret()
+    with transaction.atomic():
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        locked.callback_secret = secret
+        locked.save(update_fields=["callback_secret", "updated_at"])
+        audit_record(action=audit_events.AGENT_CALLBACK_SECRET_ROTATED, actor=acting_user, data={"agent": agent.slug})
+    agent.refresh_from_db()
+    return secret
 
 
 def agent_revoke(*, agent: Agent, acting_user=None) -> None:

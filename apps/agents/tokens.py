@@ -10,3 +10,10 @@ def generate_token() -> str:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+CALLBACK_SECRET_PREFIX = "whsec_"
+
+
+def generate_callback_secret() -> str:
+    return CALLBACK_SECRET_PREFIX + secrets.token_urlsafe(32)

@@ -1,25 +1,9 @@
-"""Agent callbacks: the signing secret per agent and one row per delivery of a plan's final state."""
+"""Approvals: callback deliveries, record previews, approvers' notices and their settings."""
 
 import uuid
 
 from django.conf import settings
 from django.db import models
-
-from apps.portals.crypto import EncryptedTextField
-
-
-class CallbackSecret(models.Model):
-    """The key an agent verifies our callbacks with. Shown once when issued; ciphertext at rest."""
-
-    agent = models.OneToOneField("agents.Agent", on_delete=models.CASCADE, related_name="callback_secret")
-    secret = EncryptedTextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self):
-        return f"callback secret of {self.agent_id}"
-
-    def __repr__(self):
-        return f"<CallbackSecret agent={self.agent_id}>"
 
 
 class DeliveryStatus(models.TextChoices):

@@ -1,11 +1,10 @@
-"""Callback services: issue an agent's signing secret, schedule a delivery when a plan ends, and
-make one delivery attempt. Each writes its audit entry in its own transaction."""
+"""Callback services: schedule a delivery when a plan ends and make one delivery attempt (signed
+with the agent's callback secret, apps.agents). Each writes its audit entry in its own transaction."""
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -17,25 +16,15 @@ from apps.audit.services import audit_record
 from apps.bitrix.redact import redact
 
 from . import callbacks
-from .models import CallbackDelivery, CallbackSecret, DeliveryStatus
+from .models import CallbackDelivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
-CALLBACK_SECRET_ISSUED = audit_events.register("agent.callback_secret", "An agent got a new callback secret")
 CALLBACK_DELIVERED = audit_events.register("plan.callback", "A plan's final state was delivered to its callback")
 CALLBACK_GAVE_UP = audit_events.register("plan.callback_failed", "A plan's callback could not be delivered")
 
 # Seconds before attempt n+1 (n starting at 1); the last entry ends the tries.
 BACKOFF = (5, 30, 120, 600, 1800, 3600)
-
-
-def callback_secret_issue(*, agent, acting_user=None) -> str:
-    """Create or replace the agent's callback secret and return it in clear: the only time."""
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    with transaction.atomic():
-        CallbackSecret.objects.update_or_create(agent=agent, defaults={"secret": secret})
-        audit_record(action=CALLBACK_SECRET_ISSUED, actor=acting_user, data={"agent": agent.slug})
-    return secret
 
 
 def callback_url_check(url: str) -> str:
@@ -91,7 +80,7 @@ def callback_attempt(*, delivery_id) -> float | None:
         delivery.attempts += 1
         CallbackDelivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts,
                                                                last_attempt_at=timezone.now())
-    secret_row = CallbackSecret.objects.filter(agent=delivery.plan.agent).first()
+    secret = delivery.plan.agent.callback_secret
     try:
         destination = callbacks.check_destination(delivery.url)
     except callbacks.DestinationRefused as exc:
@@ -99,8 +88,11 @@ def callback_attempt(*, delivery_id) -> float | None:
         return None
     body = _body(delivery)
     headers = {callbacks.DELIVERY_HEADER: str(delivery.pk)}
-    if secret_row is not None:
-        headers[callbacks.SIGNATURE_HEADER] = callbacks.sign(secret_row.secret, body)
+    if not secret:  # an agent made before callback secrets: never send unsigned
+        _finish(delivery, status=DeliveryStatus.REFUSED, http_status=None,
+                error="The agent has no callback secret; give it one in the admin (rotate callback secret).")
+        return None
+    headers[callbacks.SIGNATURE_HEADER] = callbacks.sign(secret, body)
     http_status, error = None, ""
     try:
         answer = callbacks.send(destination, body=body, headers=headers)

@@ -37,6 +37,7 @@ PLAN_ATTEMPT = register("plan.attempt", "The executor sent a plan to the portal"
 PLAN_RECONCILED = register("plan.reconciled", "An approver settled a plan whose outcome was unknown")
 AGENT_CREATED = register("agent.created", "An agent was created")
 AGENT_REVOKED = register("agent.revoked", "An agent's token was revoked")
+AGENT_CALLBACK_SECRET_ROTATED = register("agent.callback_secret_rotated", "An agent got a new callback secret")
 AGENT_TOKEN_ROTATED = register("agent.token_rotated", "An agent got a new token")
 AGENT_CHANGED = register("agent.changed", "An agent's name or owner was changed")
 GRANT_CHANGED = register("grant.changed", "A pack grant was created or changed")

@@ -8,9 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from apps.agents.services import agent_rotate_callback_secret
 from apps.approvals import callbacks
 from apps.approvals.models import CallbackDelivery, DeliveryStatus
-from apps.approvals.services import callback_attempt, callback_secret_issue
+from apps.approvals.services import callback_attempt
 from apps.audit.models import AuditEntry
 from apps.plans.services import plan_decide, plan_submit
 
@@ -119,7 +120,7 @@ def test_submission_over_http_answers_400_naming_the_field(client, agent, portal
 def test_rejection_is_delivered_signed_with_the_reason(db, agent, portal, approver, receiver, allow_loopback,
                                                        django_capture_on_commit_callbacks):
     endpoint = receiver()
-    secret = callback_secret_issue(agent=agent)
+    secret = agent_rotate_callback_secret(agent=agent)
     plan, queued = rejected_plan(agent, portal, approver, endpoint.url, django_capture_on_commit_callbacks)
     delivery = CallbackDelivery.objects.get(plan=plan)
     assert delivery.plan_status == "rejected"

@@ -44,5 +44,7 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         self.stdout.write(f"Created agent {agent.slug} on {portal.slug} with {', '.join(packs)} "
                           f"(read {opts['read']}, write {opts['write']}, destructive {opts['destructive']}).")
+        self.stdout.write("Callback secret (signs plan callbacks to this agent; shown once):")
+        self.stdout.write(agent.callback_secret)
         self.stdout.write("Bearer token (shown once):")
         self.stdout.write(token)
