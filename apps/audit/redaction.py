@@ -25,7 +25,8 @@ _ERROR_CODE = re.compile(r"^[A-Za-z]+(?:[_.:-][A-Za-z0-9]+)*$")
 
 _PARAMS = r"auth|access_token|refresh_token|client_secret|code|application_token|auth_id|refresh_id|token|password"
 _WEBHOOK_PATH = re.compile(r"(/rest/(?:api/)?\d+/)[^/\s\"'?#]+")
-_QUERY_SECRET = re.compile(rf"((?:^|[?&;\s]|\b)(?:{_PARAMS})=)[^&\s\"'#]*", re.IGNORECASE)
+# `name=value` in URLs, form bodies and text, also Bitrix24's form-encoded `auth[application_token]=`.
+_QUERY_SECRET = re.compile(rf"((?:^|[?&;\s]|\b)(?:auth(?:\[|%5B))?(?:{_PARAMS})(?:\]|%5D)?=)[^&\s\"'#]*", re.IGNORECASE)
 _JSON_SECRET = re.compile(rf"(\"(?:{_PARAMS}|webhook_code|secret)\"\s*:\s*\")(?:[^\"\\]|\\.)*(\")", re.IGNORECASE)
 _BEARER = re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
