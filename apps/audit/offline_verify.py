@@ -31,7 +31,7 @@ import hmac
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 GENESIS = "0" * 64
@@ -294,10 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         macs = Macs(read_key_file(args.key_file))
         export = read_export(args.export)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"cannot read: {exc}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        print(f"cannot read: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 2
-    report, problems = verify_export(export, macs)
+    try:
+        report, problems = verify_export(export, macs)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record with missing or odd fields
+        print(f"TAMPERED malformed record in the export ({exc.__class__.__name__}: {exc})")
+        return 1
     if problems:
         for text in problems:
             print(f"TAMPERED {text}")
@@ -306,12 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"OK chain {report.chain}: entries #{header['from']}..#{header['to']} verified "
           f"({report.checked} entries up to checkpoint #{export.checkpoint['seq']} of {export.checkpoint['at']}).")
     return 0
-
-
-def iter_jsonl(lines: Iterable[str]) -> Iterator[dict]:
-    for line in lines:
-        if line.strip():
-            yield json.loads(line)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,7 @@ def load_checkpoints(path: str | Path | None = None) -> Checkpoints:
     without the key); two valid checkpoints that disagree about one entry are a problem too."""
     result = Checkpoints()
     checker = macs()
+    explicit = bool(path)
     path = Path(path) if path else (Path(settings.AUDIT_CHECKPOINT_PATH) if settings.AUDIT_CHECKPOINT_PATH else None)
     seen: dict[tuple[str, int], dict] = {}
 
@@ -229,18 +230,21 @@ def load_checkpoints(path: str | Path | None = None) -> Checkpoints:
         seen[key] = cp
         result.valid.append(cp)
 
-    if path is not None and path.exists():
+    if path is not None and (explicit or path.exists()):
         result.source = str(path)
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    cp = json.loads(line)
-                except ValueError:
-                    result.problems.append(f"{path.name} line {number}: not JSON")
-                    continue
-                take(cp, f"{path.name} line {number}")
+        try:
+            with path.open(encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        cp = json.loads(line)
+                    except ValueError:
+                        result.problems.append(f"{path.name} line {number}: not JSON")
+                        continue
+                    take(cp, f"{path.name} line {number}")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.problems.append(f"{path}: cannot be read ({exc.__class__.__name__})")
     for copy in AuditCheckpoint.objects.order_by("chain", "seq").iterator(chunk_size=2000):
         take(copy.as_dict(), f"database copy of checkpoint {copy.chain} #{copy.seq}")
     return result

@@ -294,3 +294,8 @@ def test_duplicate_registration_fails():
 def test_hash_of_a_stored_entry_is_stable(chain):
     stored = AuditEntry.objects.get(chain=CHAIN, seq=2)
     assert _hash_of(stored) == stored.hash
+
+
+def test_a_checkpoint_file_named_but_missing_is_a_failure(chain, tmp_path):
+    with pytest.raises(CommandError, match="cannot be read"):
+        call_command("audit_verify", checkpoints=str(tmp_path / "nowhere.jsonl"))

@@ -123,6 +123,7 @@ def test_csv_export_verifies_and_a_tampered_cell_is_named(entries, tmp_path, ver
     ("no_checkpoint", "carries no checkpoint"),
     ("swap", "entry #4: does not link"),
     ("shrink_checkpoint", "does not cover the range's end"),
+    ("malformed", "malformed record"),
 ])
 def test_tampered_export_is_detected(entries, tmp_path, verifier, tamper, expected):
     out = export(tmp_path, start=2, stop=6)
@@ -144,6 +145,8 @@ def test_tampered_export_is_detected(entries, tmp_path, verifier, tamper, expect
         entry[4]["seq"], entry[5]["seq"] = 5, 4
     elif tamper == "shrink_checkpoint":
         records[0]["to"] = 9
+    elif tamper == "malformed":
+        del entry[4]["prev_hash"]
     write_jsonl(out, records)
     code, output = verifier(out)
     assert code == 1, output
