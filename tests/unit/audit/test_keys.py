@@ -57,3 +57,12 @@ def test_a_malformed_setting_is_a_configuration_error(settings):
 def test_the_first_key_signs_and_all_verify(settings):
     settings.AUDIT_KEYS = ["b:YmJiYmJiYmJiYmJiYmJiYmJiYmI=", "a:YWFhYWFhYWFhYWFhYWFhYWFhYWE="]
     assert keys.signing_kid() == "b" and "a" in keys.macs() and "b" in keys.macs()
+
+
+def test_system_check_reports_a_malformed_setting(settings):
+    from apps.audit.checks import audit_keys_check
+
+    assert audit_keys_check() == []
+    settings.AUDIT_KEYS = ["oops"]
+    errors = audit_keys_check()
+    assert [e.id for e in errors] == ["audit.E001"] and "kid:base64key" in errors[0].msg
