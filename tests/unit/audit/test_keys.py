@@ -66,3 +66,11 @@ def test_system_check_reports_a_malformed_setting(settings):
     settings.AUDIT_KEYS = ["oops"]
     errors = audit_keys_check()
     assert [e.id for e in errors] == ["audit.E001"] and "kid:base64key" in errors[0].msg
+
+
+def test_standard_and_urlsafe_base64_are_both_accepted():
+    import base64
+
+    raw = b"\xfb\xff\xfe" * 11
+    parsed = parse_keys([f"s:{base64.b64encode(raw).decode()}", f"u:{base64.urlsafe_b64encode(raw).decode()}"])
+    assert parsed == {"s": raw, "u": raw}
