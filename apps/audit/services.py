@@ -129,14 +129,27 @@ def _publish_command(command: str, line: str) -> None:
 
 
 def _publish_url(url: str, checkpoint: dict) -> None:
-    import requests
+    """POST with the standard library: `requests` stays the Bitrix24 transport's alone
+    (apps.bitrix.http), and the audit app sits below every other app."""
+    import http.client
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CheckpointSinkError("AUDIT_CHECKPOINT_URL must be an http(s) URL.")
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = connection_class(parts.hostname, parts.port, timeout=30)
     try:
-        response = requests.post(url, json=checkpoint, timeout=(5, 30))
-    except requests.RequestException as exc:
+        conn.request("POST", target, body=json.dumps(checkpoint).encode("utf-8"),
+                     headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
         raise CheckpointSinkError(f"The checkpoint URL could not be reached: {exc.__class__.__name__}.") from None
-    if not 200 <= response.status_code < 300:
-        raise CheckpointSinkError(f"The checkpoint URL answered HTTP {response.status_code}.")
+    finally:
+        conn.close()
+    if not 200 <= status < 300:
+        raise CheckpointSinkError(f"The checkpoint URL answered HTTP {status}.")
 
 
 def publish_checkpoints(checkpoints: list[dict]) -> None:

@@ -126,6 +126,39 @@ def test_unreachable_url_sink_raises(entries, settings):
     assert AuditCheckpoint.objects.count() == 0
 
 
+@pytest.mark.parametrize("status", [500, 302])
+def test_url_sink_that_does_not_accept_raises(entries, settings, status):
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings.AUDIT_CHECKPOINT_PATH = ""
+        settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{server.server_port}/anchor?x=1"
+        with pytest.raises(CheckpointSinkError, match=f"HTTP {status}"):
+            audit_checkpoint()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_non_http_url_sink_is_refused(entries, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_URL = "file:///etc/passwd"
+    with pytest.raises(CheckpointSinkError, match="http"):
+        audit_checkpoint()
+
+
 def test_no_sink_configured_is_an_error(entries, settings):
     settings.AUDIT_CHECKPOINT_PATH = ""
     with pytest.raises(CheckpointSinkError, match="No checkpoint sink"):
