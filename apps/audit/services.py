@@ -281,6 +281,8 @@ class VerifyResult:
 
 _COLUMNS = ("chain", "seq", "created_at", "action", "actor_type", "actor", "portal", "plan_id", "data", "prev_hash",
             "hash", "key_id")
+_SQLITE_SELECT = ("SELECT chain, seq, created_at, action, actor_type, actor, portal, plan_id, data, prev_hash, hash, "
+                  "key_id FROM audit_auditentry ORDER BY chain, seq")
 
 
 def _rows() -> Iterator[tuple[str, tuple]]:
@@ -301,9 +303,8 @@ def _sqlite_rows() -> Iterator[tuple[str, tuple]]:
     UUID as 32 hex digits, so their `isoformat()`/`str()` forms are plain string edits. A value
     stored in any other form yields a different string and fails its HMAC, as it should."""
     loads = json.loads
-    sql = f"SELECT {', '.join(_COLUMNS)} FROM {AuditEntry._meta.db_table} ORDER BY chain, seq"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(_SQLITE_SELECT)
         while batch := cursor.fetchmany(5000):
             for chain, seq, created_at, action, actor_type, actor, portal, plan, data, prev_hash, entry_hash, kid \
                     in batch:
