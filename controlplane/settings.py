@@ -173,6 +173,21 @@ if DEBUG:
 else:
     FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
 
+# --- audit log ---------------------------------------------------------------------------------
+# Comma-separated `kid:base64key` HMAC keys for the audit chains: the first signs, all verify.
+# Never stored in the database. In DEBUG a key is derived from SECRET_KEY; required outside it.
+if DEBUG:
+    _audit_dev_key = base64.urlsafe_b64encode(hashlib.sha256(b"audit:" + SECRET_KEY.encode()).digest()).decode()
+    AUDIT_KEYS = env.list("AUDIT_KEYS", default=[f"dev:{_audit_dev_key}"])
+else:
+    AUDIT_KEYS = env.list("AUDIT_KEYS")
+# Signed checkpoints go outside the database: an append-only JSONL file (set empty to disable),
+# and/or a command (the JSON on stdin) and/or a URL (JSON POST).
+AUDIT_CHECKPOINT_PATH = env("AUDIT_CHECKPOINT_PATH", default=str(DATA_DIR / "audit" / "checkpoints.jsonl"))
+AUDIT_CHECKPOINT_COMMAND = env("AUDIT_CHECKPOINT_COMMAND", default="")
+AUDIT_CHECKPOINT_URL = env("AUDIT_CHECKPOINT_URL", default="")
+AUDIT_CHECKPOINT_INTERVAL = env.float("AUDIT_CHECKPOINT_INTERVAL", default=300.0)
+
 # --- plans and API ---------------------------------------------------------------------------
 PLAN_TTL = env.int("PLAN_TTL", default=24 * 3600)  # seconds before an undecided plan expires
 API_MAX_BODY_BYTES = 256 * 1024
@@ -229,6 +244,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "apps.plans.tasks.purge_idempotency_keys", "schedule": 3600.0},
     "recover-stale-plans": {"task": "apps.plans.tasks.recover_stale_plans", "schedule": 60.0},
     "remind-approvers": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 60.0},
+    "audit-checkpoint": {"task": "apps.audit.tasks.audit_checkpoint", "schedule": AUDIT_CHECKPOINT_INTERVAL},
 }
 # Hard time limit of apps.plans.tasks.execute_plan (soft limit: 4/5 of it). A plan left
 # `executing` longer than this (plus a minute) belongs to a worker that is gone.

@@ -14,6 +14,11 @@ os.environ.setdefault(
     "FIELD_ENCRYPTION_KEYS",
     "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDA=,b2xkLWtleS1mb3Itcm90YXRpb24tdGVzdHMtMDAwMDA=",
 )
+# Two fixed audit keys: the second only verifies, so rotation is exercised.
+os.environ.setdefault(
+    "AUDIT_KEYS",
+    "t2:YXVkaXQta2V5LWZvci10ZXN0cy1vbmx5LTAwMDAwMDA=,t1:b2xkLWF1ZGl0LWtleS1mb3ItdGVzdHMtMDAwMDAwMDA=",
+)
 os.environ.setdefault("ALLOWED_HOSTS", "*")
 os.environ.setdefault("SANDBOX_ENABLED", "1")
 os.environ.setdefault("PORTAL_ALLOW_LOOPBACK_HTTP", "1")

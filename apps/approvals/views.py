@@ -155,7 +155,7 @@ def inbox_state(request):
 def plan_page(request, plan_id):
     plan = _plan_or_404(request, plan_id)
     steps_previews = previews.preview_of(plan)
-    entries = AuditEntry.objects.filter(plan_id=plan.pk).order_by("seq")
+    entries = AuditEntry.objects.filter(plan_id=plan.pk).order_by("pk")
     stored = getattr(plan, "preview", None) if steps_previews else None
     revert = {"offered": False, "why_not": "", "plan": stored.revert_plan_id if stored else None}
     if plan.status == PlanStatus.SUCCEEDED and selectors.may_act_on_portal(request.user, plan):

@@ -52,3 +52,5 @@ CREDENTIAL_REVOKED = register("credential.revoked", "A portal credential was rev
 CREDENTIAL_RESTORED = register("credential.restored", "A portal credential was replaced and works again")
 CREDENTIAL_REFRESHED = register("credential.refreshed", "OAuth tokens were refreshed")
 SECRETS_ROTATED = register("secrets.rotated", "Stored secrets were re-encrypted under the first key")
+AUDIT_MIGRATED = register("audit.migrated", "Entries of the old unkeyed chain were re-chained under the audit key")
+AUDIT_EXPORTED = register("audit.exported", "A range of an audit chain was exported")

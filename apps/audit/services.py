@@ -1,52 +1,51 @@
-"""The one writer of the audit log, and its verifier.
+"""The one writer of the audit log, its checkpoints outside the database, its verifier and export.
 
 Every state-changing service calls `audit_record(...)` inside its own transaction (house rule 3),
-so the entry commits or rolls back with the change. Writers serialise on the single AuditHead row
-(`select_for_update`), so the chain never forks, even with many workers on PostgreSQL.
+so the entry commits or rolls back with the change. Each portal has its own chain (plus the
+system chain for entries with no portal); a writer locks only its chain's head row
+(`select_for_update`), so a chain never forks and writers on different portals never wait for
+each other. Entry hashes are HMAC-SHA256 under `AUDIT_KEYS` (see `offline_verify`, which holds
+the chain rules and is also the auditor's standalone verifier).
+
+A database writer without the key cannot forge or re-hash an entry; what they can still do
+(delete the tail and rewind the head, wipe a chain) is caught by the signed checkpoints that
+`audit_checkpoint` publishes outside the database.
 """
 
+import csv
+import datetime
+import io
+import itertools
 import json
-from dataclasses import dataclass
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.core.canonical import canonical_json, sha256_hex
+from apps.core.canonical import canonical_json
+from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound
 
 from . import registry
-from .models import AuditEntry, AuditHead
+from .keys import macs, signing_kid
+from .models import AuditCheckpoint, AuditEntry, AuditHead, chain_for
+from .offline_verify import CHECKPOINT_TYPE, CSV_COLUMNS, EXPORT_TYPE, GENESIS, ChainReport, walk_chain
+from .redaction import scrub
 
-GENESIS = "0" * 64
-
-# Keys whose values never enter the log, wherever they appear in `data`.
-_SECRET_KEYS = {
-    "webhook_code", "code", "access_token", "refresh_token", "client_secret", "application_token",
-    "auth", "token", "password", "secret",
-}
+logger = logging.getLogger(__name__)
 
 
-def _scrub(value):
-    if isinstance(value, dict):
-        return {k: ("***" if str(k).lower() in _SECRET_KEYS else _scrub(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
+class CheckpointSinkError(ApplicationError):
+    """A checkpoint could not be published to its sink outside the database."""
 
-
-def entry_hash(*, prev_hash: str, seq: int, created_at: str, action: str, actor_type: str, actor: str,
-               portal: str, plan_id: str | None, data: dict) -> str:
-    return sha256_hex({
-        "prev": prev_hash, "seq": seq, "at": created_at, "action": action, "actor_type": actor_type,
-        "actor": actor, "portal": portal, "plan": plan_id, "data": data,
-    })
-
-
-def _hash_of(entry: AuditEntry) -> str:
-    return entry_hash(
-        prev_hash=entry.prev_hash, seq=entry.seq, created_at=entry.created_at.isoformat(), action=entry.action,
-        actor_type=entry.actor_type, actor=entry.actor, portal=entry.portal,
-        plan_id=str(entry.plan_id) if entry.plan_id else None, data=entry.data,
-    )
+    code = "checkpoint_sink_failed"
+    status = 503
 
 
 def actor_of(actor) -> tuple[str, str]:
@@ -58,29 +57,213 @@ def actor_of(actor) -> tuple[str, str]:
     return "user", actor.get_username()
 
 
+def _hash_of(entry: AuditEntry) -> str:
+    return macs().entry_hash(
+        chain=entry.chain, seq=entry.seq, prev_hash=entry.prev_hash, created_at=entry.created_at.isoformat(),
+        action=entry.action, actor_type=entry.actor_type, actor=entry.actor, portal=entry.portal,
+        plan_id=str(entry.plan_id) if entry.plan_id else None, data=entry.data, key_id=entry.key_id,
+    )
+
+
+def _locked_head(chain: str) -> AuditHead:
+    head = AuditHead.objects.select_for_update().filter(chain=chain).first()
+    if head is None:  # the chain's first entry (get_or_create survives a concurrent first writer)
+        AuditHead.objects.get_or_create(chain=chain)
+        head = AuditHead.objects.select_for_update().get(chain=chain)
+    return head
+
+
 def audit_record(*, action: str, actor=None, portal=None, plan=None, data: dict | None = None) -> AuditEntry:
     registry.get(action)  # unregistered actions fail loudly
     actor_type, actor_label = actor_of(actor)
+    portal_slug = getattr(portal, "slug", portal) or ""
+    chain = chain_for(portal_slug)
+    # Round-trip through JSON so the hash computed now equals the one computed after a read.
+    payload = json.loads(canonical_json(scrub(data or {})))
+    plan_id = getattr(plan, "pk", plan)
+    kid = signing_kid()
     with transaction.atomic():
-        head = AuditHead.objects.select_for_update().filter(pk=1).first()
-        if head is None:  # a fresh or flushed database: the migration's row is gone
-            AuditHead.objects.get_or_create(pk=1)
-            head = AuditHead.objects.select_for_update().get(pk=1)
-        created_at = timezone.now()
-        seq = head.seq + 1
-        # Round-trip through JSON so the hash computed now equals the one computed after a read.
-        payload = json.loads(canonical_json(_scrub(data or {})))
-        portal_slug = getattr(portal, "slug", portal) or ""
-        plan_id = getattr(plan, "pk", plan)
+        head = _locked_head(chain)
         entry = AuditEntry(
-            seq=seq, created_at=created_at, action=action, actor_type=actor_type, actor=actor_label,
-            portal=portal_slug, plan_id=plan_id, data=payload, prev_hash=head.hash,
+            chain=chain, seq=head.seq + 1, created_at=timezone.now(), action=action, actor_type=actor_type,
+            actor=actor_label, portal=portal_slug, plan_id=plan_id, data=payload, prev_hash=head.hash, key_id=kid,
         )
         entry.hash = _hash_of(entry)
         entry.save(force_insert=True)
-        head.seq, head.hash = seq, entry.hash
+        head.seq, head.hash = entry.seq, entry.hash
         head.save(update_fields=["seq", "hash"])
     return entry
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def _sign_checkpoint(*, chain: str, seq: int, entry_hash: str) -> dict:
+    checkpoint = {"type": CHECKPOINT_TYPE, "chain": chain, "seq": seq, "hash": entry_hash,
+                  "at": timezone.now().isoformat(), "kid": signing_kid()}
+    checkpoint["sig"] = macs().checkpoint_signature(checkpoint)
+    return checkpoint
+
+
+def _publish_file(path: Path, lines: list[str]) -> None:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, "".join(lines).encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish_command(command: str, line: str) -> None:
+    try:
+        done = subprocess.run(shlex.split(command), input=line.encode("utf-8"), capture_output=True,  # noqa: S603
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckpointSinkError(f"The checkpoint command could not run: {exc.__class__.__name__}.") from None
+    if done.returncode != 0:
+        raise CheckpointSinkError(f"The checkpoint command exited with status {done.returncode}.")
+
+
+def _publish_url(url: str, checkpoint: dict) -> None:
+    """POST with the standard library: `requests` stays the Bitrix24 transport's alone
+    (apps.bitrix.http), and the audit app sits below every other app."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CheckpointSinkError("AUDIT_CHECKPOINT_URL must be an http(s) URL.")
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = connection_class(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", target, body=json.dumps(checkpoint).encode("utf-8"),
+                     headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        raise CheckpointSinkError(f"The checkpoint URL could not be reached: {exc.__class__.__name__}.") from None
+    finally:
+        conn.close()
+    if not 200 <= status < 300:
+        raise CheckpointSinkError(f"The checkpoint URL answered HTTP {status}.")
+
+
+def publish_checkpoints(checkpoints: list[dict]) -> None:
+    """Send to every configured sink: the file (AUDIT_CHECKPOINT_PATH, unless set empty), the
+    command (AUDIT_CHECKPOINT_COMMAND, one JSON object on stdin per checkpoint) and the URL
+    (AUDIT_CHECKPOINT_URL, one JSON POST per checkpoint). Raises CheckpointSinkError."""
+    if not checkpoints:
+        return
+    path, command, url = (settings.AUDIT_CHECKPOINT_PATH, settings.AUDIT_CHECKPOINT_COMMAND,
+                          settings.AUDIT_CHECKPOINT_URL)
+    if not (path or command or url):
+        raise CheckpointSinkError("No checkpoint sink is configured (AUDIT_CHECKPOINT_PATH, _COMMAND or _URL).")
+    lines = [json.dumps(cp, sort_keys=True) + "\n" for cp in checkpoints]
+    if path:
+        try:
+            _publish_file(Path(path), lines)
+        except OSError as exc:
+            raise CheckpointSinkError(f"The checkpoint file could not be written: {exc.strerror}.") from None
+    for checkpoint, line in zip(checkpoints, lines, strict=True):
+        if command:
+            _publish_command(command, line)
+        if url:
+            _publish_url(url, checkpoint)
+
+
+def _last_valid_copy(chain: str) -> AuditCheckpoint | None:
+    checker = macs()
+    for copy in AuditCheckpoint.objects.filter(chain=chain).order_by("-seq")[:20]:
+        if not checker.checkpoint_problem(copy.as_dict()):
+            return copy
+    return None
+
+
+def audit_checkpoint(*, force: bool = False, chains: list[str] | None = None) -> list[dict]:
+    """Sign and publish a checkpoint of every chain head that moved since its last checkpoint
+    (every head with `force`), then keep a copy in the database. Returns what was published."""
+    heads = AuditHead.objects.filter(seq__gt=0).order_by("chain")
+    if chains is not None:
+        heads = heads.filter(chain__in=chains)
+    due = []
+    for head in heads:
+        last = None if force else _last_valid_copy(head.chain)
+        if last is None or last.seq < head.seq:
+            due.append(_sign_checkpoint(chain=head.chain, seq=head.seq, entry_hash=head.hash))
+    publish_checkpoints(due)
+    AuditCheckpoint.objects.bulk_create([
+        AuditCheckpoint(**{k: cp[k] for k in ("chain", "seq", "hash", "at", "kid", "sig")}) for cp in due
+    ])
+    for cp in due:
+        logger.info("audit checkpoint %s #%s published", cp["chain"], cp["seq"])
+    return due
+
+
+@dataclass
+class Checkpoints:
+    """Checkpoints read back for verification, with the problems found while reading them."""
+
+    valid: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def anchors(self) -> dict[str, dict[int, dict]]:
+        out: dict[str, dict[int, dict]] = {}
+        for cp in self.valid:
+            out.setdefault(cp["chain"], {}).setdefault(cp["seq"], cp)
+        return out
+
+
+def load_checkpoints(path: str | Path | None = None) -> Checkpoints:
+    """The sink file (`path`, default AUDIT_CHECKPOINT_PATH) plus the database copies. A line
+    that is not JSON or whose signature does not verify is a problem (someone wrote to the sink
+    without the key); two valid checkpoints that disagree about one entry are a problem too."""
+    result = Checkpoints()
+    checker = macs()
+    explicit = bool(path)
+    path = Path(path) if path else (Path(settings.AUDIT_CHECKPOINT_PATH) if settings.AUDIT_CHECKPOINT_PATH else None)
+    seen: dict[tuple[str, int], dict] = {}
+
+    def take(cp, where: str) -> None:
+        problem = checker.checkpoint_problem(cp) if isinstance(cp, dict) else "not a JSON object"
+        if not problem and not isinstance(cp.get("chain"), str):
+            problem = "malformed checkpoint"
+        if problem:
+            result.problems.append(f"{where}: {problem}")
+            return
+        key = (cp["chain"], cp["seq"])
+        if key in seen:
+            if seen[key]["hash"] != cp["hash"]:
+                result.problems.append(f"{where}: two signed checkpoints disagree about {key[0]} #{key[1]}")
+            return
+        seen[key] = cp
+        result.valid.append(cp)
+
+    if path is not None and (explicit or path.exists()):
+        result.source = str(path)
+        try:
+            with path.open(encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        cp = json.loads(line)
+                    except ValueError:
+                        result.problems.append(f"{path.name} line {number}: not JSON")
+                        continue
+                    take(cp, f"{path.name} line {number}")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.problems.append(f"{path}: cannot be read ({exc.__class__.__name__})")
+    for copy in AuditCheckpoint.objects.order_by("chain", "seq").iterator(chunk_size=2000):
+        take(copy.as_dict(), f"database copy of checkpoint {copy.chain} #{copy.seq}")
+    return result
+
+
+# --- verification ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -89,22 +272,181 @@ class VerifyResult:
     checked: int
     bad_seq: int | None = None
     problem: str = ""
+    chain: str = ""
+    problems: tuple[str, ...] = ()
+    chains: int = 0
+    checkpoints: int = 0
+    checkpoint_source: str = ""
 
 
-def audit_verify() -> VerifyResult:
-    """Walk the chain: every entry's hash must match its content, link to the previous one and
-    follow it without a gap; the head must point at the last entry (catches deleting the tail)."""
-    prev_hash, expected_seq, checked = GENESIS, 1, 0
-    for entry in AuditEntry.objects.order_by("seq").iterator(chunk_size=2000):
-        if entry.seq != expected_seq:
-            return VerifyResult(False, checked, expected_seq, f"entry #{expected_seq} is missing (found #{entry.seq})")
-        if entry.prev_hash != prev_hash:
-            return VerifyResult(False, checked, entry.seq, "does not link to the previous entry (reordered or edited)")
-        if _hash_of(entry) != entry.hash:
-            return VerifyResult(False, checked, entry.seq, "content does not match its hash (edited)")
-        prev_hash, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
-    head = AuditHead.objects.filter(pk=1).first()
-    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if head_seq != checked or head_hash != prev_hash:
-        return VerifyResult(False, checked, checked + 1, f"entries after #{checked} were deleted (head is #{head_seq})")
-    return VerifyResult(True, checked)
+_COLUMNS = ("chain", "seq", "created_at", "action", "actor_type", "actor", "portal", "plan_id", "data", "prev_hash",
+            "hash", "key_id")
+_SQLITE_SELECT = ("SELECT chain, seq, created_at, action, actor_type, actor, portal, plan_id, data, prev_hash, hash, "
+                  "key_id FROM audit_auditentry ORDER BY chain, seq")
+
+
+def _rows() -> Iterator[tuple[str, tuple]]:
+    """Every entry as (chain, walk_chain row), in (chain, seq) order."""
+    if connection.vendor == "sqlite":
+        yield from _sqlite_rows()
+        return
+    queryset = AuditEntry.objects.order_by("chain", "seq").values_list(*_COLUMNS).iterator(chunk_size=5000)
+    for (chain, seq, created_at, action, actor_type, actor, portal, plan_id, data, prev_hash, entry_hash,
+         kid) in queryset:
+        yield chain, (seq, created_at.isoformat(), action, actor_type, actor, portal,
+                      str(plan_id) if plan_id else None, data, prev_hash, entry_hash, kid)
+
+
+def _sqlite_rows() -> Iterator[tuple[str, tuple]]:
+    """The same rows without the ORM's per-value converters (about a third of the time): SQLite
+    keeps a datetime as naive UTC (text, or parsed to a naive datetime by the connection) and a
+    UUID as 32 hex digits, so their `isoformat()`/`str()` forms are plain string edits. A value
+    stored in any other form yields a different string and fails its HMAC, as it should."""
+    loads = json.loads
+    with connection.cursor() as cursor:
+        cursor.execute(_SQLITE_SELECT)
+        while batch := cursor.fetchmany(5000):
+            for chain, seq, created_at, action, actor_type, actor, portal, plan, data, prev_hash, entry_hash, kid \
+                    in batch:
+                # Django's SQLite connection parses declared timestamps into naive (UTC) datetimes.
+                at = (created_at.isoformat() if isinstance(created_at, datetime.datetime)
+                      else created_at.replace(" ", "T", 1)) + "+00:00"
+                if plan:
+                    plan = f"{plan[:8]}-{plan[8:12]}-{plan[12:16]}-{plan[16:20]}-{plan[20:]}" if len(plan) == 32 \
+                        else plan
+                yield chain, (seq, at, action, actor_type, actor, portal, plan or None, loads(data), prev_hash,
+                              entry_hash, kid)
+
+
+def _missing(first: int, last: int) -> str:
+    return f"#{first}" if first == last else f"#{first}..#{last}"
+
+
+def _check_ends(report: ChainReport, head: tuple[int, str] | None, anchors: dict[int, dict]) -> None:
+    """After an intact walk: the head must point at the last entry, and no signed checkpoint may
+    lie beyond it (a truncated tail with a rewound head, or a wiped chain)."""
+    last = report.last_seq
+    if report.checked and head is None:
+        report.fail(last + 1, f"the chain's head row is missing (entries run to #{last})")
+        return
+    head_seq, head_hash = head or (0, GENESIS)
+    if head_seq > last:
+        report.fail(last + 1, f"entries {_missing(last + 1, head_seq)} are missing: deleted (head is #{head_seq})")
+        return
+    if head_seq != last or head_hash != report.last_hash:
+        report.fail(last, f"the head (#{head_seq}) does not point at the last entry #{last}")
+        return
+    beyond = max(anchors, default=0)
+    if beyond > last:
+        cp = anchors[beyond]
+        what = "the chain was wiped" if last == 0 else "the tail was truncated and the head rewound"
+        report.fail(last + 1, f"entries {_missing(last + 1, beyond)} are missing: {what} "
+                              f"(signed checkpoint #{beyond} of {cp['at']})")
+
+
+def audit_verify(*, checkpoints_path: str | Path | None = None) -> VerifyResult:
+    """Verify every chain: each entry's keyed hash, its link to the previous one, no gap, the head
+    at the last entry, and agreement with every signed checkpoint (from the sink file and the
+    database copies). Names the first bad entry (or the missing range) of each bad chain."""
+    checker = macs()
+    loaded = load_checkpoints(checkpoints_path)
+    anchors = loaded.anchors()
+    heads = {h.chain: (h.seq, h.hash) for h in AuditHead.objects.all()}
+    reports: dict[str, ChainReport] = {}
+    for chain, group in itertools.groupby(_rows(), key=lambda r: r[0]):
+        report = reports[chain] = ChainReport(chain)
+        chain_anchors = anchors.get(chain, {})
+        walk_chain(report, (row for _chain, row in group), checker,
+                   checkpoints={seq: cp["hash"] for seq, cp in chain_anchors.items()})
+        if not report.problems:
+            _check_ends(report, heads.get(chain), chain_anchors)
+    for chain in sorted((set(heads) | set(anchors)) - set(reports)):
+        report = reports[chain] = ChainReport(chain)
+        _check_ends(report, heads.get(chain), anchors.get(chain, {}))
+    problems = [str(p) for chain in sorted(reports) for p in reports[chain].problems]
+    problems += [f"checkpoints: {text}" for text in loaded.problems]
+    checked = sum(r.checked for r in reports.values())
+    first = next((p for chain in sorted(reports) for p in reports[chain].problems), None)
+    return VerifyResult(
+        ok=not problems, checked=checked, bad_seq=first.seq if first else None,
+        problem=first.text if first else (loaded.problems[0] if loaded.problems else ""),
+        chain=first.chain if first else "", problems=tuple(problems), chains=len(reports),
+        checkpoints=len(loaded.valid), checkpoint_source=loaded.source,
+    )
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    chain: str
+    start: int
+    stop: int
+    fmt: str
+    checkpoint: dict
+
+
+def audit_chains() -> list[str]:
+    return list(AuditHead.objects.filter(seq__gt=0).order_by("chain").values_list("chain", flat=True))
+
+
+def audit_export_prepare(*, chain: str, start: int, stop: int | None, fmt: str, actor=None) -> ExportPlan:
+    """Check the range, find the earliest signed checkpoint at or after its end (publishing one
+    now if none covers it yet) and audit the export itself. `stop` None means the head."""
+    if fmt not in ("jsonl", "csv"):
+        raise InvalidRequest("The format is jsonl or csv.", field="format")
+    head = AuditHead.objects.filter(chain=chain).first()
+    if head is None or head.seq == 0:
+        raise NotFound(f"There is no audit chain {chain!r}.", field="chain")
+    stop = head.seq if stop is None else stop
+    if start < 1:
+        raise InvalidRequest("The range starts at entry 1 or later.", field="from")
+    if stop < start or stop > head.seq:
+        raise InvalidRequest(f"The range ends between #{start} and the head #{head.seq}.", field="to")
+    covering = [cp for seq, cp in load_checkpoints().anchors().get(chain, {}).items() if seq >= stop]
+    checkpoint = min(covering, key=lambda cp: cp["seq"]) if covering else None
+    if checkpoint is None:
+        checkpoint = audit_checkpoint(force=True, chains=[chain])[0]
+    audit_record(action=registry.AUDIT_EXPORTED, actor=actor, data={
+        "chain": chain, "from": start, "to": stop, "format": fmt, "checkpoint": checkpoint["seq"]})
+    return ExportPlan(chain, start, stop, fmt, checkpoint)
+
+
+def _export_records(plan: ExportPlan) -> Iterator[dict]:
+    yield {"record": "header", "type": EXPORT_TYPE, "v": 1, "chain": plan.chain, "from": plan.start,
+           "to": plan.stop, "through": plan.checkpoint["seq"], "exported_at": timezone.now().isoformat()}
+    entries = AuditEntry.objects.filter(chain=plan.chain, seq__gte=plan.start, seq__lte=plan.checkpoint["seq"])
+    for e in entries.order_by("seq").iterator(chunk_size=2000):
+        yield {"record": "entry", "chain": e.chain, "seq": e.seq, "created_at": e.created_at.isoformat(),
+               "action": e.action, "actor_type": e.actor_type, "actor": e.actor, "portal": e.portal,
+               "plan_id": str(e.plan_id) if e.plan_id else None, "data": e.data, "prev_hash": e.prev_hash,
+               "hash": e.hash, "key_id": e.key_id}
+    yield {"record": "checkpoint", "checkpoint": plan.checkpoint}
+
+
+def audit_export_lines(plan: ExportPlan) -> Iterator[str]:
+    """The export as text chunks: JSONL (one record a line) or CSV (a `record` column; the header
+    and the checkpoint as JSON in the `data` column). Entries run from `start` to the checkpoint's
+    entry, so the auditor can link the range to the signed checkpoint."""
+    if plan.fmt == "jsonl":
+        for record in _export_records(plan):
+            yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in _export_records(plan):
+        kind = record["record"]
+        if kind == "entry":
+            row = {**record, "data": canonical_json(record["data"]), "plan_id": record["plan_id"] or ""}
+        else:
+            body = record["checkpoint"] if kind == "checkpoint" else {k: v for k, v in record.items() if k != "record"}
+            row = {"record": kind, "chain": plan.chain, "data": json.dumps(body, sort_keys=True)}
+        writer.writerow(row)
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+

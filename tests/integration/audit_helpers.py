@@ -37,9 +37,11 @@ def failing_after_audit(module, *, after: int = 1):
 
 
 def new_entries(since: int):
-    return list(AuditEntry.objects.filter(seq__gt=since).order_by("seq"))
+    """Entries written after `last_seq()` returned `since`, in write order (every chain)."""
+    return list(AuditEntry.objects.filter(pk__gt=since).order_by("pk"))
 
 
 def last_seq() -> int:
-    entry = AuditEntry.objects.order_by("-seq").first()
-    return entry.seq if entry else 0
+    """A mark in the write order of all chains (`seq` counts per chain, so the row id is used)."""
+    entry = AuditEntry.objects.order_by("-pk").first()
+    return entry.pk if entry else 0

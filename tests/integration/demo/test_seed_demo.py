@@ -39,10 +39,10 @@ def test_seed_demo_is_idempotent(data_dir):
 
 def test_seed_demo_writes_through_the_audited_services():
     run("seed_demo")
-    actions = list(AuditEntry.objects.order_by("seq").values_list("action", flat=True))
+    actions = list(AuditEntry.objects.order_by("pk").values_list("action", flat=True))
     assert actions == ["portal.changed", "portal.approvers_changed", "agent.created", "grant.changed"]
     run("seed_demo")
-    again = list(AuditEntry.objects.order_by("seq").values_list("action", flat=True))[len(actions):]
+    again = list(AuditEntry.objects.order_by("pk").values_list("action", flat=True))[len(actions):]
     assert again == ["portal.changed", "grant.changed"]  # the same approvers and agent: nothing to record
     assert audit_verify().ok
 

@@ -30,7 +30,7 @@ def test_a_read_is_approved_and_queued_when_the_transaction_commits(
     for callback in callbacks:
         callback()
     assert queued_executions == [((str(plan.pk),), {}, None)]
-    actions = list(AuditEntry.objects.filter(plan_id=str(plan.pk)).order_by("seq").values_list("action", "data__to"))
+    actions = list(AuditEntry.objects.filter(plan_id=str(plan.pk)).order_by("pk").values_list("action", "data__to"))
     assert actions == [(audit_events.PLAN_SUBMITTED, None), (audit_events.PLAN_TRANSITION, "approved")]
 
 

@@ -43,7 +43,7 @@ def test_allowed_transition_moves_and_audits(make_plan, source, target):
     transition(plan=plan, source=source, target=target)
     plan.refresh_from_db()
     assert plan.status == target
-    entry = AuditEntry.objects.order_by("-seq").first()
+    entry = AuditEntry.objects.order_by("-pk").first()
     assert AuditEntry.objects.count() == before + 1
     assert entry.data["from"] == source and entry.data["to"] == target
     assert (plan.finished_at is not None) == (target in {"succeeded", "failed", "rejected", "expired", "cancelled"})

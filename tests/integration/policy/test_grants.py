@@ -88,7 +88,7 @@ def test_admin_delete_and_bulk_delete_go_through_the_service(admin_client, bot, 
                                           "_selected_action": [g.pk for g in grants[1:]]})
     assert response.status_code == 302
     assert not PackGrant.objects.filter(agent=bot).exists()
-    removed = AuditEntry.objects.filter(action="grant.removed").order_by("seq")
+    removed = AuditEntry.objects.filter(action="grant.removed").order_by("pk")
     assert sorted(e.data["pack"] for e in removed) == ["comms", "core", "diagnostics"]
     assert all(e.actor == "admin" for e in removed)
 
