@@ -6,7 +6,7 @@ DATA_DIR ?= var
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install migrate seed worker lint bench-limiter services-test browser-deps clean
+.PHONY: run test install migrate seed worker lint bench-limiter services-test schemathesis browser-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,13 @@ test: install browser-deps
 # Needs DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis/RabbitMQ): see tests/services/README.md.
 # The sandbox's concurrency test needs blocking row locks, so it runs here, on PostgreSQL.
 services-test: install
-	$(PY) -m pytest -q tests/services \
+	$(PY) -m pytest -q tests/services tests/integration/core/test_hostile_corpus.py \
 	    tests/integration/sandbox/test_live_http.py::test_bucket_is_exact_under_concurrent_requests
+
+# Serves the app on a free local port with a seeded agent token and runs schemathesis (every
+# check, bounded examples) against the served OpenAPI document: tests/contract/run_schemathesis.py.
+schemathesis: install
+	$(PY) tests/contract/run_schemathesis.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -112,7 +112,8 @@ def _field(error) -> str:
 
 
 def parse_submit(body: dict, *, header_key: str | None) -> SubmitRequest:
-    errors = sorted((e for e in _validator.iter_errors(body) if e.validator not in _COMBINATION_KEYWORDS),
+    errors = sorted((e for e in _validator.iter_errors(body)
+                     if _COMBINATION_KEYWORDS.isdisjoint(e.absolute_schema_path)),
                     key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         err = errors[0]
