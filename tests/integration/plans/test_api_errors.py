@@ -23,7 +23,7 @@ def test_unauthenticated_without_token(api):
     assert response["Content-Type"] == "application/json"
 
 
-@pytest.mark.parametrize("header", ["Bearer nope", "Basic abc", "Bearer ", "bearer"])
+@pytest.mark.parametrize("header", ["Bearer nope", "Basic abc", "Bearer ", "bearer", "Bearer a,Bearer b"])
 def test_unauthenticated_with_bad_header(client, header):
     response = client.get(PLANS, HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
@@ -308,3 +308,9 @@ def test_two_idempotency_key_headers_over_real_http_are_refused(live_server, mak
     assert response.status == 400
     assert answer["error"]["field"] == "Idempotency-Key"
     assert not Plan.objects.exists()
+
+
+def test_two_authorization_headers_are_refused_even_with_a_valid_token(client, agent):
+    response = client.get(PLANS, HTTP_AUTHORIZATION=f"Bearer {agent.token},Bearer {agent.token}")
+    assert response.status_code == 401
+    assert "exactly one" in response.json()["error"]["message"]
