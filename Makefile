@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run test install migrate seed worker lint bench-limiter services-test services-worker-test prod-check \
-	browser-deps clean
+	schemathesis browser-deps clean
 PYTEST_FLAGS ?=
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -47,7 +47,7 @@ test: install browser-deps
 # Needs DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis/RabbitMQ): see tests/services/README.md.
 # The sandbox's concurrency test needs blocking row locks, so it runs here, on PostgreSQL.
 services-test: install
-	$(PY) -m pytest -q $(PYTEST_FLAGS) tests/services \
+	$(PY) -m pytest -q $(PYTEST_FLAGS) tests/services tests/integration/core/test_hostile_corpus.py \
 	    tests/integration/sandbox/test_live_http.py::test_bucket_is_exact_under_concurrent_requests
 
 # The worker tests alone, e.g. again with CELERY_BROKER_URL=amqp://... (.ci/run runs both brokers).
@@ -59,6 +59,12 @@ prod-check:
 	bash .ci/prod-check
 
 # Lint and a security scan: ruff, and bandit with no medium or high finding (.ci/run).
+
+# Serves the app on a free local port with a seeded agent token and runs schemathesis (every
+# check, bounded examples) against the served OpenAPI document: tests/contract/run_schemathesis.py.
+schemathesis: install
+	$(PY) tests/contract/run_schemathesis.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/bandit -q -r apps controlplane -ll

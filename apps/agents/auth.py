@@ -14,6 +14,8 @@ _LAST_USED_GRANULARITY = datetime.timedelta(minutes=1)
 
 def authenticate_agent(request) -> Agent:
     header = request.headers.get("Authorization", "")
+    if "," in header:  # a server joins repeated headers with commas; no token contains one
+        raise Unauthenticated("Send exactly one Authorization header.")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

@@ -11,7 +11,7 @@ from django.conf import settings
 from apps.core.exceptions import error_codes
 
 from .choices import PlanStatus, Risk
-from .schemas import CURSOR_PATTERN, IDEMPOTENCY_KEY, PORTAL_SLUG, STEP, SUBMIT_SCHEMA
+from .schemas import COMPONENTS, CURSOR_PATTERN, IDEMPOTENCY_KEY, METHOD, PORTAL_SLUG, STEP
 
 
 def served_error_codes() -> list[str]:
@@ -39,6 +39,8 @@ def error_schema() -> dict:
             }
         },
     }
+# A stored step as answered: its params were checked on the way in.
+RENDERED_STEP = {**STEP, "properties": {**STEP["properties"], "params": {"type": "object"}}}
 PLAN = {
     "type": "object",
     "properties": {
@@ -46,7 +48,7 @@ PLAN = {
         "status": {"type": "string", "enum": PlanStatus.values},
         "risk": {"type": "string", "enum": Risk.values},
         "portal": {"type": "string"},
-        "steps": {"type": "array", "items": STEP},
+        "steps": {"type": "array", "items": RENDERED_STEP},
         "reason": {"type": "string"},
         "packs": {"type": "array", "items": {"type": "string"}},
         "approvals_required": {"type": "integer", "minimum": 0, "maximum": 2},
@@ -82,18 +84,32 @@ def _json(description, ref):
     return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
 
-WAIT = {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 30},
-        "description": "Hold the answer up to this many seconds until the plan is final"}
+def wait_parameter() -> dict:
+    return {"name": "wait", "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": settings.API_MAX_WAIT_SECONDS},
+            "description": "Hold the answer up to this many seconds until the plan is final"}
+
+
 PLAN_ID = {"name": "plan_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 RATE_LIMITED = {**_err("Rate limited; see Retry-After"), "headers": {"Retry-After": {
     "required": True, "schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait"}}}
 BAD_REQUEST = _err("Invalid request (names the field), e.g. a control character in the URL or query")
 COMMON = {"401": _err("Missing or invalid bearer token"), "429": RATE_LIMITED}
 PORTAL_QUERY = {"name": "portal", "in": "query", "schema": PORTAL_SLUG}
+# List filters: an empty value is no filter.
+PORTAL_FILTER = {"name": "portal", "in": "query", "description": "Only this portal's plans (empty: all)",
+                 "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$", "examples": ["acme"]}}
+STATUS_FILTER = {"name": "status", "in": "query", "description": "Only plans in this status (empty: all)",
+                 "schema": {"type": "string", "enum": [*PlanStatus.values, ""]}}
+PLAN_LINKS = {
+    "GetPlan": {"operationId": "getPlan", "parameters": {"plan_id": "$response.body#/id"}},
+    "CancelPlan": {"operationId": "cancelPlan", "parameters": {"plan_id": "$response.body#/id"}},
+}
 
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict:
+    WAIT = wait_parameter()  # noqa: N806 - reads like the other parameter constants
     return {
         "openapi": "3.1.0",
         "info": {
@@ -107,13 +123,15 @@ def openapi_document() -> dict:
         "paths": {
             "/api/v1/plans": {
                 "post": {
-                    "summary": "Submit a plan (one call or a chain of steps)",
+                    "operationId": "submitPlan", "summary": "Submit a plan (one call or a chain of steps)",
                     "parameters": [
                         WAIT,
-                        {"name": "dry_run", "in": "query", "schema": {"type": "integer", "enum": [0, 1]},
+                        {"name": "dry_run", "in": "query",
+                         "schema": {"type": "string", "enum": ["", "0", "1", "false", "true"]},
                          "description": "Answer what would happen; create nothing, send nothing"},
                         {"name": "Idempotency-Key", "in": "header", "schema": IDEMPOTENCY_KEY,
-                         "description": IDEMPOTENCY_KEY["description"] + "; send it once"},
+                         "description": IDEMPOTENCY_KEY["description"] + "; send the header once, and if the body "
+                                        "also has idempotency_key, the same value"},
                     ],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/SubmitPlan"}}}},
@@ -122,7 +140,7 @@ def openapi_document() -> dict:
                                 "content": {"application/json": {"schema": {"oneOf": [
                                     {"$ref": "#/components/schemas/Plan"},
                                     {"$ref": "#/components/schemas/DryRun"}]}}}},
-                        "201": _json("Plan created", "#/components/schemas/Plan"),
+                        "201": {**_json("Plan created", "#/components/schemas/Plan"), "links": PLAN_LINKS},
                         "400": _err("Invalid request (names the field)"),
                         "403": _err("not_granted (names the pack that would grant it) or denied_by_policy"),
                         "404": _err("Unknown portal"),
@@ -134,13 +152,14 @@ def openapi_document() -> dict:
                     },
                 },
                 "get": {
-                    "summary": "The agent's own plans, newest first",
+                    "operationId": "listPlans", "summary": "The agent's own plans, newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": PlanStatus.values}},
-                        PORTAL_QUERY,
+                        STATUS_FILTER,
+                        PORTAL_FILTER,
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": CURSOR_PATTERN},
-                         "description": "next_cursor of the previous page, as given"},
+                        {"name": "cursor", "in": "query",
+                         "schema": {"type": "string", "pattern": f"^({CURSOR_PATTERN.strip('^$')})?$"},
+                         "description": "next_cursor of the previous page, as given (empty: the first page)"},
                     ],
                     "responses": {
                         "200": {"description": "A page of plans", "content": {"application/json": {"schema": {
@@ -153,7 +172,7 @@ def openapi_document() -> dict:
             },
             "/api/v1/plans/{plan_id}": {
                 "get": {
-                    "summary": "One plan; long-polls with ?wait=N",
+                    "operationId": "getPlan", "summary": "One plan; long-polls with ?wait=N",
                     "parameters": [PLAN_ID, WAIT],
                     "responses": {"200": _json("The plan", "#/components/schemas/Plan"),
                                   "400": _err("Invalid wait"), "404": _err("No such plan (or not this agent's)"),
@@ -162,7 +181,7 @@ def openapi_document() -> dict:
             },
             "/api/v1/plans/{plan_id}/cancel": {
                 "post": {
-                    "summary": "Cancel a plan before it executes",
+                    "operationId": "cancelPlan", "summary": "Cancel a plan before it executes",
                     "parameters": [PLAN_ID],
                     "responses": {"200": _json("The cancelled plan", "#/components/schemas/Plan"),
                                   "400": BAD_REQUEST, "404": _err("No such plan"),
@@ -171,6 +190,7 @@ def openapi_document() -> dict:
             },
             "/api/v1/capabilities": {
                 "get": {
+                    "operationId": "getCapabilities",
                     "summary": "Portals, granted packs, policy per risk, method patterns",
                     "responses": {"200": {"description": "Capabilities", "content": {"application/json": {
                         "schema": {"type": "object", "properties": {
@@ -180,9 +200,10 @@ def openapi_document() -> dict:
             },
             "/api/v1/methods/{name}": {
                 "get": {
+                    "operationId": "getMethod",
                     "summary": "Risk, scope, packs of a method; whether granted and with which policy",
                     "parameters": [
-                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "name", "in": "path", "required": True, "schema": METHOD},
                         {**PORTAL_QUERY, "required": True},
                     ],
                     "responses": {"200": {"description": "The method", "content": {"application/json": {
@@ -191,16 +212,17 @@ def openapi_document() -> dict:
                 }
             },
             "/api/v1/openapi.json": {
-                "get": {"summary": "This document", "security": [],
+                "get": {"operationId": "getOpenapi", "summary": "This document", "security": [],
                         "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
                             "schema": {"type": "object", "required": ["openapi", "paths"]}}}},
                             "400": BAD_REQUEST}},
             },
-            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {
+            "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "security": [], "responses": {
                 "200": {"description": "ok", "content": {"application/json": {"schema": {
                     "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}}}},
                 "400": BAD_REQUEST}}},
-            "/readyz": {"get": {"summary": "Readiness: database and broker", "security": [], "responses": {
+            "/readyz": {"get": {
+                "operationId": "readyz", "summary": "Readiness: database and broker", "security": [], "responses": {
                 "200": {"description": "ready", "content": {"application/json": {"schema": {
                     "type": "object", "required": ["status", "checks"],
                     "properties": {"status": {"const": "ready"}, "checks": {"type": "object"}}}}}},
@@ -208,6 +230,6 @@ def openapi_document() -> dict:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"SubmitPlan": SUBMIT_SCHEMA, "Plan": PLAN, "DryRun": DRY_RUN, "Error": error_schema()},
+            "schemas": {**COMPONENTS, "Plan": PLAN, "DryRun": DRY_RUN, "Error": error_schema()},
         },
     }

@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass
 
 from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 from apps.approvals.previews import changes as preview_changes
 from apps.core.canonical import sha256_hex
@@ -17,8 +19,28 @@ from .idempotency import validate_key
 from .models import Plan
 
 MAX_STEPS = 50
-METHOD = {"type": "string", "minLength": 1, "maxLength": 255}
-PARAMS = {"type": "object", "description": "Parameters exactly as Bitrix24 takes them"}
+# The grammar of apps.policy.normalize (which also accepts, and normalises, surrounding spaces,
+# percent-encoding and a `.json` suffix; the document names the canonical spelling).
+METHOD_PATTERN = "^[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*$"
+METHOD = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": METHOD_PATTERN,
+          "description": "A Bitrix24 REST method, e.g. crm.lead.list", "examples": ["crm.lead.list"]}
+# What apps.core.api.parse_json_body refuses in any string or key, said in JSON Schema: NUL. (Lone
+# UTF-16 surrogates, which are not Unicode text, depth over 64 levels and repeated keys are said
+# in SubmitPlan's description: JSON Schema patterns cannot portably name surrogates.)
+TEXT_PATTERN = "^[^\\x00]*$"
+JSON_VALUE_REF = {"$ref": "#/components/schemas/JsonValue"}
+JSON_VALUE = {
+    "description": "Any JSON value whose strings and keys hold no NUL and no lone surrogate",
+    "anyOf": [
+        {"type": "string", "pattern": TEXT_PATTERN},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": JSON_VALUE_REF},
+        {"type": "object", "propertyNames": {"pattern": TEXT_PATTERN}, "additionalProperties": JSON_VALUE_REF},
+    ],
+}
+PARAMS = {"type": "object", "description": "Parameters exactly as Bitrix24 takes them",
+          "propertyNames": {"pattern": TEXT_PATTERN}, "additionalProperties": JSON_VALUE_REF,
+          "examples": [{"select": ["ID", "TITLE"]}]}
 STEP = {
     "type": "object",
     "properties": {
@@ -30,7 +52,8 @@ STEP = {
     "required": ["name", "method"],
     "additionalProperties": False,
 }
-PORTAL_SLUG = {"type": "string", "pattern": "^[-a-zA-Z0-9_]{1,64}$", "description": "The portal's slug"}
+PORTAL_SLUG = {"type": "string", "pattern": "^[-a-zA-Z0-9_]{1,64}$", "description": "The portal's slug",
+               "examples": ["acme"]}
 # Printable ASCII without the comma: a server joins repeated headers with commas, so a comma in
 # an Idempotency-Key header cannot be told from two headers; the body field follows the header.
 IDEMPOTENCY_KEY = {"type": "string", "pattern": "^[\\x20-\\x2b\\x2d-\\x7e]{1,255}$",
@@ -41,11 +64,12 @@ SUBMIT_SCHEMA = {
         "portal": PORTAL_SLUG,
         "method": METHOD,
         "params": PARAMS,
-        "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": STEP},
-        "reason": {"type": "string", "maxLength": 2000},
+        "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": STEP,
+                  "description": "A chain run as one Bitrix24 batch; step names are unique"},
+        "reason": {"type": "string", "maxLength": 2000, "pattern": TEXT_PATTERN},
         "idempotency_key": IDEMPOTENCY_KEY,
-        "callback_url": {"type": "string", "maxLength": 500, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
-                         "description": "An http(s) URL"},
+        "callback_url": {"type": "string", "maxLength": 500, "pattern": "^([Hh][Tt][Tt][Pp][Ss]?://[^\\x00]*)?$",
+                         "description": "An http(s) URL (empty: none)"},
     },
     "required": ["portal"],
     # Either one call (method, params) or a chain (steps, each with its own params).
@@ -55,7 +79,14 @@ SUBMIT_SCHEMA = {
     "description": "Strings never contain NUL (\\u0000) or lone UTF-16 surrogates, numbers are finite, "
                    "no object repeats a key and nesting stays within 64 levels.",
 }
-_validator = Draft202012Validator(SUBMIT_SCHEMA)
+# The components the OpenAPI document publishes; the validator resolves their references in the
+# same layout, so what is checked and what is published are one set of objects.
+COMPONENTS = {"JsonValue": JSON_VALUE, "Step": STEP, "SubmitPlan": SUBMIT_SCHEMA}
+_COMPONENTS_URI = "urn:controlplane:agent-api"
+_registry = Registry().with_resource(
+    _COMPONENTS_URI, DRAFT202012.create_resource({"components": {"schemas": COMPONENTS}}))
+_validator = Draft202012Validator({"$ref": f"{_COMPONENTS_URI}#/components/schemas/SubmitPlan"},
+                                  registry=_registry)
 # parse_submit names the field itself for these (method vs steps vs params).
 _COMBINATION_KEYWORDS = frozenset({"oneOf", "dependentSchemas"})
 
@@ -82,7 +113,8 @@ def _field(error) -> str:
 
 
 def parse_submit(body: dict, *, header_key: str | None) -> SubmitRequest:
-    errors = sorted((e for e in _validator.iter_errors(body) if e.validator not in _COMBINATION_KEYWORDS),
+    errors = sorted((e for e in _validator.iter_errors(body)
+                     if _COMBINATION_KEYWORDS.isdisjoint(e.absolute_schema_path)),
                     key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         err = errors[0]

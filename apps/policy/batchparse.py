@@ -14,13 +14,14 @@ Refused, always (raised, never returned):
   a file upload or download (a name segment after the first starting with `upload`/`download`,
   e.g. `disk.folder.uploadFile`, `catalog.product.download`; the portal refuses those in a batch
   too), a `$result[...]` reference in a method position (a method chosen at run time cannot be
-  checked), a command whose own parameters carry a batch control key (`cmd`, `halt`, `auth`, in
-  any case: `crm.lead.list?x=1&cmd[b]=im.message.add`): no legitimate call needs them, and the
-  portal may read them as the batch's own;
+  checked);
 - `PolicyInputError` (400, `field` names the place): missing or empty `cmd`, more than 50
   commands, keys that are not non-empty strings, commands that are not strings or are empty,
   undecodable percent-encoding, bad method names, unknown top-level keys, a bad `halt`, query
-  strings with more variables or deeper nesting than we are prepared to mirror PHP on.
+  strings with more variables or deeper nesting than we are prepared to mirror PHP on, and a
+  command whose own parameters carry a batch control key (`cmd`, `halt`, `auth`, in any case:
+  `crm.lead.list?x=1&cmd[b]=im.message.add`): no legitimate call needs them, and the portal
+  may read them as the batch's own (`field` names the key).
 
 Where PHP would silently drop input (more than `max_input_vars` variables, nesting deeper than
 `max_input_nesting_level`), we refuse instead, so the parameters we check are never fewer than the
@@ -223,7 +224,7 @@ def _parse_halt(value: object, *, field: str) -> bool:
 def _refuse_control_keys(params: Mapping[str, Any], *, field: str) -> None:
     found = sorted(str(k) for k in params if str(k).strip().lower() in CONTROL_KEYS)
     if found:
-        raise PolicyForbidden(
+        raise PolicyInputError(
             f"A batch command may not carry the batch control parameter {found[0]!r}; "
             f"{', '.join(sorted(CONTROL_KEYS))} belong to the batch itself.",
             field=f"{field}.{found[0]}",

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from apps.core.exceptions import InvalidRequest
 from tests.conftest import error_code
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ def test_unauthenticated_without_token(api):
     assert response["Content-Type"] == "application/json"
 
 
-@pytest.mark.parametrize("header", ["Bearer nope", "Basic abc", "Bearer ", "bearer"])
+@pytest.mark.parametrize("header", ["Bearer nope", "Basic abc", "Bearer ", "bearer", "Bearer a,Bearer b"])
 def test_unauthenticated_with_bad_header(client, header):
     response = client.get(PLANS, HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
@@ -190,3 +191,126 @@ def test_bad_list_parameters_are_400(api, agent, query):
     response = api.client.get(f"{PLANS}?{query}", HTTP_AUTHORIZATION=f"Bearer {agent.token}")
     assert response.status_code == 400
     assert error_code(response) == "invalid_request"
+
+
+# --- the published document refuses what the server refuses -------------------------------------
+
+VALID = {"portal": "acme", "method": "crm.lead.list", "params": {"select": ["ID"]}}
+BODIES = [
+    VALID,
+    {"portal": "acme", "steps": [{"name": "a", "method": "user.current"}], "reason": "why"},
+    {**VALID, "callback_url": "https://cb.example/x", "idempotency_key": "order-42"},
+    {**VALID, "callback_url": ""},
+    {**VALID, "portal": ""},
+    {**VALID, "portal": "a" * 65},
+    {**VALID, "portal": "ac me"},
+    {**VALID, "steps": [{"name": "a", "method": "user.current"}]},
+    {"portal": "acme", "params": {}, "steps": [{"name": "a", "method": "user.current"}]},
+    {"portal": "acme"},
+    {**VALID, "method": ""},
+    {**VALID, "method": "crm lead list"},
+    {**VALID, "method": "$result[a]"},
+    {**VALID, "params": []},
+    {**VALID, "params": {"x": "a\x00b"}},
+    {**VALID, "params": {"a\x00": 1}},
+    {**VALID, "reason": "\x00"},
+    {**VALID, "idempotency_key": "a,b"},
+    {**VALID, "idempotency_key": "tab\tkey"},
+    {**VALID, "idempotency_key": ""},
+    {**VALID, "callback_url": "ftp://x"},
+    {**VALID, "surprise": 1},
+    {"portal": "acme", "steps": [{"name": f"s{i}", "method": "x.y"} for i in range(51)]},
+    {"portal": "acme", "steps": [{"name": "a b", "method": "x.y"}]},
+]
+
+
+@pytest.fixture(scope="module")
+def submit_validator():
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    from apps.plans.openapi import openapi_document
+
+    doc = openapi_document()
+    registry = Registry().with_resource("urn:doc", DRAFT202012.create_resource(doc))
+    return Draft202012Validator({"$ref": "urn:doc#/components/schemas/SubmitPlan"}, registry=registry)
+
+
+@pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
+def test_submit_schema_and_parser_agree(submit_validator, body):
+    from apps.plans.schemas import parse_submit
+
+    published_ok = submit_validator.is_valid(body)
+    try:
+        parse_submit(body, header_key=None)
+        parsed_ok = True
+    except InvalidRequest:
+        parsed_ok = False
+    assert published_ok == parsed_ok, (published_ok, list(submit_validator.iter_errors(body))[:1])
+
+
+def test_list_parameters_are_described_exactly():
+    import re
+
+    from apps.plans.openapi import openapi_document
+
+    params = {p["name"]: p["schema"] for p in openapi_document()["paths"]["/api/v1/plans"]["get"]["parameters"]}
+    cursor = re.compile(params["cursor"]["pattern"])
+    assert cursor.search("") and cursor.search("1764000000000000-" + "0" * 32)
+    assert not cursor.search("abc") and not cursor.search("MjAyNnxub3QtYS11dWlk")
+    assert "" in params["status"]["enum"]
+
+
+def test_a_cursor_from_the_api_matches_the_published_pattern(api, agent):
+    import re
+
+    from apps.plans.openapi import openapi_document
+
+    for _ in range(3):
+        assert api.post(PLANS, read_call(), token=agent.token).status_code == 201
+    cursor = api.get(PLANS, token=agent.token, limit=1).json()["next_cursor"]
+    params = {p["name"]: p["schema"] for p in openapi_document()["paths"]["/api/v1/plans"]["get"]["parameters"]}
+    assert re.search(params["cursor"]["pattern"], cursor)
+    page = api.get(PLANS, token=agent.token, limit=5, cursor=cursor).json()
+    assert len(page["plans"]) == 2
+
+
+@pytest.mark.parametrize("cursor", ["1-" + "g" * 32, "123-not-a-uuid", "1-" + "0" * 31, "9" * 18 + "-" + "0" * 32])
+def test_crafted_cursor_is_400(api, agent, cursor):
+    response = api.get(PLANS, token=agent.token, cursor=cursor)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "cursor"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_idempotency_key_headers_over_real_http_are_refused(live_server, make_agent, portal):
+    """A real WSGI server joins repeated headers with a comma; the comma makes the key invalid,
+    so two keys can never be mistaken for one."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from apps.plans.models import Plan
+
+    agent = make_agent("live", portal=portal)
+    url = urlsplit(live_server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    body = json.dumps(read_call()).encode()
+    conn.putrequest("POST", PLANS)
+    for name, value in [("Authorization", f"Bearer {agent.token}"), ("Content-Type", "application/json"),
+                        ("Content-Length", str(len(body))), ("Idempotency-Key", "first"),
+                        ("Idempotency-Key", "second")]:
+        conn.putheader(name, value)
+    conn.endheaders(body)
+    response = conn.getresponse()
+    answer = json.loads(response.read())
+    conn.close()
+    assert response.status == 400
+    assert answer["error"]["field"] == "Idempotency-Key"
+    assert not Plan.objects.exists()
+
+
+def test_two_authorization_headers_are_refused_even_with_a_valid_token(client, agent):
+    response = client.get(PLANS, HTTP_AUTHORIZATION=f"Bearer {agent.token},Bearer {agent.token}")
+    assert response.status_code == 401
+    assert "exactly one" in response.json()["error"]["message"]

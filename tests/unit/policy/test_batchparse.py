@@ -251,3 +251,36 @@ def test_file_transfer_inside_a_batch_is_forbidden(method):
 
 def test_names_merely_containing_upload_are_fine():
     parse_batch({"cmd": {"a": "crm.item.list?filter[uploadedBy]=1", "b": "vendor.fileupload.get"}})
+
+
+# ---------------------------------------------------------------- batch control keys in a command
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"cmd": {"b": "crm.lead.list?x=1&cmd[b]=im.message.add"}}, "params.cmd.b.cmd"),
+        ({"cmd": {"b": "crm.lead.list?auth=stolen"}}, "params.cmd.b.auth"),
+        ({"cmd": {"b": "crm.lead.list?halt=1"}}, "params.cmd.b.halt"),
+        ({"cmd": {"b": "crm.lead.list?AUTH=x"}}, "params.cmd.b.AUTH"),
+        ({"cmd": {"b": "crm.lead.list?Halt=0"}}, "params.cmd.b.Halt"),
+        ({"cmd": {"b": "crm.lead.list?%63md[a]=user.current"}}, "params.cmd.b.cmd"),
+        ({"cmd": {"b": "crm.lead.list?+auth=x"}}, "params.cmd.b.auth"),
+        ({"cmd": {"b": "crm.lead.list?auth[access_token]=x"}}, "params.cmd.b.auth"),
+        ({"cmd": ["user.current", "crm.lead.list?cmd=x"]}, "params.cmd.1.cmd"),
+        ([{"method": "crm.item.list", "query": {"auth": "x"}}], "params.0.query.auth"),
+        ([{"method": "crm.item.list", "query": {"cmd": {"a": "x"}}}], "params.0.query.cmd"),
+        ([{"method": "crm.item.list", "query": {"HALT": 1}}], "params.0.query.HALT"),
+    ],
+)
+def test_commands_may_not_carry_batch_control_keys(params, field):
+    with pytest.raises(PolicyInputError) as info:
+        parse_batch(params)
+    assert info.value.field == field
+    assert "control parameter" in info.value.message
+
+
+@pytest.mark.parametrize("query", ["filter[auth]=x", "fields[CMD]=1", "select[]=halt", "authority=1", "x_cmd=1"])
+def test_control_words_below_the_top_level_or_inside_names_are_fine(query):
+    parsed = parse_batch({"cmd": {"a": f"crm.lead.list?{query}"}})
+    assert parsed.commands[0].query == query
