@@ -59,6 +59,7 @@ class OAuthApp(TimeStampedModel):
 class CredentialStatus(models.TextChoices):
     OK = "ok", "OK"
     BROKEN = "broken", "Broken (re-authorisation needed)"
+    REVOKED = "revoked", "Revoked (app uninstalled)"
 
 
 class Credential(TimeStampedModel):

@@ -10,7 +10,7 @@ from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
 from apps.core.exceptions import InvalidRequest
 
-from .models import AuthMode, Credential, Portal
+from .models import AuthMode, Credential, CredentialStatus, Portal
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -79,3 +79,16 @@ def portal_upsert(*, slug: str, base_url: str, auth_mode: str, name: str = "", r
             "secrets_set": sorted(k for k, v in (secrets or {}).items() if v),
         })
     return portal, created
+
+
+def credential_set_status(*, portal, status: str, detail: str = "", code: str = "", acting_user=None) -> Credential:
+    """Set a portal credential's status (ok, broken, revoked), audited in the same transaction."""
+    if status not in CredentialStatus.values:
+        raise InvalidRequest(f"status is one of {', '.join(CredentialStatus.values)}", field="status")
+    with transaction.atomic():
+        credential, _ = Credential.objects.select_for_update().get_or_create(portal=portal)
+        credential.status, credential.status_detail = status, (detail or "")[:300]
+        credential.save(update_fields=["status", "status_detail", "updated_at"])
+        audit_record(action=audit_events.PORTAL_CHANGED, actor=acting_user, portal=portal, data={
+            "credential_status": status, "status_code": code, "detail": (detail or "")[:300]})
+    return credential

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import api, views
+
+hook_urlpatterns = [
+    path("events", views.inbound, name="events-inbound"),
+    path("events/<slug:slug>", views.inbound_for_portal, name="events-inbound-portal"),
+]
+
+api_urlpatterns = [
+    path("events", api.events_feed, name="api-events"),
+]
