@@ -69,7 +69,8 @@ class OfflineQueueStub:
         self.queue: list[dict] = []
         self.handlers: list[dict] = []
         self.errors_answered: Counter = Counter()
-        #: hook for tests: called with (method, params) before answering; may raise SystemExit etc.
+        #: hook for tests: called with (method, params) before answering; an answer it returns
+        #: ((status, body, headers)) is sent instead and the method is not applied.
         self.before_answer = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -148,7 +149,9 @@ class OfflineQueueStub:
                                                        params.get("event_type") == "offline"):
                 return _err(403, "ACCESS_DENIED", "Access denied!")
         if self.before_answer is not None:
-            self.before_answer(method, params)
+            answer = self.before_answer(method, params)
+            if answer is not None:
+                return answer
         handler = {
             "event.offline.get": self._get, "event.offline.clear": self._clear, "event.offline.error": self._error,
             "event.offline.list": self._list, "event.bind": self._bind, "event.get": self._handlers_get,
