@@ -77,7 +77,9 @@ COMMON = {"401": _err("Missing or invalid bearer token"), "429": _err("Rate limi
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict:
-    return {
+    from apps.events.openapi import add_events_paths
+
+    return add_events_paths({
         "openapi": "3.1.0",
         "info": {
             "title": "Bitrix24 agent control plane",
@@ -182,4 +184,4 @@ def openapi_document() -> dict:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"SubmitPlan": SUBMIT_SCHEMA, "Plan": PLAN, "DryRun": DRY_RUN, "Error": ERROR},
         },
-    }
+    })
