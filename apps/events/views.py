@@ -10,7 +10,7 @@ soon as the event is stored; processing runs in a Celery task on commit.
 from django.conf import settings
 
 from apps.core.api import json_endpoint
-from apps.core.exceptions import InvalidRequest, TooLarge, UnsupportedMediaType
+from apps.core.exceptions import InvalidRequest, NotFound, TooLarge, UnsupportedMediaType
 
 from . import services
 from .parsing import form_pairs, parse_delivery, parse_pairs
@@ -50,3 +50,8 @@ def inbound(request):
 @json_endpoint("POST")
 def inbound_for_portal(request, slug):
     return _receive(request, slug=slug)
+
+
+@json_endpoint("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+def hook_not_found(request, rest):
+    raise NotFound("No such hook.")

@@ -158,8 +158,11 @@ def test_bad_input_is_a_json_4xx(client, portal_a, body, content_type, status):
     assert "error" in response.json()
 
 
-def test_get_is_405(client):
+def test_get_is_405_and_unknown_hooks_are_json_404(client):
     assert client.get(URL).status_code == 405
+    for path in ("/hooks/bitrix24/events/a.b", "/hooks/bitrix24/events/a/b", "/hooks/bitrix24/other"):
+        response = client.post(path, "event=X", content_type=FORM)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_the_events_domain_and_endpoints_are_not_stored(client, portal_a):
