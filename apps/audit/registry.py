@@ -50,3 +50,4 @@ EVENTS_DEAD_LETTERED = register("events.dead_lettered", "An inbound event failed
 EVENTS_REPLAYED = register("events.replayed", "An admin replayed a dead letter")
 EVENTS_BINDING_CHANGED = register("events.binding_changed", "An event handler was bound or unbound on a portal")
 EVENTS_APP_UNINSTALLED = register("events.app_uninstalled", "The app was uninstalled from a portal (ONAPPUNINSTALL)")
+EVENTS_SUBSCRIPTION_CHANGED = register("events.subscription_changed", "An agent subscribed to events or unsubscribed")

@@ -18,7 +18,7 @@ from apps.core.exceptions import ApplicationError
 
 from . import bindings, services
 from .choices import EventStatus
-from .models import DeadLetter, EventSettings, InboundEvent
+from .models import DeadLetter, EventSettings, EventSubscription, InboundEvent
 
 
 def _pretty(value) -> str:
@@ -187,3 +187,13 @@ class DeadLetterAdmin(InboundEventAdmin):
             raise DjangoPermissionDenied
         self._replay(request, list(self.get_queryset(request).values_list("pk", flat=True)))
         return redirect(reverse("admin:events_deadletter_changelist"))
+
+
+@admin.register(EventSubscription)
+class EventSubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Agents manage their subscriptions through the API; the secret is never shown here."""
+
+    list_display = ("id", "agent", "portal", "types", "callback_url", "is_active", "last_delivery_at", "last_error")
+    list_filter = ("is_active", "portal")
+    fields = ("agent", "portal", "types", "callback_url", "is_active", "created_at", "last_delivery_at", "last_error")
+    readonly_fields = fields

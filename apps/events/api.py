@@ -13,10 +13,11 @@ from django.conf import settings
 
 from apps.agents.auth import authenticate_agent
 from apps.agents.ratelimit import check_rate
-from apps.core.api import json_endpoint
+from apps.core.api import json_endpoint, parse_json_body
 from apps.core.exceptions import InvalidRequest, NotFound
 from apps.plans.schemas import parse_wait
 
+from . import subscriptions as subs
 from .parsing import EVENT_NAME
 from .selectors import feed_page, feed_portals
 
@@ -50,6 +51,10 @@ def parse_feed_limit(value: str | None) -> int:
     return int(value)
 
 
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
 def render_event(event) -> dict:
     return {
         "cursor": str(event.feed_seq),
@@ -59,14 +64,13 @@ def render_event(event) -> dict:
         "source": event.source,
         "data": event.data,
         "additional": event.additional,
-        "received_at": event.received_at.isoformat().replace("+00:00", "Z"),
+        "received_at": _iso(event.received_at),
     }
 
 
 @json_endpoint("GET")
 def events_feed(request):
-    agent = authenticate_agent(request)
-    check_rate(agent)
+    agent = _agent(request)
     slug = request.GET.get("portal") or None
     after = parse_after(request.GET.get("after"))
     types = parse_types(request.GET.get("types"))
@@ -84,3 +88,51 @@ def events_feed(request):
             break
         time.sleep(min(POLL_INTERVAL, remaining))
     return {"events": [render_event(e) for e in events], "next_cursor": str(cursor)}
+
+
+def _agent(request):
+    agent = authenticate_agent(request)
+    check_rate(agent)
+    return agent
+
+
+def render_subscription(sub, secret: str | None = None) -> dict:
+    out = {"id": str(sub.pk), "portal": sub.portal.slug if sub.portal_id else None,
+           "types": sorted(sub.type_set()), "callback_url": sub.callback_url,
+           "created_at": _iso(sub.created_at), "last_delivery_at": _iso(sub.last_delivery_at),
+           "last_error": sub.last_error}
+    if secret is not None:
+        out["secret"] = secret  # shown once
+    return out
+
+
+@json_endpoint("GET", "POST", "DELETE")
+def subscriptions(request):
+    """GET: the agent's active subscriptions. POST {callback_url, portal?, types?}: subscribe; the
+    answer carries the HMAC secret, once. DELETE ?id=<id>: unsubscribe."""
+    agent = _agent(request)
+    if request.method == "GET":
+        return {"subscriptions": [render_subscription(s) for s in subs.subscriptions_for_agent(agent)]}
+    if request.method == "DELETE":
+        subs.subscription_delete(agent=agent, subscription_id=request.GET.get("id", ""))
+        return {"deleted": True}
+    body = parse_json_body(request)
+    unknown = set(body) - {"callback_url", "portal", "types"}
+    if unknown:
+        raise InvalidRequest(f"Unknown field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
+    portal = None
+    if body.get("portal") is not None:
+        if not isinstance(body["portal"], str):
+            raise InvalidRequest("portal is a portal slug.", field="portal")
+        portals = feed_portals(agent=agent, slug=body["portal"])
+        if not portals:
+            raise NotFound(f"No portal {body['portal']!r} is available to this agent.", field="portal")
+        portal = portals[0]
+    types = body.get("types")
+    if types is not None:
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise InvalidRequest("types is a list of event codes.", field="types")
+        types = parse_types(",".join(types)) if types else None
+    sub, secret = subs.subscription_create(agent=agent, callback_url=body.get("callback_url"), portal=portal,
+                                           types=types)
+    return render_subscription(sub, secret), 201

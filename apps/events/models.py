@@ -13,6 +13,7 @@
 from django.db import models
 
 from apps.core.models import TimeStampedModel
+from apps.portals.crypto import EncryptedTextField
 
 from .choices import EventSource, EventStatus
 
@@ -86,3 +87,28 @@ class FeedHead(models.Model):
 
     def __str__(self):
         return f"feed head at {self.seq}"
+
+
+class EventSubscription(TimeStampedModel):
+    """An agent's standing request: POST matching events to its callback, signed with HMAC-SHA256
+    under `secret` (shown to the agent once). Visibility is the feed's: only events the agent's
+    packs may read, on portals it holds grants on."""
+
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="event_subscriptions")
+    portal = models.ForeignKey("portals.Portal", null=True, blank=True, on_delete=models.CASCADE,
+                               help_text="Empty: every portal the agent holds a grant on")
+    types = models.CharField(max_length=2000, blank=True, help_text="Comma-separated event codes; empty: all")
+    callback_url = models.URLField(max_length=500)
+    secret = EncryptedTextField()
+    is_active = models.BooleanField(default=True)
+    last_delivery_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=500, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["agent", "id"]
+
+    def __str__(self):
+        return f"subscription {self.pk} of {self.agent}"
+
+    def type_set(self) -> frozenset[str]:
+        return frozenset(t.strip().upper() for t in self.types.split(",") if t.strip())

@@ -58,8 +58,61 @@ EVENTS_PATH = {
 }
 
 
+SUBSCRIPTION = {
+    "type": "object",
+    "required": ["id", "portal", "types", "callback_url"],
+    "properties": {
+        "id": {"type": "string"},
+        "portal": {"type": ["string", "null"], "description": "null: every portal you hold grants on"},
+        "types": {"type": "array", "items": {"type": "string"}, "description": "empty: every event you may read"},
+        "callback_url": {"type": "string", "format": "uri"},
+        "secret": {"type": "string", "description": "HMAC-SHA256 key, in the creation answer only"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "last_delivery_at": {"type": ["string", "null"], "format": "date-time"},
+        "last_error": {"type": "string"},
+    },
+}
+_SUB = {"$ref": "#/components/schemas/EventSubscription"}
+SUBSCRIPTIONS_PATH = {
+    "get": {
+        "operationId": "listEventSubscriptions", "summary": "Your event subscriptions", "security": [{"bearer": []}],
+        "responses": {"200": {"description": "Active subscriptions", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"subscriptions": {"type": "array", "items": _SUB}}}}}},
+            "401": {"description": "Missing or invalid bearer token", **_ERR}},
+    },
+    "post": {
+        "operationId": "createEventSubscription",
+        "summary": "POST matching events to your callback, signed",
+        "description": (
+            "Each delivery is a JSON body {subscription, event} (event as in GET /api/v1/events) with the header "
+            "X-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, '<t>.' + body)>. Non-2xx answers are retried "
+            "(5 tries). Only events your packs may read are delivered; the secret is shown once."),
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["callback_url"], "additionalProperties": False, "properties": {
+                "callback_url": {"type": "string", "format": "uri", "maxLength": 500},
+                "portal": {"type": "string"}, "types": {"type": "array", "items": {"type": "string"}}}}}}},
+        "responses": {"201": {"description": "Subscribed (with the secret)",
+                              "content": {"application/json": {"schema": _SUB}}},
+                      "400": {"description": "Invalid request (names the field)", **_ERR},
+                      "401": {"description": "Missing or invalid bearer token", **_ERR},
+                      "404": {"description": "Unknown portal, or no grant on it", **_ERR}},
+    },
+    "delete": {
+        "operationId": "deleteEventSubscription", "summary": "Unsubscribe", "security": [{"bearer": []}],
+        "parameters": [{"name": "id", "in": "query", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "Deleted"}, "404": {"description": "No such subscription", **_ERR},
+                      "401": {"description": "Missing or invalid bearer token", **_ERR}},
+    },
+}
+
+
 def add_events_paths(document: dict) -> dict:
-    """Add `GET /api/v1/events` and the `InboundEvent` schema to an OpenAPI document (in place)."""
-    document.setdefault("paths", {})["/api/v1/events"] = EVENTS_PATH
-    document.setdefault("components", {}).setdefault("schemas", {})["InboundEvent"] = INBOUND_EVENT
+    """Add the feed and subscription paths and their schemas to an OpenAPI document (in place)."""
+    paths = document.setdefault("paths", {})
+    paths["/api/v1/events"] = EVENTS_PATH
+    paths["/api/v1/events/subscriptions"] = SUBSCRIPTIONS_PATH
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["InboundEvent"] = INBOUND_EVENT
+    schemas["EventSubscription"] = SUBSCRIPTION
     return document

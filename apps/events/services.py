@@ -225,6 +225,9 @@ def event_process(*, event_id: int) -> str:
         event.processed_at = timezone.now()
         event.feed_seq = _next_feed_seq()
         event.save(update_fields=["attempts", "status", "processed_at", "feed_seq"])
+        from .subscriptions import fan_out
+
+        fan_out(event)
         return event.status
 
 

@@ -17,6 +17,16 @@ def process_event(self, event_id: int):
     return status
 
 
+@shared_task(bind=True, max_retries=None, ignore_result=True)
+def deliver_event(self, subscription_id: int, event_id: int):
+    from .subscriptions import CALLBACK_TRIES, deliver
+
+    outcome = deliver(subscription_id=subscription_id, event_id=event_id)
+    if outcome == "failed" and self.request.retries + 1 < CALLBACK_TRIES:
+        raise self.retry(countdown=min(600, 10 * 3 ** self.request.retries))
+    return outcome
+
+
 @shared_task(ignore_result=True)
 def drain_offline_queue(portal_id: int):
     from .offline import offline_drain

@@ -10,4 +10,5 @@ hook_urlpatterns = [
 
 api_urlpatterns = [
     path("events", api.events_feed, name="api-events"),
+    path("events/subscriptions", api.subscriptions, name="api-event-subscriptions"),
 ]
