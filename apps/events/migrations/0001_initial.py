@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('portals', '0002_alter_credential_status'),
+        ('portals', '0001_initial'),
     ]
 
     operations = [

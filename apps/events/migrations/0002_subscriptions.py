@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('agents', '0001_initial'),
         ('events', '0001_initial'),
-        ('portals', '0002_alter_credential_status'),
+        ('portals', '0001_initial'),
     ]
 
     operations = [
