@@ -230,6 +230,7 @@ EVENTS_MAX_ATTEMPTS = env.int("EVENTS_MAX_ATTEMPTS", default=3)  # failures befo
 EVENTS_STALE_SECONDS = env.int("EVENTS_STALE_SECONDS", default=300)  # open online events re-enqueued after
 EVENTS_OFFLINE_BATCH = env.int("EVENTS_OFFLINE_BATCH", default=50)  # event.offline.get limit
 EVENTS_OFFLINE_MAX_BATCHES = env.int("EVENTS_OFFLINE_MAX_BATCHES", default=20)  # per drain run
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=30)  # processed events kept; 0: forever
 EVENTS_DRAIN_LEASE_SECONDS = env.int("EVENTS_DRAIN_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
 # Public address of this plane, for the handler URL shown ready to paste (e.g. https://cp.example.com).
 EVENTS_PUBLIC_BASE_URL = env("EVENTS_PUBLIC_BASE_URL", default="")

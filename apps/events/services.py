@@ -246,6 +246,20 @@ def events_recover_stale(*, older_than_seconds: int | None = None) -> int:
     return len(ids)
 
 
+def events_purge_old(*, now=None) -> int:
+    """Delete processed events older than EVENTS_RETENTION_DAYS (dead letters stay until replayed).
+    The feed's cursor is a sequence number, so agents' cursors stay valid."""
+    days = int(settings.EVENTS_RETENTION_DAYS)
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - dt.timedelta(days=days)
+    with transaction.atomic():
+        deleted, _ = InboundEvent.objects.filter(status=EventStatus.PROCESSED, received_at__lt=cutoff).delete()
+        if deleted:
+            audit_record(action=audit_events.EVENTS_PURGED, data={"deleted": deleted, "retention_days": days})
+    return deleted
+
+
 def dead_letter_replay(*, event_id: int, acting_user=None) -> InboundEvent:
     """Give a dead letter a fresh set of attempts and process it again (on commit)."""
     from .tasks import process_event

@@ -36,13 +36,15 @@ def drain_offline_queue(portal_id: int):
 
 @shared_task(ignore_result=True)
 def schedule_offline_drains():
-    """Beat: one drain per active portal with offline events on; re-enqueue stale online events."""
+    """Beat: one drain per active portal with offline events on; re-enqueue stale online events;
+    purge processed events past their retention."""
     from .models import EventSettings
-    from .services import events_recover_stale
+    from .services import events_purge_old, events_recover_stale
 
     ids = list(EventSettings.objects.filter(offline_events=True, portal__is_active=True)
                .values_list("portal_id", flat=True))
     for portal_id in ids:
         drain_offline_queue.delay(portal_id)
     events_recover_stale()
+    events_purge_old()
     return len(ids)

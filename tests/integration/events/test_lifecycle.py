@@ -166,3 +166,28 @@ def test_app_install_goes_through_the_install_flow(client):
         assert post(client, {**lead, "auth[application_token]": "x" * 32}).status_code == 401
     finally:
         stub.stop()
+
+
+@pytest.mark.django_db
+def test_beat_purges_old_processed_events_and_keeps_dead_letters(portal, settings, monkeypatch):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.events import tasks
+
+    settings.EVENTS_RETENTION_DAYS = 30
+    old, recent, dead = (InboundEvent.objects.create(portal=portal, event="ONCRMLEADADD", ts=i, payload_hash=str(i))
+                         for i in range(3))
+    for row in (old, recent):
+        event_process(event_id=row.pk)
+    InboundEvent.objects.filter(pk=dead.pk).update(status="dead")
+    InboundEvent.objects.filter(pk__in=[old.pk, dead.pk]).update(received_at=timezone.now() - dt.timedelta(days=31))
+    monkeypatch.setattr(tasks.drain_offline_queue, "delay", lambda *a: None)
+    tasks.schedule_offline_drains.run()
+    assert sorted(InboundEvent.objects.values_list("pk", flat=True)) == sorted([recent.pk, dead.pk])
+    assert AuditEntry.objects.get(action="events.purged").data == {"deleted": 1, "retention_days": 30}
+    settings.EVENTS_RETENTION_DAYS = 0
+    InboundEvent.objects.filter(pk=recent.pk).update(received_at=timezone.now() - dt.timedelta(days=400))
+    tasks.schedule_offline_drains.run()
+    assert InboundEvent.objects.filter(pk=recent.pk).exists()
