@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "apps.demo",
     "apps.approvals",
     "apps.mcp",
+    "apps.events",
 ]
 
 MIDDLEWARE = [
@@ -245,6 +246,7 @@ CELERY_BEAT_SCHEDULE = {
     "recover-stale-plans": {"task": "apps.plans.tasks.recover_stale_plans", "schedule": 60.0},
     "remind-approvers": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 60.0},
     "audit-checkpoint": {"task": "apps.audit.tasks.audit_checkpoint", "schedule": AUDIT_CHECKPOINT_INTERVAL},
+    "drain-offline-events": {"task": "apps.events.tasks.schedule_offline_drains", "schedule": 30.0},
 }
 # Hard time limit of apps.plans.tasks.execute_plan (soft limit: 4/5 of it). A plan left
 # `executing` longer than this (plus a minute) belongs to a worker that is gone.
@@ -272,3 +274,15 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
 # Where the web process serving the sandbox is reached from workers (seed_demo's portal URL).
 SANDBOX_BASE_URL = env("SANDBOX_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- inbound Bitrix24 events (apps.events) -------------------------------------------------------
+EVENTS_MAX_BODY_BYTES = 1024 * 1024
+EVENTS_MAX_FIELDS = 1000
+EVENTS_MAX_ATTEMPTS = env.int("EVENTS_MAX_ATTEMPTS", default=3)  # failures before a dead letter
+EVENTS_STALE_SECONDS = env.int("EVENTS_STALE_SECONDS", default=300)  # open online events re-enqueued after
+EVENTS_OFFLINE_BATCH = env.int("EVENTS_OFFLINE_BATCH", default=50)  # event.offline.get limit
+EVENTS_OFFLINE_MAX_BATCHES = env.int("EVENTS_OFFLINE_MAX_BATCHES", default=20)  # per drain run
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=30)  # processed events kept; 0: forever
+EVENTS_DRAIN_LEASE_SECONDS = env.int("EVENTS_DRAIN_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
+# Public address of this plane, for the handler URL shown ready to paste (e.g. https://cp.example.com).
+EVENTS_PUBLIC_BASE_URL = env("EVENTS_PUBLIC_BASE_URL", default="")

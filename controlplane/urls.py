@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from apps.core import views as core_views
+from apps.events import urls as events_urls
 from apps.mcp.views import mcp_endpoint
 
 admin.site.login = secure_admin_login(admin.site.login)
@@ -15,6 +16,8 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("api/v1/", include("apps.plans.urls")),
+    path("api/v1/", include(events_urls.api_urlpatterns)),
+    path("hooks/bitrix24/", include(events_urls.hook_urlpatterns)),
     path("mcp", mcp_endpoint, name="mcp"),
     path("bitrix24/", include("apps.portals.urls")),
     path("approvals/", include("apps.approvals.urls")),

@@ -54,3 +54,12 @@ CREDENTIAL_REFRESHED = register("credential.refreshed", "OAuth tokens were refre
 SECRETS_ROTATED = register("secrets.rotated", "Stored secrets were re-encrypted under the first key")
 AUDIT_MIGRATED = register("audit.migrated", "Entries of the old unkeyed chain were re-chained under the audit key")
 AUDIT_EXPORTED = register("audit.exported", "A range of an audit chain was exported")
+# apps/events
+EVENTS_SETTINGS_CHANGED = register("events.settings_changed", "A portal's event settings changed")
+EVENTS_OFFLINE_BATCH = register("events.offline_batch", "An offline event batch was fetched, stored and settled")
+EVENTS_DEAD_LETTERED = register("events.dead_lettered", "An inbound event failed too often and became a dead letter")
+EVENTS_REPLAYED = register("events.replayed", "An admin replayed a dead letter")
+EVENTS_BINDING_CHANGED = register("events.binding_changed", "An event handler was bound or unbound on a portal")
+EVENTS_APP_UNINSTALLED = register("events.app_uninstalled", "The app was uninstalled from a portal (ONAPPUNINSTALL)")
+EVENTS_SUBSCRIPTION_CHANGED = register("events.subscription_changed", "An agent subscribed to events or unsubscribed")
+EVENTS_PURGED = register("events.purged", "Processed inbound events past their retention were deleted")

@@ -49,6 +49,8 @@ class Command(BaseCommand):
         parser.add_argument("--burst", type=int, default=None, help="Leaky-bucket size (50 standard, 250 enterprise)")
         parser.add_argument("--application-token", default=None, help="Checks inbound events")
         parser.add_argument("--member-id", default=None)
+        parser.add_argument("--offline-events", action="store_true",
+                            help="Drain the portal's offline event queue (needs an OAuth app of an admin user)")
 
     def handle(self, *args, **opts):
         split = split_webhook_url(opts["url"])
@@ -64,6 +66,8 @@ class Command(BaseCommand):
         oauth = any(opts[k] for k in oauth_keys)
         if webhook == oauth:
             raise CommandError("Give either --webhook-user and --webhook-code, or the OAuth options.")
+        if webhook and opts["offline_events"]:
+            raise CommandError("--offline-events needs an OAuth application (event.offline.* need app auth).")
         secrets, fields = {}, {}
         if webhook:
             if not (opts["webhook_user"] and opts["webhook_code"]):
@@ -91,6 +95,10 @@ class Command(BaseCommand):
                 rate_per_second=opts["rps"], burst=opts["burst"], member_id=opts["member_id"],
                 secrets=secrets, fields=fields,
             )
+            if opts["offline_events"]:
+                from apps.events.services import event_settings_update
+
+                event_settings_update(portal=portal, offline_events=True)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         if split:

@@ -1,0 +1,245 @@
+#!/usr/bin/env python
+"""Benchmark of the inbound event handler (POST /hooks/bitrix24/events) and the offline drain.
+
+Handler:
+- creates a throwaway PostgreSQL database (BENCH_PG_URL's server, default
+  postgres://postgres@127.0.0.1:5432) and migrates it; registers one OAuth portal with its
+  member_id and (encrypted) application_token;
+- serves the project with gunicorn (2 sync workers by default) on 127.0.0.1; each stored event
+  enqueues its processing on Redis (BENCH_BROKER_URL, default redis://127.0.0.1:6379/7, purged
+  before and after; no worker consumes it, so only the handler is measured);
+- posts `--events` distinct ONCRMLEADADD deliveries (the sample's form body, one ID each) from a
+  pool of `--concurrency` client threads, a new connection per request (sync workers close it);
+- prints events/s, latency percentiles, the answers by status and the rows stored.
+
+Offline drain (`--drain N`, default 1000): N records in the offline queue of the stub portal of
+tests/integration/events/stub.py (standard limits, 2 req/s burst 50) drained in this process by
+`apps.events.offline.offline_drain` (get clear=0 -> store -> process -> clear), printing events/s.
+The sandbox will replace the stub when it keeps an offline queue (issue 9 point 6).
+
+It asserts nothing: the figures are for people (bench/README.md keeps the latest).
+
+Usage: .venv/bin/python bench/events_bench.py [--events 5000] [--concurrency 8] [--workers 2] [--drain 1000]
+       [--keep-db]
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MEMBER_ID = "a223c6b3710f85df22e9377d6c4f7553"
+APP_TOKEN = "51856fefc120afa4b628cc82d3935cce"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(port: int, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server on port {port} did not come up")
+
+
+def body_for(i: int) -> bytes:
+    return urlencode([
+        ("event", "ONCRMLEADADD"), ("event_handler_id", "707"), ("data[FIELDS][ID]", str(1000000 + i)),
+        ("ts", str(1742807175 + i // 1000)), ("auth[access_token]", "s6p6eclrvim6da22ft9ch94ekreb52lv"),
+        ("auth[expires_in]", "3600"), ("auth[scope]", "crm"), ("auth[domain]", "some-domain.bitrix24.com"),
+        ("auth[server_endpoint]", "https://oauth.bitrix.info/rest/"), ("auth[status]", "L"),
+        ("auth[client_endpoint]", "https://some-domain.bitrix24.com/rest/"), ("auth[member_id]", MEMBER_ID),
+        ("auth[refresh_token]", "4s386p3q0tr8dy89xvmt96234v3dljg8"), ("auth[application_token]", APP_TOKEN),
+    ]).encode()
+
+
+def post(port: int, body: bytes) -> tuple[int, float]:
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/hooks/bitrix24/events", body,
+                     {"Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        response.read()
+        status = response.status
+    except OSError:
+        status = 0
+    finally:
+        conn.close()
+    return status, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def bench_handler(args, port: int) -> None:
+    bodies = [body_for(i) for i in range(args.events)]
+    for body in bodies[:50]:  # warm-up: imports, connections (stored, then counted separately)
+        post(port, body)
+    bodies = bodies[50:]
+    statuses: Counter = Counter()
+    latencies: list[float] = []
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        for status, latency in pool.map(lambda b: post(port, b), bodies):
+            statuses[status] += 1
+            latencies.append(latency)
+    elapsed = time.perf_counter() - start
+    from apps.events.models import InboundEvent
+
+    print(f"requests               : {len(bodies)} in {elapsed:.2f} s, {args.concurrency} client threads, "
+          f"gunicorn {args.workers} sync workers")
+    print(f"events/s               : {len(bodies) / elapsed:.0f}")
+    print(f"latency ms p50/p95/p99 : {percentile(latencies, .5) * 1000:.1f} / {percentile(latencies, .95) * 1000:.1f}"
+          f" / {percentile(latencies, .99) * 1000:.1f} (mean {statistics.mean(latencies) * 1000:.1f}, "
+          f"max {max(latencies) * 1000:.1f})")
+    print(f"answers by status      : {dict(statuses)}")
+    print(f"events stored          : {InboundEvent.objects.count()} (incl. 50 warm-up)")
+
+
+def bench_drain(args) -> None:
+    from apps.events.models import InboundEvent
+    from apps.events.offline import offline_drain
+    from apps.events.services import event_settings_update
+    from apps.portals.models import AuthMode, Credential, Portal
+    from tests.integration.events.stub import ADMIN_TOKEN, OfflineQueueStub
+
+    stub = OfflineQueueStub().start()
+    try:
+        portal = Portal.objects.create(slug="drain", base_url=stub.base_url, auth_mode=AuthMode.OAUTH,
+                                       member_id="d" * 32)
+        Credential.objects.create(portal=portal, access_token=ADMIN_TOKEN, refresh_token="r")
+        event_settings_update(portal=portal, offline_events=True)
+        for i in range(args.drain):
+            stub.add("ONCRMDEALUPDATE", {"FIELDS": {"ID": i + 1}})
+        start = time.perf_counter()
+        runs = 0
+        while stub.records() and runs < 1000:
+            result = offline_drain(portal_id=portal.pk, max_batches=1000)
+            runs += 1
+            if result.status == "error":
+                raise SystemExit(f"drain failed: {result.error}")
+        elapsed = time.perf_counter() - start
+        stored = InboundEvent.objects.filter(portal=portal, status="processed").count()
+        print(f"offline drain          : {stored}/{args.drain} events in {elapsed:.2f} s = "
+              f"{stored / elapsed:.0f} events/s ({stub.calls('event.offline.get')} get, "
+              f"{stub.calls('event.offline.clear')} clear, "
+              f"{stub.errors_answered['QUERY_LIMIT_EXCEEDED']} QUERY_LIMIT_EXCEEDED; stub portal 2 req/s burst 50)")
+    finally:
+        stub.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--drain", type=int, default=1000, help="offline records to drain (0: skip)")
+    parser.add_argument("--keep-db", action="store_true")
+    args = parser.parse_args()
+
+    import psycopg
+
+    server_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+    parts = urlsplit(server_url)
+    db_name = f"cp_events_bench_{secrets.token_hex(4)}"
+    admin_dsn = f"{parts.scheme}://{parts.netloc}/postgres"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7")
+    port = free_port()
+    data_dir = ROOT / "var" / "bench"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-secret-key-" + secrets.token_hex(8)),
+        "FIELD_ENCRYPTION_KEYS": os.environ.get(
+            "FIELD_ENCRYPTION_KEYS", "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDA="),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PORTAL_ALLOW_LOOPBACK_HTTP": "1",
+        "DATABASE_URL": f"{parts.scheme}://{parts.netloc}/{db_name}",
+        "CELERY_BROKER_URL": broker,
+        "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/15"),
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+    }
+    os.environ.update(env)
+    python = sys.executable
+    gunicorn = None
+    try:
+        print(f"database {db_name}, broker {broker}, gunicorn on 127.0.0.1:{port}")
+        subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+        import django
+
+        django.setup()
+        from apps.portals.models import AuthMode, Credential, Portal
+        from controlplane.celery import app as celery_app
+
+        portal = Portal.objects.create(slug="bench", base_url="https://some-domain.bitrix24.com",
+                                       auth_mode=AuthMode.OAUTH, member_id=MEMBER_ID)
+        Credential.objects.create(portal=portal, access_token="a", refresh_token="r", application_token=APP_TOKEN)
+        celery_app.control.purge()
+        log = open(data_dir / "events_bench.log", "w")  # noqa: SIM115
+        gunicorn = subprocess.Popen(
+            [python, "-m", "gunicorn", "controlplane.wsgi:application", "--workers", str(args.workers),
+             "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_http(port)
+        bench_handler(args, port)
+        gunicorn.send_signal(signal.SIGTERM)
+        gunicorn.wait(timeout=20)
+        gunicorn = None
+        celery_app.control.purge()
+        if args.drain:
+            bench_drain(args)
+        return 0
+    finally:
+        if gunicorn is not None:
+            gunicorn.send_signal(signal.SIGTERM)
+            try:
+                gunicorn.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                gunicorn.kill()
+        try:
+            from controlplane.celery import app as celery_app
+
+            celery_app.control.purge()
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # noqa: BLE001
+            pass
+        if not args.keep_db:
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
