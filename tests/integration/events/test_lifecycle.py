@@ -125,7 +125,7 @@ def test_app_uninstall_revokes_deactivates_and_cancels_pending_plans(client, por
     entry = AuditEntry.objects.get(action="events.app_uninstalled")
     assert entry.data == {"event_id": event.pk, "was_active": True, "plans_cancelled": 2}
     assert AuditEntry.objects.filter(action="plan.transition", data__to="cancelled").count() == 2
-    assert AuditEntry.objects.filter(action="portal.changed", data__credential_status="revoked").exists()
+    assert AuditEntry.objects.filter(action="credential.revoked", data__to="revoked").exists()
     assert audit_verify().ok
     # the portal is gone for events now: a second delivery is refused, nothing stored
     assert post(client, {**uninstall_fields(), "ts": "1766050001"}).status_code == 401
