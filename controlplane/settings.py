@@ -284,5 +284,6 @@ EVENTS_OFFLINE_BATCH = env.int("EVENTS_OFFLINE_BATCH", default=50)  # event.offl
 EVENTS_OFFLINE_MAX_BATCHES = env.int("EVENTS_OFFLINE_MAX_BATCHES", default=20)  # per drain run
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=30)  # processed events kept; 0: forever
 EVENTS_DRAIN_LEASE_SECONDS = env.int("EVENTS_DRAIN_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
-# Public address of this plane, for the handler URL shown ready to paste (e.g. https://cp.example.com).
-EVENTS_PUBLIC_BASE_URL = env("EVENTS_PUBLIC_BASE_URL", default="")
+# Public address Bitrix24 posts events to (the handler URL shown ready to paste); SITE_URL unless
+# events arrive through another address.
+EVENTS_PUBLIC_BASE_URL = env("EVENTS_PUBLIC_BASE_URL", default=SITE_URL)
