@@ -27,11 +27,13 @@ from .errors import (
     portal_not_found,
     query_limit_exceeded,
     v3_error,
+    wrong_auth_type,
 )
 from .limits import Operating, bucket_admit, operating_blocked, operating_cost, operating_record
-from .methods import V2_METHODS, V3_METHODS, Ctx, MethodSpec, Outcome, iso
+from .methods import Ctx, MethodSpec, Outcome, iso
 from .models import FAULT_AFTER, SandboxMethodCount, SandboxOAuthToken, SandboxPortal, SandboxWebhook
 from .params import ParamsError, php_parse_query
+from .registry import V2_METHODS, V3_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Caller:
     key: str  # what the operating-time limit is kept per: one webhook or one app
     user_id: int
     scopes: frozenset[str] | None  # None: every scope
+    client_id: str | None = None  # the OAuth application; None for an incoming webhook
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,27 @@ class FaultPlan:
     after: bool = False
 
 
-def normalize_method(raw: str) -> str:
+def method_registry_key(raw: str) -> str:
+    """The registry key of a method name as it appears in a path or a batch command: trimmed,
+    lower-cased (the docs spell names in more than one case, FACTS §1), `.json` suffix dropped."""
     name = (raw or "").strip().lower()
     if name.endswith(".json"):
         name = name[: -len(".json")]
     return name
+
+
+def bind_positional(spec: MethodSpec, params):
+    """Legacy methods take parameters by position (`0=123&1[POST_MESSAGE]=hi`, FACTS §1): give
+    "0", "1", ... the names in `spec.args`. Other methods see the numeric keys as unknown names."""
+    if not spec.args or not isinstance(params, dict):
+        return params
+    bound = dict(params)
+    named = {str(k).lower() for k in params}
+    for index, name in enumerate(spec.args):
+        key = str(index)
+        if key in bound and name.lower() not in named:
+            bound[name] = bound.pop(key)
+    return bound
 
 
 def time_object(start: float, finish: float, processing: float, operating: Operating | None) -> dict:
@@ -105,19 +124,21 @@ def rest_call(
         if not bucket_admit(portal=portal):
             raise query_limit_exceeded()
         caller = _authenticate(portal, webhook_user_id, webhook_code, access_token)
-        name = normalize_method(method)
+        name = method_registry_key(method)
         spec = (V3_METHODS if api == V3 else V2_METHODS).get(name)
         if spec is None:
             raise method_not_found()
         if not _granted(spec, caller):
             raise _scope_error(api)
+        if spec.app_only and caller.client_id is None:
+            raise wrong_auth_type()
         if params_error is not None:
             raise _params_error(api, params_error)
         fault = _take_fault(portal, name)
         clock.sleep(fault.latency)
         if not fault.after:
             _apply_fault(fault)
-        ctx = Ctx(portal=portal, user_id=caller.user_id, api=api)
+        ctx = _ctx(portal, caller, api)
         if spec.is_batch:
             result = _batch_v3(ctx, caller, params) if api == V3 else _batch_v2(ctx, caller, params)
             outcome, operating = Outcome(result), None
@@ -158,7 +179,13 @@ def _authenticate(portal: SandboxPortal, user_id: int | None, code: str | None, 
     if clock.now() >= row.access_expires_at:
         raise expired_token()
     scopes = frozenset(row.client.scopes) if isinstance(row.client.scopes, list) else None
-    return Caller(f"app:{row.client.client_id}", row.user_id, scopes)
+    return Caller(f"app:{row.client.client_id}", row.user_id, scopes, row.client.client_id)
+
+
+def _ctx(portal: SandboxPortal, caller: Caller, api: str) -> Ctx:
+    admins = portal.admin_user_ids if isinstance(portal.admin_user_ids, list) else []
+    return Ctx(portal=portal, user_id=caller.user_id, api=api, caller=caller.key, client_id=caller.client_id,
+               scopes=caller.scopes, is_admin=caller.user_id in admins)
 
 
 def _granted(spec: MethodSpec, caller: Caller) -> bool:
@@ -234,7 +261,7 @@ def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcom
     _count_method(ctx.portal, ctx.api, spec.name)
     perf = time.perf_counter()
     try:
-        outcome = spec.handler(ctx, params)
+        outcome = spec.handler(ctx, bind_positional(spec, params))
     finally:
         cost = operating_cost(portal=ctx.portal, method=spec.name)
         state = operating_record(portal=ctx.portal, caller=caller.key, method=spec.name, seconds=cost)
@@ -326,7 +353,7 @@ def _batch_commands(cmd) -> list[tuple[str, str, str]]:
         if not isinstance(value, str):
             raise SandboxError("INVALID_REQUEST", f"Command '{key}' must be a string.", status=400)
         method, _, query = value.partition("?")
-        method = normalize_method(method)
+        method = method_registry_key(method)
         if method == "batch":
             raise SandboxError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", status=405)
         commands.append((key, method, query))
@@ -346,6 +373,8 @@ def _batch_v2(ctx: Ctx, caller: Caller, params: dict) -> dict:
                 raise method_not_found()
             if not _granted(spec, caller):
                 raise insufficient_scope()
+            if spec.app_only and caller.client_id is None:
+                raise wrong_auth_type()
             try:
                 sub_params = php_parse_query(query)
             except ParamsError as exc:
@@ -392,7 +421,7 @@ def _batch_v3(ctx: Ctx, caller: Caller, params) -> list:
         if not isinstance(query, dict):
             raise v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error during request object validation",
                            validation=[{"message": "`query` must be an object", "field": f"{index}.query"}])
-        method = normalize_method(item["method"])
+        method = method_registry_key(item["method"])
         if method == "batch":
             raise SandboxError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", status=405)
         calls.append((method, query))

@@ -68,6 +68,11 @@ def portal_not_found() -> SandboxError:
     return SandboxError("PORTAL_NOT_FOUND", "No sandbox portal with this address", status=404)
 
 
+def wrong_auth_type() -> SandboxError:
+    # A method that needs an application context called through an incoming webhook (FACTS §1).
+    return SandboxError("WRONG_AUTH_TYPE", "Application context required", status=403)
+
+
 def invalid_request(description: str) -> SandboxError:
     return SandboxError("INVALID_REQUEST", description, status=400)
 

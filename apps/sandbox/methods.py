@@ -1,9 +1,8 @@
 """The REST methods the sandbox portal implements, as plain functions over validated params.
 
 Each handler takes `(ctx, params)` and returns an `Outcome` (result, and for lists total/next)
-or raises `SandboxError`. The registries map a lower-case method name to a `MethodSpec`:
-`V2_METHODS` for `/rest/`, `V3_METHODS` for `/rest/api/`. Dispatch, auth, limits and faults
-live in `services`; batch lives in `batch`.
+or raises `SandboxError`. The registries that map a lower-case method name to a `MethodSpec`
+live in `registry`; dispatch, auth, limits, faults and batch live in `dispatch`.
 """
 
 from collections.abc import Callable
@@ -26,14 +25,16 @@ from .records import (
     record_update,
 )
 
-ALL_SCOPES = ("basic", "crm", "task", "tasks", "user", "user_brief", "user_basic")
-
 
 @dataclass
 class Ctx:
     portal: SandboxPortal
     user_id: int
     api: str = "v2"
+    caller: str = ""  # "webhook:<pk>" or "app:<client_id>"
+    client_id: str | None = None  # None: an incoming webhook (no application context)
+    scopes: frozenset[str] | None = None  # None: every scope
+    is_admin: bool = False
 
 
 @dataclass
@@ -51,6 +52,8 @@ class MethodSpec:
     is_batch: bool = False
     is_write: bool = False
     extra: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # names of positional parameters "0", "1", ... (legacy methods)
+    app_only: bool = False  # needs an application context: webhooks get WRONG_AUTH_TYPE
 
 
 def iso(ts: float) -> str:
@@ -765,69 +768,3 @@ def tasks_v3_list(ctx: Ctx, params: dict) -> Outcome:
     rows, _ = record_query(portal=ctx.portal, entity="task", conditions=conditions, order=order, offset=offset,
                            limit=limit, count=False)
     return Outcome({"items": [task_v3_view(r, select if select is not None else ["id"]) for r in rows]})
-
-
-# ---------------------------------------------------------------------------- system
-
-
-def user_current(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome({
-        "ID": str(ctx.user_id),
-        "XML_ID": f"sandbox{ctx.user_id}",
-        "ACTIVE": True,
-        "NAME": "Sandbox",
-        "LAST_NAME": f"User {ctx.user_id}",
-        "SECOND_NAME": "",
-        "EMAIL": f"user{ctx.user_id}@{ctx.portal.slug}.sandbox.invalid",
-        "IS_ONLINE": "Y",
-        "TIME_ZONE": "",
-        "TIMESTAMP_X": {},
-        "PERSONAL_GENDER": "",
-        "UF_DEPARTMENT": [1],
-        "USER_TYPE": "employee",
-    })
-
-
-def server_time(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome(iso(clock.now()))
-
-
-def scope_list(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome(sorted({s for spec in V2_METHODS.values() for s in spec.scopes}))
-
-
-def rest_scope_list(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome({"items": [{"method": name, "scope": spec.scopes[0]} for name, spec in sorted(V3_METHODS.items())
-                              if spec.handler is not None]})
-
-
-def _build_v2() -> dict[str, MethodSpec]:
-    methods = {
-        "batch": MethodSpec("batch", ("basic",), is_batch=True),
-        "server.time": MethodSpec("server.time", ("basic",), server_time),
-        "scope": MethodSpec("scope", ("basic",), scope_list),
-        "user.current": MethodSpec("user.current", ("user", "user_brief", "user_basic"), user_current),
-        "tasks.task.add": MethodSpec("tasks.task.add", ("task",), tasks_v2_add, is_write=True),
-        "tasks.task.get": MethodSpec("tasks.task.get", ("task",), tasks_v2_get),
-        "tasks.task.list": MethodSpec("tasks.task.list", ("task",), tasks_v2_list),
-        "tasks.task.update": MethodSpec("tasks.task.update", ("task",), tasks_v2_update, is_write=True),
-        "tasks.task.delete": MethodSpec("tasks.task.delete", ("task",), tasks_v2_delete, is_write=True),
-    }
-    for entity in CRM_ENTITIES:
-        for verb, handler in _crm_handlers(entity).items():
-            name = f"crm.{entity}.{verb}"
-            methods[name] = MethodSpec(name, ("crm",), handler, is_write=verb in ("add", "update", "delete"))
-    return methods
-
-
-V2_METHODS: dict[str, MethodSpec] = _build_v2()
-
-V3_METHODS: dict[str, MethodSpec] = {
-    "batch": MethodSpec("batch", ("basic",), is_batch=True),
-    "rest.scope.list": MethodSpec("rest.scope.list", ("basic",), rest_scope_list),
-    "tasks.task.add": MethodSpec("tasks.task.add", ("tasks", "task"), tasks_v3_add, is_write=True),
-    "tasks.task.get": MethodSpec("tasks.task.get", ("tasks", "task"), tasks_v3_get),
-    "tasks.task.list": MethodSpec("tasks.task.list", ("tasks", "task"), tasks_v3_list),
-    "tasks.task.update": MethodSpec("tasks.task.update", ("tasks", "task"), tasks_v3_update, is_write=True),
-    "tasks.task.delete": MethodSpec("tasks.task.delete", ("tasks", "task"), tasks_v3_delete, is_write=True),
-}

@@ -23,7 +23,6 @@ from apps.core.exceptions import InvalidRequest, NotFound
 from . import clock
 from .dispatch import Answer, rest_call
 from .limits import operating_reset
-from .methods import ALL_SCOPES
 from .models import (
     FAULT_AFTER,
     FAULT_BEFORE,
@@ -33,6 +32,7 @@ from .models import (
     SandboxPortal,
     SandboxWebhook,
 )
+from .registry import ALL_SCOPES
 
 CODE_LIFETIME = 30  # seconds an authorization code stays valid (FACTS §7)
 REFRESH_LIFETIME = 180 * 86400

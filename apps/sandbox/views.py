@@ -69,8 +69,11 @@ def _v2_params(request: HttpRequest) -> dict:
             data = json.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise BadRequest("Request body is not valid JSON") from None
+        if isinstance(data, list):
+            # A JSON array is PHP's positional array: keys "0", "1", ... (FACTS §1).
+            data = {str(i): v for i, v in enumerate(data)}
         if not isinstance(data, dict):
-            raise BadRequest("JSON body must be an object")
+            raise BadRequest("JSON body must be an object or an array")
         params.update(data)
         return params
     params.update(php_parse_query(body.decode("utf-8", errors="replace")))

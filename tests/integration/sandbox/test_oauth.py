@@ -165,7 +165,14 @@ def test_token_of_another_portal_is_no_auth(client, app):
 
 
 def test_rest3_oauth_auth_in_json_body(client, app):
+    # The app's scope `task` is the v2 one; REST 3.0 tasks.task.* need `tasks` (FACTS §1).
     token = sandbox_oauth_issue(portal=app["portal"], client_id=app["client_id"])["access_token"]
+    refused = client.post("/sandbox/acme/rest/api/tasks.task.list", data=json.dumps({"auth": token}),
+                          content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "BITRIX_REST_V3_EXCEPTION_INSUFFICIENTSCOPEEXCEPTION"
+    tasks_app, _ = sandbox_oauth_client_create(scopes=["tasks"])
+    token = sandbox_oauth_issue(portal=app["portal"], client_id=tasks_app)["access_token"]
     answer = client.post("/sandbox/acme/rest/api/tasks.task.add", data=json.dumps(
         {"auth": token, "fields": {"title": "via oauth", "creatorId": 1, "responsibleId": 2}}),
         content_type="application/json")

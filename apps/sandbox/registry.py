@@ -1,0 +1,69 @@
+"""The methods the sandbox portal answers: lower-case name -> `MethodSpec`, `V2_METHODS` for
+`/rest/` and `V3_METHODS` for `/rest/api/`. Scopes as printed on each method page
+(`methods.csv`, `methods_rest3.csv`): v2 `tasks.task.*` need `task`, REST 3.0 ones `tasks`."""
+
+from . import system, task_comments
+from .methods import (
+    CRM_ENTITIES,
+    MethodSpec,
+    _crm_handlers,
+    tasks_v2_add,
+    tasks_v2_delete,
+    tasks_v2_get,
+    tasks_v2_list,
+    tasks_v2_update,
+    tasks_v3_add,
+    tasks_v3_delete,
+    tasks_v3_get,
+    tasks_v3_list,
+    tasks_v3_update,
+)
+
+ALL_SCOPES = ("basic", "crm", "department", "task", "tasks", "user", "user_brief", "user_basic")
+USER_SCOPES = ("user", "user_brief", "user_basic")
+
+
+def _build_v2() -> dict[str, MethodSpec]:
+    specs = [
+        MethodSpec("batch", ("basic",), is_batch=True),
+        MethodSpec("server.time", ("basic",), system.server_time),
+        MethodSpec("scope", ("basic",), system.scope),
+        MethodSpec("methods", ("basic",), system.methods),
+        MethodSpec("method.get", ("basic",), system.method_get),
+        MethodSpec("feature.get", ("basic",), system.feature_get),
+        MethodSpec("app.info", ("basic",), system.app_info),
+        MethodSpec("profile", ("basic",), system.profile),
+        MethodSpec("user.current", USER_SCOPES, system.user_current),
+        MethodSpec("department.get", ("department",), system.department_get),
+        MethodSpec("tasks.task.add", ("task",), tasks_v2_add, is_write=True),
+        MethodSpec("tasks.task.get", ("task",), tasks_v2_get),
+        MethodSpec("tasks.task.list", ("task",), tasks_v2_list),
+        MethodSpec("tasks.task.update", ("task",), tasks_v2_update, is_write=True),
+        MethodSpec("tasks.task.delete", ("task",), tasks_v2_delete, is_write=True),
+        MethodSpec("task.commentitem.add", ("task",), task_comments.commentitem_add, is_write=True,
+                   args=("TASKID", "FIELDS")),
+        MethodSpec("task.commentitem.get", ("task",), task_comments.commentitem_get, args=("TASKID", "ITEMID")),
+        MethodSpec("task.commentitem.getlist", ("task",), task_comments.commentitem_getlist,
+                   args=("TASKID", "ORDER", "FILTER")),
+        MethodSpec("task.commentitem.delete", ("task",), task_comments.commentitem_delete, is_write=True,
+                   args=("TASKID", "ITEMID")),
+    ]
+    methods = {spec.name: spec for spec in specs}
+    for entity in CRM_ENTITIES:
+        for verb, handler in _crm_handlers(entity).items():
+            name = f"crm.{entity}.{verb}"
+            methods[name] = MethodSpec(name, ("crm",), handler, is_write=verb in ("add", "update", "delete"))
+    return methods
+
+
+V2_METHODS: dict[str, MethodSpec] = _build_v2()
+
+V3_METHODS: dict[str, MethodSpec] = {
+    "batch": MethodSpec("batch", ("basic",), is_batch=True),
+    "rest.scope.list": MethodSpec("rest.scope.list", ("basic",), system.rest_scope_list),
+    "tasks.task.add": MethodSpec("tasks.task.add", ("tasks",), tasks_v3_add, is_write=True),
+    "tasks.task.get": MethodSpec("tasks.task.get", ("tasks",), tasks_v3_get),
+    "tasks.task.list": MethodSpec("tasks.task.list", ("tasks",), tasks_v3_list),
+    "tasks.task.update": MethodSpec("tasks.task.update", ("tasks",), tasks_v3_update, is_write=True),
+    "tasks.task.delete": MethodSpec("tasks.task.delete", ("tasks",), tasks_v3_delete, is_write=True),
+}
