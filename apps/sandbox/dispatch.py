@@ -9,6 +9,7 @@ checked and counted against their own methods' operating time, the outer call is
 """
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -98,7 +99,9 @@ def time_object(start: float, finish: float, processing: float, operating: Opera
         "date_finish": iso(finish),
     }
     if operating is not None:
-        out["operating_reset_at"] = operating.reset_at if operating.reset_at is not None else start + 600
+        # An integer Unix time, as in the docs' examples (samples/response_rest3_item.json).
+        reset_at = operating.reset_at if operating.reset_at is not None else start + 600
+        out["operating_reset_at"] = int(math.ceil(reset_at))
         out["operating"] = operating.seconds
     return out
 

@@ -34,6 +34,18 @@ def record_create(*, portal: SandboxPortal, entity: str, build) -> tuple[int, di
     return seq.last_id, data
 
 
+def next_ids(*, portal: SandboxPortal, entity: str, count: int) -> list[int]:
+    """Allocate `count` IDs from the portal's sequence `entity` (e.g. multi-field items)."""
+    if count <= 0:
+        return []
+    with transaction.atomic():
+        seq, _ = SandboxSequence.objects.select_for_update().get_or_create(portal=portal, entity=entity)
+        first = seq.last_id + 1
+        seq.last_id += count
+        seq.save(update_fields=["last_id"])
+    return list(range(first, first + count))
+
+
 def record_get(*, portal: SandboxPortal, entity: str, record_id: int) -> dict | None:
     row = SandboxRecord.objects.filter(portal=portal, entity=entity, record_id=record_id).first()
     return row.data if row else None

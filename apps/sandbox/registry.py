@@ -3,10 +3,9 @@
 (`methods.csv`, `methods_rest3.csv`): v2 `tasks.task.*` need `task`, REST 3.0 ones `tasks`."""
 
 from . import system, task_comments
+from .crm import CRM_ENTITIES, crm_handlers
 from .methods import (
-    CRM_ENTITIES,
     MethodSpec,
-    _crm_handlers,
     tasks_v2_add,
     tasks_v2_delete,
     tasks_v2_get,
@@ -50,7 +49,7 @@ def _build_v2() -> dict[str, MethodSpec]:
     ]
     methods = {spec.name: spec for spec in specs}
     for entity in CRM_ENTITIES:
-        for verb, handler in _crm_handlers(entity).items():
+        for verb, handler in crm_handlers(entity).items():
             name = f"crm.{entity}.{verb}"
             methods[name] = MethodSpec(name, ("crm",), handler, is_write=verb in ("add", "update", "delete"))
     return methods

@@ -129,7 +129,10 @@ def _client(client_id: str) -> SandboxOAuthClient:
     return client
 
 
-def _issue(portal: SandboxPortal, client: SandboxOAuthClient, user_id: int, lifetime: int, base_url: str) -> dict:
+def _issue(portal: SandboxPortal, client: SandboxOAuthClient, user_id: int, lifetime: int, base_url: str,
+           *, refreshed: bool = False) -> dict:
+    """The token answer. Only a refresh answer carries `expires` and `user_id` (FACTS §7,
+    samples/response_oauth_token_refresh.json); the `authorization_code` answer has neither."""
     now = clock.now()
     access, refresh = _random(32), _random(32)
     SandboxOAuthToken.objects.create(
@@ -137,7 +140,7 @@ def _issue(portal: SandboxPortal, client: SandboxOAuthClient, user_id: int, life
         access_expires_at=now + lifetime, refresh_expires_at=now + REFRESH_LIFETIME, created_at=now,
     )
     scopes = client.scopes if isinstance(client.scopes, list) else [s for s in ALL_SCOPES if s != "basic"]
-    return {
+    answer = {
         "access_token": access,
         "expires": int(now + lifetime),
         "expires_in": lifetime,
@@ -150,6 +153,9 @@ def _issue(portal: SandboxPortal, client: SandboxOAuthClient, user_id: int, life
         "user_id": user_id,
         "refresh_token": refresh,
     }
+    if not refreshed:
+        del answer["expires"], answer["user_id"]
+    return answer
 
 
 def sandbox_oauth_issue(
@@ -217,7 +223,8 @@ def sandbox_oauth_token(*, params: dict, base_url: str) -> tuple[int, dict]:
             row.refresh_used = True
             row.save(update_fields=["refresh_used"])
         portal = _fresh(row.portal)
-        return 200, _issue(portal, client, row.user_id, portal.token_lifetime, base_url)
+        return 200, _issue(portal, client, row.user_id, portal.token_lifetime, base_url,
+                           refreshed=grant_type == "refresh_token")
 
 
 def sandbox_expire_tokens(*, portal: SandboxPortal) -> int:
