@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import F
 
-from . import clock
+from . import clock, idempotency
 from .errors import (
     SandboxError,
     expired_token,
@@ -116,10 +116,13 @@ def rest_call(
     webhook_code: str | None = None,
     access_token: str | None = None,
     params_error: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Answer:
-    """Run one HTTP-level REST call and return the answer the portal would give."""
+    """Run one HTTP-level REST call and return the answer the portal would give.
+    `idempotency_key`: the REST 3.0 `Idempotency-Key` header (v2 ignores it)."""
     start = clock.now()
     perf = time.perf_counter()
+    echo: dict = {}
     try:
         portal = SandboxPortal.objects.filter(slug=slug).first()
         if portal is None:
@@ -137,6 +140,15 @@ def rest_call(
             raise wrong_auth_type()
         if params_error is not None:
             raise _params_error(api, params_error)
+        idem = None
+        if api == V3 and idempotency_key is not None:
+            idempotency.check_key(idempotency_key)
+            echo = {idempotency.HEADER: idempotency_key}
+            idem = {"portal": portal, "scope": f"{caller.key}|{caller.user_id}|{name}", "key": idempotency_key,
+                    "digest": idempotency.body_hash(params)}
+            stored = idempotency.stored_answer(**idem)
+            if stored is not None:
+                return Answer(stored[0], stored[1], {**echo, idempotency.REPLAYED: "true"})
         fault = _take_fault(portal, name)
         clock.sleep(fault.latency)
         if not fault.after:
@@ -159,9 +171,11 @@ def rest_call(
             if outcome.total is not None:
                 body["total"] = outcome.total
         body["time"] = time_object(start, clock.now(), time.perf_counter() - perf, operating)
-        return Answer(200, body)
+        if idem is not None:
+            idempotency.store_answer(**idem, status=200, body=body)
+        return Answer(200, body, dict(echo))
     except SandboxError as exc:
-        return Answer(exc.status, exc.v3_body() if api == V3 else exc.v2_body())
+        return Answer(exc.status, exc.v3_body() if api == V3 else exc.v2_body(), dict(echo))
 
 
 # ---------------------------------------------------------------------------- steps

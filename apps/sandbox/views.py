@@ -22,8 +22,11 @@ class BadRequest(Exception):
     pass
 
 
-def _json(body, status: int = 200) -> JsonResponse:
-    return JsonResponse(body, status=status, safe=False)
+def _json(body, status: int = 200, headers: dict | None = None) -> JsonResponse:
+    response = JsonResponse(body, status=status, safe=False)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
 
 
 def _internal_error(api: str) -> JsonResponse:
@@ -93,7 +96,7 @@ def _v2(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
     answer = sandbox_rest_call(slug=slug, api=V2, method=method, params=params, webhook_user_id=user_id,
                                webhook_code=code, access_token=token if isinstance(token, str) else None,
                                params_error=params_error)
-    return _json(answer.body, answer.status)
+    return _json(answer.body, answer.status, answer.headers)
 
 
 def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, code: str | None):
@@ -118,8 +121,8 @@ def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
         params.pop("auth", None)
     answer = sandbox_rest_call(slug=slug, api=V3, method=method, params=params, webhook_user_id=user_id,
                                webhook_code=code, access_token=token if isinstance(token, str) else None,
-                               params_error=params_error)
-    return _json(answer.body, answer.status)
+                               params_error=params_error, idempotency_key=request.headers.get("Idempotency-Key"))
+    return _json(answer.body, answer.status, answer.headers)
 
 
 def _guard(api: str, view, request, **kwargs):
