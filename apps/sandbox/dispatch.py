@@ -8,6 +8,7 @@ portal -> leaky bucket (503) -> credentials (401) -> method (404) -> scope (403)
 checked and counted against their own methods' operating time, the outer call is not.
 """
 
+import dataclasses
 import logging
 import math
 import re
@@ -278,6 +279,9 @@ def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcom
     _count_method(ctx.portal, ctx.api, spec.name)
     perf = time.perf_counter()
     try:
+        connector = params.get("auth_connector") if isinstance(params, dict) else None
+        if isinstance(connector, str) and connector:
+            ctx = dataclasses.replace(ctx, auth_connector=connector)
         outcome = spec.handler(ctx, bind_positional(spec, params))
     finally:
         cost = operating_cost(portal=ctx.portal, method=spec.name)

@@ -34,6 +34,7 @@ class Ctx:
     client_id: str | None = None  # None: an incoming webhook (no application context)
     scopes: frozenset[str] | None = None  # None: every scope
     is_admin: bool = False
+    auth_connector: str = ""  # the call's `auth_connector`: its changes are not queued back (FACTS §11)
 
 
 @dataclass

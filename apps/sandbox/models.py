@@ -32,6 +32,10 @@ def _admins() -> list[int]:
     return [1]
 
 
+def _smart_process_types() -> list[int]:
+    return [1036]
+
+
 class SandboxPortal(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     member_id = models.CharField(max_length=32, unique=True)
@@ -71,6 +75,8 @@ class SandboxPortal(models.Model):
 
     # Who counts as a portal administrator (event.offline.*, offline event.bind).
     admin_user_ids = models.JSONField(default=_admins, blank=True)
+    # Smart-process types (entityTypeId) crm.item.* accepts.
+    smart_process_types = models.JSONField(default=_smart_process_types, blank=True)
     # feature.get answers: {code: bool}; unknown codes fall back to the sandbox defaults.
     features = models.JSONField(default=dict, blank=True)
 
