@@ -20,8 +20,12 @@ from django.db.models import F
 
 from . import clock, idempotency
 from .errors import (
+    FAULT_ERRORS,
+    MOVED,
     SandboxError,
     expired_token,
+    fault_error,
+    https_required,
     insufficient_scope,
     internal_server_error,
     method_not_found,
@@ -118,9 +122,12 @@ def rest_call(
     access_token: str | None = None,
     params_error: str | None = None,
     idempotency_key: str | None = None,
+    secure: bool = True,
+    moved_path: str = "",
 ) -> Answer:
     """Run one HTTP-level REST call and return the answer the portal would give.
-    `idempotency_key`: the REST 3.0 `Idempotency-Key` header (v2 ignores it)."""
+    `idempotency_key`: the REST 3.0 `Idempotency-Key` header (v2 ignores it); `secure`: the call
+    came over HTTPS; `moved_path`: the path after the portal's base URL (for the 302 fault)."""
     start = clock.now()
     perf = time.perf_counter()
     echo: dict = {}
@@ -128,6 +135,11 @@ def rest_call(
         portal = SandboxPortal.objects.filter(slug=slug).first()
         if portal is None:
             raise portal_not_found()
+        if portal.require_https and not secure:
+            raise https_required()
+        switched = _take_error_fault(portal, api, "portal", None)
+        if switched == MOVED:
+            return Answer(302, {}, {"Location": portal.moved_to.rstrip("/") + "/" + moved_path.lstrip("/")})
         if not bucket_admit(portal=portal):
             raise query_limit_exceeded()
         caller = _authenticate(portal, webhook_user_id, webhook_code, access_token)
@@ -139,6 +151,7 @@ def rest_call(
             raise _scope_error(api)
         if spec.app_only and caller.client_id is None:
             raise wrong_auth_type()
+        _take_error_fault(portal, api, "call", name)
         if params_error is not None:
             raise _params_error(api, params_error)
         idem = None
@@ -222,6 +235,37 @@ def _params_error(api: str, message: str) -> SandboxError:
     if api == V3:
         return v3_error("INVALIDJSONEXCEPTION", message)
     return SandboxError("INVALID_REQUEST", message, status=400)
+
+
+def _take_error_fault(portal: SandboxPortal, api: str, phase: str, method: str | None) -> str | None:
+    """The fault switch: raise the switched-on system error if it applies to this phase, API and
+    method (counting down `fault_error_remaining`); returns MOVED for the redirect."""
+    key = portal.fault_error
+    if not key or (key != MOVED and key not in FAULT_ERRORS):
+        return None
+    if key == MOVED:
+        if phase != "portal" or not portal.moved_to:
+            return None
+    else:
+        fault_phase = FAULT_ERRORS[key][3]
+        if fault_phase != phase or (key == "ACCESSDENIEDEXCEPTION" and api != V3):
+            return None
+        methods = portal.fault_methods
+        if phase == "call" and isinstance(methods, list) and method not in methods:
+            return None
+    with transaction.atomic():
+        row = SandboxPortal.objects.select_for_update().get(pk=portal.pk)
+        if row.fault_error != key or row.fault_error_remaining == 0:
+            return None
+        updates = {"faults_injected": F("faults_injected") + 1}
+        if row.fault_error_remaining > 0:
+            updates["fault_error_remaining"] = F("fault_error_remaining") - 1
+            if row.fault_error_remaining == 1:
+                updates["fault_error"] = ""
+        SandboxPortal.objects.filter(pk=row.pk).update(**updates)
+    if key == MOVED:
+        return MOVED
+    raise fault_error(key)
 
 
 def _take_fault(portal: SandboxPortal, method: str) -> FaultPlan:

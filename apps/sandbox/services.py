@@ -21,6 +21,7 @@ from apps.core.exceptions import InvalidRequest, NotFound
 
 from . import clock, events
 from .dispatch import Answer, rest_call
+from .errors import FAULT_ERRORS, MOVED
 from .limits import operating_reset
 from .models import (
     FAULT_AFTER,
@@ -295,6 +296,42 @@ def sandbox_set_faults(
     return _fresh(portal)
 
 
+def sandbox_set_fault(
+    *,
+    portal: SandboxPortal,
+    error: str,
+    calls: int = -1,
+    moved_to: str | None = None,
+    require_https: bool | None = None,
+) -> SandboxPortal:
+    """The fault switch: the portal answers the documented system error `error` (a key of
+    `errors.FAULT_ERRORS`, or "MOVED" for a 302 to `moved_to`) for the next `calls` calls
+    (-1: until cleared); "" switches it off. `require_https`: plain-HTTP calls then get
+    INVALID_REQUEST "Https required." (None leaves it as it is). `fault_methods` (see
+    `sandbox_set_faults`) limits the per-call errors to some methods."""
+    if error not in ("", MOVED, *FAULT_ERRORS):
+        raise InvalidRequest(f"error must be one of: {', '.join([MOVED, *FAULT_ERRORS])} (or '' to clear).",
+                             field="error")
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls < -1 or calls == 0:
+        raise InvalidRequest("calls must be a positive integer, or -1 for every call until cleared.", field="calls")
+    updates: dict = {"fault_error": error, "fault_error_remaining": calls}
+    if moved_to is not None:
+        if moved_to and not events.valid_handler_url(moved_to):
+            raise InvalidRequest("moved_to must be an http(s) URL.", field="moved_to")
+        updates["moved_to"] = moved_to
+    if error == MOVED and not (moved_to if moved_to is not None else _fresh(portal).moved_to):
+        raise InvalidRequest("The MOVED fault needs moved_to (the portal's new address).", field="moved_to")
+    if require_https is not None:
+        updates["require_https"] = bool(require_https)
+    SandboxPortal.objects.filter(pk=portal.pk).update(**updates)
+    return _fresh(portal)
+
+
+def sandbox_clear_fault(*, portal: SandboxPortal) -> SandboxPortal:
+    """Switch the fault off and allow plain HTTP again."""
+    return sandbox_set_fault(portal=portal, error="", require_https=False)
+
+
 # ---------------------------------------------------------------------------- events
 
 
@@ -349,6 +386,7 @@ __all__ = [
     "sandbox_application_token",
     "sandbox_outgoing_webhook_create",
     "sandbox_base_url",
+    "sandbox_clear_fault",
     "sandbox_clear_faults",
     "sandbox_expire_tokens",
     "sandbox_oauth_client_create",
@@ -358,6 +396,7 @@ __all__ = [
     "sandbox_portal_ensure",
     "sandbox_reset_limits",
     "sandbox_rest_call",
+    "sandbox_set_fault",
     "sandbox_set_faults",
     "sandbox_set_limits",
     "sandbox_webhook_create",

@@ -6,7 +6,7 @@ import json
 import logging
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .dispatch import V2, V3
@@ -83,6 +83,21 @@ def _v2_params(request: HttpRequest) -> dict:
     return params
 
 
+def _moved_path(request: HttpRequest, slug: str) -> str:
+    """The request's path and query after `/sandbox/<slug>/`, for the 302 fault's Location."""
+    full = request.get_full_path()
+    prefix = f"/sandbox/{slug}/"
+    return full[full.index(prefix) + len(prefix):] if prefix in full else full.lstrip("/")
+
+
+def _answer(answer) -> HttpResponse:
+    if answer.status == 302:
+        response = HttpResponse(status=302, content_type="application/json")
+        response["Location"] = answer.headers["Location"]
+        return response
+    return _json(answer.body, answer.status, answer.headers)
+
+
 def _v2(request: HttpRequest, *, slug: str, method: str, user_id: int | None, code: str | None):
     if request.method not in ("GET", "POST", "HEAD"):
         return _json({"error": "INVALID_REQUEST", "error_description": "Use GET or POST"}, 405)
@@ -95,8 +110,9 @@ def _v2(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
     params.pop("auth", None)
     answer = sandbox_rest_call(slug=slug, api=V2, method=method, params=params, webhook_user_id=user_id,
                                webhook_code=code, access_token=token if isinstance(token, str) else None,
-                               params_error=params_error)
-    return _json(answer.body, answer.status, answer.headers)
+                               params_error=params_error, secure=request.is_secure(),
+                               moved_path=_moved_path(request, slug))
+    return _answer(answer)
 
 
 def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, code: str | None):
@@ -121,8 +137,9 @@ def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
         params.pop("auth", None)
     answer = sandbox_rest_call(slug=slug, api=V3, method=method, params=params, webhook_user_id=user_id,
                                webhook_code=code, access_token=token if isinstance(token, str) else None,
-                               params_error=params_error, idempotency_key=request.headers.get("Idempotency-Key"))
-    return _json(answer.body, answer.status, answer.headers)
+                               params_error=params_error, idempotency_key=request.headers.get("Idempotency-Key"),
+                               secure=request.is_secure(), moved_path=_moved_path(request, slug))
+    return _answer(answer)
 
 
 def _guard(api: str, view, request, **kwargs):
