@@ -247,6 +247,10 @@ def _apply(entity: str, ctx: Ctx, data: dict, fields: dict, stamp: str, *, creat
             data["DATE_CLOSED"] = stamp if semantic != "P" else ""
         if entity == "deal":
             data["CLOSED"] = "N" if semantic == "P" else "Y"
+    if "ADDRESS_LOC_ADDR_ID" in spec["fields"] and data.get("ADDRESS_LOC_ADDR_ID") is None and any(
+            data.get(k) for k in spec["fields"] if k.startswith("ADDRESS") and k != "ADDRESS_LOC_ADDR_ID"):
+        # an address is kept by the location module; the record refers to it
+        data["ADDRESS_LOC_ADDR_ID"] = str(next_ids(portal=ctx.portal, entity="location_address", count=1)[0])
     if "HAS_PHONE" in spec["fields"]:
         data["HAS_PHONE"] = "Y" if data.get("PHONE") else "N"
         data["HAS_EMAIL"] = "Y" if data.get("EMAIL") else "N"

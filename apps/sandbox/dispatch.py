@@ -308,18 +308,14 @@ def _count_method(portal: SandboxPortal, api: str, method: str) -> None:
 
 def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcome, Operating, float]:
     """Operating-time check, the method, accounting. Returns (outcome, operating, processing)."""
-    blocked, state = operating_blocked(portal=ctx.portal, caller=caller.key, method=spec.name)
+    blocked, _ = operating_blocked(portal=ctx.portal, caller=caller.key, method=spec.name)
     if blocked:
         SandboxPortal.objects.filter(pk=ctx.portal.pk).update(
             operation_limit_refusals=F("operation_limit_refusals") + 1
         )
-        now = clock.now()
-        raise SandboxError(
-            "OPERATION_TIME_LIMIT",
-            "Method is blocked due to operation time limit.",
-            status=429,
-            extra={"time": time_object(now, now, 0.0, state)},
-        )
+        # Only the code and the status are documented (limits.md): the client takes
+        # `operating_reset_at` from its last successful answer.
+        raise SandboxError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", status=429)
     _count_method(ctx.portal, ctx.api, spec.name)
     perf = time.perf_counter()
     try:

@@ -379,7 +379,7 @@ def delivery_body(*, portal: SandboxPortal, handler: SandboxEventHandler | None,
     if client is None and handler is not None and handler.client_id:
         client = SandboxOAuthClient.objects.filter(client_id=handler.client_id).first()
     payload: dict = {"event": event}
-    if handler is not None:
+    if handler is not None and event != "ONOFFLINEEVENT":  # the documented ONOFFLINEEVENT has none
         payload["event_handler_id"] = str(handler.pk)
     if data:
         payload["data"] = data

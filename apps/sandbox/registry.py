@@ -62,6 +62,7 @@ def _build_v2() -> dict[str, MethodSpec]:
         MethodSpec("event.offline.list", ("basic",), events.offline_list),
         MethodSpec("user.current", USER_SCOPES, system.user_current),
         MethodSpec("department.get", ("department",), system.department_get),
+        MethodSpec("biconnector.connector.get", ("biconnector",), system.biconnector_connector_get),
         MethodSpec("tasks.task.add", ("task",), _task_events(tasks_v2_add, "add"), is_write=True),
         MethodSpec("tasks.task.get", ("task",), tasks_v2_get),
         MethodSpec("tasks.task.list", ("task",), tasks_v2_list),

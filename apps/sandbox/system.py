@@ -131,3 +131,14 @@ def rest_scope_list(ctx: Ctx, params: dict) -> Outcome:
 
     return Outcome({"items": [{"method": name, "scope": spec.scopes[0]} for name, spec in sorted(V3_METHODS.items())
                               if spec.handler is not None]})
+
+
+def biconnector_connector_get(ctx: Ctx, params: dict) -> Outcome:
+    """The sandbox has no BI connectors; the page's errors come with HTTP 200
+    (samples/error_biconnector_status_200.json)."""
+    raw = _param(params, "id")
+    if raw in (None, ""):
+        raise SandboxError("VALIDATION_ID_NOT_PROVIDED", "ID is missing.", status=200)
+    if not str(raw).strip().isdigit() or int(str(raw).strip()) <= 0:
+        raise SandboxError("VALIDATION_INVALID_ID_FORMAT", "ID has to be a positive integer.", status=200)
+    raise SandboxError("CONNECTOR_NOT_FOUND", "Connector was not found.", status=200)
