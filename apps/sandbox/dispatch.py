@@ -178,6 +178,8 @@ def rest_call(
             outcome, operating, _ = _execute(ctx, caller, spec, params)
         if fault.after:
             _apply_fault(fault)
+        if outcome.raw:
+            return Answer(200, outcome.result, dict(echo))
         body = {"result": outcome.result}
         if api == V2:
             if outcome.next is not None:

@@ -17,6 +17,7 @@ from .records import (
     MAX_OFFSET,
     PAGE_SIZE,
     Condition,
+    condition_matches,
     record_create,
     record_delete,
     record_get,
@@ -42,6 +43,7 @@ class Outcome:
     result: object
     total: int | None = None
     next: int | None = None
+    raw: bool = False  # the answer is `result` itself, without the envelope (rest.documentation.openapi)
 
 
 @dataclass(frozen=True)
@@ -431,43 +433,96 @@ def tasks_v3_delete(ctx: Ctx, params: dict) -> Outcome:
 
 _V3_OPS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<=", "in": "in"}
 
+# REST 3.0 task fields: (type, filterable, sortable, multiple), as tasks.task.field.list lists them
+# (api-reference/tasks/tasks-task-field-list.md: only `id` is filterable and sortable for tasks).
+TASK_V3_FIELDS = {
+    "id": ("int", True, True, False), "title": ("string", False, False, False),
+    "description": ("string", False, False, False), "creatorId": ("int", False, False, False),
+    "responsibleId": ("int", False, False, False), "status": ("string", False, False, False),
+    "priority": ("string", False, False, False), "deadline": ("string", False, False, False),
+    "groupId": ("int", False, False, False), "parentId": ("int", False, False, False),
+    "created": ("string", False, False, False), "changed": ("string", False, False, False),
+    "closed": ("string", False, False, False), "crmItemIds": ("string", False, False, True),
+}
 
-def _v3_filter(raw) -> list[Condition]:
+
+def _v3_condition(item, dto: str) -> list[Condition]:
+    """One `[field, op, value]` (or `[field, value]`) condition as stored-field conditions."""
+    if not isinstance(item, list) or len(item) not in (2, 3) or not isinstance(item[0], str):
+        raise _v3_validation("filter", "Unable to recognize the filter condition")
+    name = item[0]
+    if len(item) == 2:
+        op, value = ("in" if isinstance(item[1], list) else "="), item[1]
+    else:
+        op, value = item[1], item[2]
+    spec = TASK_V3_FIELDS.get(name)
+    if spec is None:
+        raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `{dto}`")
+    if not spec[1]:
+        raise _v3_validation(name, f"In DTO `{dto}`, the `{name}` field requires the `Filterable` attribute "
+                                   "for such a request")
+    if not isinstance(op, str) or (op not in _V3_OPS and op != "between"):
+        raise v3_error("UNKNOWNFILTEROPERATOREXCEPTION", f"Unknown filter operator `{op}`")
+    values = value if isinstance(value, list) else [value]
+    if op == "between" and len(values) != 2:
+        raise _v3_validation(name, "`between` needs two values")
+    if spec[0] == "int" and not all(_v3_int(v) for v in values):
+        raise _v3_validation(name, f"Field `{name}` requires data type `int` for this request")
+    canon = V3_TO_CANON[name]
+    if op == "between":
+        return [Condition(canon, ">=", values[0]), Condition(canon, "<=", values[1])]
+    return [Condition(canon, _V3_OPS[op], value)]
+
+
+def _v3_group(item: dict, dto: str, depth: int):
+    """`{"logic": "or"|"and", "conditions": [...]}` as a predicate over a stored row."""
+    if depth > 8:
+        raise _v3_validation("filter", "Filter groups are nested too deeply")
+    logic = str(item.get("logic", "and")).lower()
+    members = item.get("conditions")
+    if logic not in ("or", "and") or not isinstance(members, list) or not members:
+        raise _v3_validation("filter", "A filter group needs `logic` (or/and) and a non-empty `conditions` array")
+    parts = [_v3_group(m, dto, depth + 1) if isinstance(m, dict) else _all_of(_v3_condition(m, dto))
+             for m in members]
+    if logic == "or":
+        return lambda row: any(part(row) for part in parts)
+    return lambda row: all(part(row) for part in parts)
+
+
+def _all_of(conditions: list[Condition]):
+    return lambda row: all(condition_matches(row, c) for c in conditions)
+
+
+def _v3_filter(raw, dto: str = "TaskDto"):
+    """(AND-ed simple conditions, a predicate for the `logic` groups or None) — FACTS §3."""
     if raw is None:
-        return []
+        return [], None
     if not isinstance(raw, list):
         raise _v3_validation("filter", "Field `filter` requires data type `array` for this request")
-    conditions = []
+    conditions, groups = [], []
     for item in raw:
         if isinstance(item, dict):
-            raise v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "Logic groups are not supported by the sandbox")
-        if not isinstance(item, list) or len(item) not in (2, 3) or not isinstance(item[0], str):
-            raise _v3_validation("filter", "Unable to recognize the filter condition")
-        name = item[0]
-        if len(item) == 2:
-            op, value = ("in" if isinstance(item[1], list) else "="), item[1]
+            groups.append(_v3_group(item, dto, 1))
         else:
-            op, value = item[1], item[2]
-        if name != "id":
-            raise _v3_validation(name, f"In DTO `TaskDto`, the `{name}` field requires the `Filterable` attribute "
-                                       "for such a request")
-        if op == "between":
-            if not isinstance(value, list) or len(value) != 2:
-                raise _v3_validation(name, "`between` needs two values")
-            conditions += [Condition("ID", ">=", value[0]), Condition("ID", "<=", value[1])]
-            continue
-        if op not in _V3_OPS:
-            raise v3_error("UNKNOWNFILTEROPERATOREXCEPTION", f"Unknown filter operator `{op}`")
-        values = value if isinstance(value, list) else [value]
-        if not all(_v3_int(v) for v in values):
-            raise _v3_validation(name, f"Field `{name}` requires data type `int` for this request")
-        conditions.append(Condition("ID", _V3_OPS[op], value))
-    return conditions
+            conditions += _v3_condition(item, dto)
+    if not groups:
+        return conditions, None
+    return conditions, lambda row: all(group(row) for group in groups)
+
+
+def tasks_v3_field_list(ctx: Ctx, params: dict) -> Outcome:
+    select = _v3_select(params)
+    items = []
+    for name, (ftype, filterable, sortable, multiple) in TASK_V3_FIELDS.items():
+        item = {"name": name, "type": ftype, "title": name, "description": None, "filterable": filterable,
+                "sortable": sortable, "multiple": multiple}
+        items.append({k: v for k, v in item.items() if select is None or k in select})
+    return Outcome({"items": items})
 
 
 def tasks_v3_list(ctx: Ctx, params: dict) -> Outcome:
     select = _v3_select(params)
-    conditions = _v3_filter(params.get("filter"))
+    conditions, predicate = _v3_filter(params.get("filter"))
     raw_order = params.get("order") or {}
     if not isinstance(raw_order, dict):
         raise v3_error("INVALIDORDEREXCEPTION", f"Unable to recognize sorting parameter `{raw_order}`")
@@ -491,5 +546,5 @@ def tasks_v3_list(ctx: Ctx, params: dict) -> Outcome:
     if "offset" not in pagination:
         offset = (page_no - 1) * limit
     rows, _ = record_query(portal=ctx.portal, entity="task", conditions=conditions, order=order, offset=offset,
-                           limit=limit, count=False)
+                           limit=limit, count=False, predicate=predicate)
     return Outcome({"items": [task_v3_view(r, select if select is not None else ["id"]) for r in rows]})

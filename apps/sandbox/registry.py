@@ -2,7 +2,7 @@
 `/rest/` and `V3_METHODS` for `/rest/api/`. Scopes as printed on each method page
 (`methods.csv`, `methods_rest3.csv`): v2 `tasks.task.*` need `task`, REST 3.0 ones `tasks`."""
 
-from . import events, system, task_comments
+from . import events, openapi, system, task_comments
 from .crm import CRM_ENTITIES, crm_handlers
 from .crm_items import item_handlers
 from .methods import (
@@ -15,6 +15,7 @@ from .methods import (
     tasks_v2_update,
     tasks_v3_add,
     tasks_v3_delete,
+    tasks_v3_field_list,
     tasks_v3_get,
     tasks_v3_list,
     tasks_v3_update,
@@ -92,6 +93,9 @@ V2_METHODS: dict[str, MethodSpec] = _build_v2()
 V3_METHODS: dict[str, MethodSpec] = {
     "batch": MethodSpec("batch", ("basic",), is_batch=True),
     "rest.scope.list": MethodSpec("rest.scope.list", ("basic",), system.rest_scope_list),
+    "rest.documentation.openapi": MethodSpec("rest.documentation.openapi", ("basic",), openapi.openapi_document),
+    "documentation": MethodSpec("documentation", ("basic",), openapi.openapi_document),
+    "tasks.task.field.list": MethodSpec("tasks.task.field.list", ("tasks",), tasks_v3_field_list),
     "tasks.task.add": MethodSpec("tasks.task.add", ("tasks",), _task_events(tasks_v3_add, "add"), is_write=True),
     "tasks.task.get": MethodSpec("tasks.task.get", ("tasks",), tasks_v3_get),
     "tasks.task.list": MethodSpec("tasks.task.list", ("tasks",), tasks_v3_list),

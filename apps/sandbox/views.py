@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from .dispatch import V2, V3
 from .params import ParamsError, php_nest, php_parse_query
 from .services import sandbox_oauth_token, sandbox_rest_call
+from .xmlrender import render_xml
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,9 @@ def _moved_path(request: HttpRequest, slug: str) -> str:
     return full[full.index(prefix) + len(prefix):] if prefix in full else full.lstrip("/")
 
 
-def _answer(answer) -> HttpResponse:
+def _answer(answer, *, xml: bool = False) -> HttpResponse:
+    if xml and answer.status != 302:
+        return HttpResponse(render_xml(answer.body), status=answer.status, content_type="text/xml; charset=utf-8")
     if answer.status == 302:
         response = HttpResponse(status=302, content_type="application/json")
         response["Location"] = answer.headers["Location"]
@@ -99,6 +102,9 @@ def _answer(answer) -> HttpResponse:
 
 
 def _v2(request: HttpRequest, *, slug: str, method: str, user_id: int | None, code: str | None):
+    xml = method.lower().endswith(".xml")  # FACTS §1: `.xml` after the method name answers XML
+    if xml:
+        method = method[: -len(".xml")]
     if request.method not in ("GET", "POST", "HEAD"):
         return _json({"error": "INVALID_REQUEST", "error_description": "Use GET or POST"}, 405)
     params, params_error = {}, None
@@ -112,7 +118,7 @@ def _v2(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
                                webhook_code=code, access_token=token if isinstance(token, str) else None,
                                params_error=params_error, secure=request.is_secure(),
                                moved_path=_moved_path(request, slug))
-    return _answer(answer)
+    return _answer(answer, xml=xml)
 
 
 def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, code: str | None):
