@@ -1,8 +1,9 @@
 """One REST call to the simulated portal, in the order a cloud portal applies its checks:
 
-portal -> leaky bucket (503) -> credentials (401) -> method (404) -> scope (403) -> faults
-"before" -> operating-time check (429) -> the method -> operating-time accounting -> faults
-"after" -> envelope with `time`.
+portal -> "Https required" (when the portal requires it) -> portal-wide switched error or 302
+-> leaky bucket (503) -> credentials (401) -> method (404) -> scope (403) -> application context
+-> per-call switched error -> REST 3.0 Idempotency-Key -> faults "before" -> operating-time check
+(429) -> the method -> operating-time accounting -> faults "after" -> envelope with `time`.
 
 `batch` (v2 `cmd`, REST 3.0 JSON array) counts once against the bucket; its sub-calls are
 checked and counted against their own methods' operating time, the outer call is not.
@@ -496,6 +497,8 @@ def _batch_v3(ctx: Ctx, caller: Caller, params) -> list:
                 raise method_not_found()
             if not _granted(spec, caller):
                 raise _scope_error(V3)
+            if spec.app_only and caller.client_id is None:
+                raise wrong_auth_type()
             outcome, _, _ = _execute(ctx, caller, spec, query)
         except SandboxError as exc:
             out.append(exc.v3_body())

@@ -3,7 +3,10 @@
 Setup: `sandbox_portal_ensure`, `sandbox_webhook_create`, `sandbox_oauth_client_create`,
 `sandbox_oauth_issue`, `sandbox_oauth_code_issue`, `sandbox_set_limits`.
 Test levers: `sandbox_set_faults`, `sandbox_clear_faults`, `sandbox_expire_tokens`,
-`sandbox_reset_limits`. Counters are read through `apps.sandbox.selectors`.
+`sandbox_reset_limits`; the fault switch `sandbox_set_fault`/`sandbox_clear_fault` (documented
+system errors, a 302, "Https required"; also `manage.py sandbox_fault` and the admin).
+Events: `sandbox_outgoing_webhook_create`, `sandbox_app_event`, `sandbox_application_token`
+(apps bind handlers themselves with `event.bind`). Counters are read through `apps.sandbox.selectors`.
 Protocol: `sandbox_rest_call` (one REST call) and `sandbox_oauth_token` (the token endpoint);
 the views are thin adapters over these two.
 """
