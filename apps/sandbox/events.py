@@ -15,9 +15,11 @@ Outgoing webhooks are handlers without an app (`client_id=""`): their `auth` car
 
 import hashlib
 import logging
+import math
 import re
 import secrets
 import threading
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -185,39 +187,54 @@ def _connector(params: dict) -> str:
     return raw.strip() if isinstance(raw, str) else ""
 
 
+def _offline_value(field: str, value):
+    """A filter value as the column holds it; None when it cannot match anything."""
+    if isinstance(value, list):
+        values = [_offline_value(field, v) for v in value]
+        return [v for v in values if v is not None]
+    if isinstance(value, dict | list):
+        return None
+    if field == "ID":
+        text = str(value).strip()
+        return int(text) if text.isdigit() and len(text) < 19 else None
+    if field == "ERROR":
+        return str(value).strip().lower() in ("1", "y", "true")
+    if field == "TIMESTAMP_X":
+        return _as_timestamp(value)
+    return "" if value is None else str(value)
+
+
 def _offline_filter(qs, raw, allowed: tuple[str, ...]):
     for cond in parse_v2_filter(raw):
         column = _OFFLINE_FIELDS.get(cond.field)
         if column is None or cond.field not in allowed:
             continue
-        value = cond.value
-        if cond.field == "ERROR":
-            value = [str(v) in ("1", "Y", "true") for v in value] if isinstance(value, list) else \
-                str(value) in ("1", "Y", "true")
-        elif cond.field == "TIMESTAMP_X":
-            value = _as_timestamp(value)
+        value = _offline_value(cond.field, cond.value)
+        if value is None:
+            if cond.op not in ("!=", "not_in"):
+                qs = qs.none()
+            continue
         lookup = _LOOKUPS.get(cond.op)
         if cond.op in ("!=", "not_in"):
             qs = qs.exclude(**{f"{column}__in" if isinstance(value, list) else column: value})
         elif lookup is not None:
             if lookup == "in" and not isinstance(value, list):
                 value = [value]
+            elif lookup != "in" and isinstance(value, list):
+                lookup = "in"
             qs = qs.filter(**{f"{column}__{lookup}": value})
     return qs
 
 
-def _as_timestamp(value):
-    from datetime import datetime
-
-    if isinstance(value, list):
-        return [_as_timestamp(v) for v in value]
+def _as_timestamp(value) -> float:
     try:
         return datetime.fromisoformat(str(value)).timestamp()
     except ValueError:
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(str(value))
+        except ValueError:
             return 0.0
+        return number if math.isfinite(number) else 0.0
 
 
 def _offline_order(raw, default: str):
