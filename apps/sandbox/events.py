@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 _DYNAMIC_RE = re.compile(r"ONCRMDYNAMICITEM(ADD|UPDATE|DELETE)_[0-9]{1,9}")
 DELIVERY_TIMEOUT = 5.0
+RESERVATION_LIFETIME = 30 * 86400  # a reserved batch is kept up to 30 days, then dropped (FACTS §11)
 USER_AGENT = "Bitrix24 Webhook Engine (sandbox)"
 
 
@@ -277,6 +278,8 @@ def offline_get(ctx: Ctx, params: dict) -> Outcome:
     with transaction.atomic():
         # The portal row lock makes parallel readers take batches that do not overlap.
         SandboxPortal.objects.select_for_update().filter(pk=ctx.portal.pk).first()
+        SandboxOfflineEvent.objects.filter(portal=ctx.portal).exclude(process_id="").filter(
+            reserved_at__lt=clock.now() - RESERVATION_LIFETIME).delete()
         qs = SandboxOfflineEvent.objects.filter(portal=ctx.portal, client_id=ctx.client_id,
                                                 auth_connector=_connector(params), error=error)
         qs = qs.filter(process_id=process_id) if process_id else qs.filter(process_id="")
@@ -289,7 +292,11 @@ def offline_get(ctx: Ctx, params: dict) -> Outcome:
             answer_pid = None
         else:
             answer_pid = process_id or secrets.token_hex(16)
-            SandboxOfflineEvent.objects.filter(pk__in=ids).update(process_id=answer_pid)
+            reserved = SandboxOfflineEvent.objects.filter(pk__in=ids)
+            if process_id:
+                reserved.update(process_id=answer_pid)
+            else:
+                reserved.update(process_id=answer_pid, reserved_at=clock.now())
     return Outcome({"process_id": answer_pid, "events": events})
 
 

@@ -260,6 +260,7 @@ class SandboxOfflineEvent(models.Model):
     message_id = models.CharField(max_length=64)
     auth_connector = models.CharField(max_length=128, blank=True, default="")
     process_id = models.CharField(max_length=64, blank=True, default="")  # "": not reserved
+    reserved_at = models.FloatField(default=0.0)  # a reserved batch is kept up to 30 days
     error = models.BooleanField(default=False)
     timestamp = models.FloatField()
 

@@ -211,3 +211,17 @@ def test_onofflineevent_notifies(offline_app, rest, posted, django_capture_on_co
         _leads(rest, 2)
     assert [b["event"] for _, b in posted] == ["ONOFFLINEEVENT", "ONOFFLINEEVENT"]
     assert "auth[refresh_token]" in posted[0][1] and not any(k.startswith("data") for k in posted[0][1])
+
+
+def test_reserved_batches_are_dropped_after_30_days(offline_app, make_app, rest, sb_clock):
+    _leads(rest, 2)
+    got = offline_app.call("event.offline.get", {"clear": 0, "limit": 1}).json()["result"]
+    sb_clock.advance(29 * 86400)
+    app = make_app(client_id=offline_app.client_id)  # a fresh token: access tokens live an hour
+    assert app.call("event.offline.get", {"clear": 0, "process_id": got["process_id"]}).json()[
+        "result"]["events"] == got["events"]
+    sb_clock.advance(2 * 86400)
+    app = make_app(client_id=offline_app.client_id)
+    app.call("event.offline.get", {"clear": 0, "filter": {"=EVENT_NAME": "NONE"}})  # any reader drops them
+    rows = app.call("event.offline.list").json()["result"]
+    assert [r["PROCESS_ID"] for r in rows] == [""]  # the unreserved record stays
