@@ -380,7 +380,9 @@ def sandbox_app_event(*, portal: SandboxPortal, client_id: str, url: str, event:
 
 
 def sandbox_clear_faults(*, portal: SandboxPortal) -> SandboxPortal:
-    return sandbox_set_faults(portal=portal)
+    """Every fault off: latency, 5xx, timeouts, and the switched-on system error / https rule."""
+    sandbox_set_faults(portal=portal)
+    return sandbox_clear_fault(portal=portal)
 
 
 __all__ = [

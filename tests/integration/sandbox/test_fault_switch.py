@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from apps.core.exceptions import InvalidRequest
 from apps.sandbox.errors import FAULT_ERRORS
 from apps.sandbox.models import SandboxPortal
-from apps.sandbox.services import sandbox_clear_fault, sandbox_set_fault, sandbox_set_faults
+from apps.sandbox.services import sandbox_clear_fault, sandbox_clear_faults, sandbox_set_fault, sandbox_set_faults
 
 from .conftest import sample
 
@@ -123,3 +123,10 @@ def test_admin_switch(admin_client, rest):
     bad = admin_client.post(url, {"fault_error": "MOVED", "fault_error_remaining": "-1", "moved_to": ""})
     assert bad.status_code == 200  # the form shows the error; nothing changed
     assert SandboxPortal.objects.get(pk=rest.portal.pk).fault_error == "OVERLOAD_LIMIT"
+
+
+@pytest.mark.django_db
+def test_clear_faults_clears_the_switch_too(rest):
+    sandbox_set_fault(portal=rest.portal, error="PORTAL_DELETED", require_https=True)
+    sandbox_clear_faults(portal=rest.portal)
+    assert rest.call("server.time").status_code == 200
