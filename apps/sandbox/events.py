@@ -371,7 +371,7 @@ def post_form(url: str, body: str) -> None:
         logger.info("sandbox event delivery to %s failed: %s", urlsplit(url).netloc, exc.__class__.__name__)
 
 
-def _send_after_commit(url: str, body: str) -> None:
+def send_after_commit(url: str, body: str) -> None:
     def send() -> None:
         threading.Thread(target=lambda: post_form(url, body), daemon=True, name="sandbox-event").start()
 
@@ -454,7 +454,7 @@ def record_changed(ctx: Ctx, entity: str, verb: str, record_id: int) -> None:
             queued_for.add(handler.client_id)
         else:
             body = delivery_body(portal=ctx.portal, handler=handler, event=event, data=data, user_id=ctx.user_id)
-            _send_after_commit(handler.handler, body)
+            send_after_commit(handler.handler, body)
     for client_id in queued_for:
         _notify_offline(ctx, client_id)
 
@@ -492,7 +492,7 @@ def _notify_offline(ctx: Ctx, client_id: str) -> None:
         handler.save(update_fields=["options"])
         body = delivery_body(portal=ctx.portal, handler=handler, event="ONOFFLINEEVENT", data=None,
                              user_id=ctx.user_id)
-        _send_after_commit(handler.handler, body)
+        send_after_commit(handler.handler, body)
 
 
 def app_event(*, portal: SandboxPortal, client: SandboxOAuthClient, url: str, event: str, data: dict,
@@ -514,5 +514,5 @@ def app_event(*, portal: SandboxPortal, client: SandboxOAuthClient, url: str, ev
                            "server_endpoint": urls["server_endpoint"], "member_id": portal.member_id,
                            "application_token": application_token(portal=portal, subject=client.client_id)}
     body = php_build_query(payload)
-    _send_after_commit(url, body)
+    send_after_commit(url, body)
     return body

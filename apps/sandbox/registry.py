@@ -2,7 +2,7 @@
 `/rest/` and `V3_METHODS` for `/rest/api/`. Scopes as printed on each method page
 (`methods.csv`, `methods_rest3.csv`): v2 `tasks.task.*` need `task`, REST 3.0 ones `tasks`."""
 
-from . import events, openapi, system, task_comments
+from . import events, imbot, openapi, system, task_comments
 from .crm import CRM_ENTITIES, crm_handlers
 from .crm_items import item_handlers
 from .methods import (
@@ -61,6 +61,9 @@ def _build_v2() -> dict[str, MethodSpec]:
         MethodSpec("event.offline.clear", ("basic",), events.offline_clear, is_write=True),
         MethodSpec("event.offline.error", ("basic",), events.offline_error, is_write=True),
         MethodSpec("event.offline.list", ("basic",), events.offline_list),
+        MethodSpec("imbot.register", ("imbot",), imbot.imbot_register, is_write=True, app_only=True),
+        MethodSpec("im.chat.add", ("im",), imbot.im_chat_add, is_write=True),
+        MethodSpec("im.message.add", ("im",), imbot.im_message_add, is_write=True),
         MethodSpec("user.current", USER_SCOPES, system.user_current),
         MethodSpec("department.get", ("department",), system.department_get),
         MethodSpec("biconnector.connector.get", ("biconnector",), system.biconnector_connector_get),

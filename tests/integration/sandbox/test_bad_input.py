@@ -110,11 +110,13 @@ NEW_METHODS = ["event.bind", "event.unbind", "event.get", "events", "event.offli
                "event.offline.error", "event.offline.list", "feature.get", "method.get", "methods", "scope",
                "app.info", "profile", "crm.item.add", "crm.item.get", "crm.item.list", "crm.item.update",
                "crm.item.delete", "crm.item.fields", "task.commentitem.add", "task.commentitem.get",
-               "task.commentitem.getlist", "task.commentitem.delete", "biconnector.connector.get"]
+               "task.commentitem.getlist", "task.commentitem.delete", "biconnector.connector.get", "imbot.register",
+               "im.chat.add", "im.message.add"]
 ODD_VALUES = [HUGE, 2**70, -1, "abc", "", None, True, [1, "x"], {"a": {"b": [1]}}, "1e400", "NaN"]
 ODD_KEYS = ["event", "handler", "auth_type", "event_type", "auth_connector", "options", "filter", "order", "limit",
             "clear", "process_id", "error", "id", "message_id", "start", "CODE", "name", "scope", "full",
-            "entityTypeId", "fields", "select", "TASKID", "ITEMID", "FIELDS", "ORDER", "FILTER", "0", "1"]
+            "entityTypeId", "fields", "select", "TASKID", "ITEMID", "FIELDS", "ORDER", "FILTER", "0", "1", "CODE",
+            "EVENT_MESSAGE_ADD", "PROPERTIES", "DIALOG_ID", "MESSAGE", "USERS", "TITLE"]
 FILTER_FIELDS = ["ID", ">TIMESTAMP_X", "=EVENT_NAME", "ERROR", "PROCESS_ID", "@MESSAGE_ID", "!ID", "title",
                  ">=id", "STAGE_ID"]
 
