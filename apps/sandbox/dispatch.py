@@ -1,14 +1,17 @@
 """One REST call to the simulated portal, in the order a cloud portal applies its checks:
 
-portal -> leaky bucket (503) -> credentials (401) -> method (404) -> scope (403) -> faults
-"before" -> operating-time check (429) -> the method -> operating-time accounting -> faults
-"after" -> envelope with `time`.
+portal -> "Https required" (when the portal requires it) -> portal-wide switched error or 302
+-> leaky bucket (503) -> credentials (401) -> method (404) -> scope (403) -> application context
+-> per-call switched error -> REST 3.0 Idempotency-Key -> faults "before" -> operating-time check
+(429) -> the method -> operating-time accounting -> faults "after" -> envelope with `time`.
 
 `batch` (v2 `cmd`, REST 3.0 JSON array) counts once against the bucket; its sub-calls are
 checked and counted against their own methods' operating time, the outer call is not.
 """
 
+import dataclasses
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,10 +19,14 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import F
 
-from . import clock
+from . import clock, idempotency
 from .errors import (
+    FAULT_ERRORS,
+    MOVED,
     SandboxError,
     expired_token,
+    fault_error,
+    https_required,
     insufficient_scope,
     internal_server_error,
     method_not_found,
@@ -27,11 +34,13 @@ from .errors import (
     portal_not_found,
     query_limit_exceeded,
     v3_error,
+    wrong_auth_type,
 )
 from .limits import Operating, bucket_admit, operating_blocked, operating_cost, operating_record
-from .methods import V2_METHODS, V3_METHODS, Ctx, MethodSpec, Outcome, iso
+from .methods import Ctx, MethodSpec, Outcome, iso
 from .models import FAULT_AFTER, SandboxMethodCount, SandboxOAuthToken, SandboxPortal, SandboxWebhook
 from .params import ParamsError, php_parse_query
+from .registry import V2_METHODS, V3_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +61,7 @@ class Caller:
     key: str  # what the operating-time limit is kept per: one webhook or one app
     user_id: int
     scopes: frozenset[str] | None  # None: every scope
+    client_id: str | None = None  # the OAuth application; None for an incoming webhook
 
 
 @dataclass(frozen=True)
@@ -62,11 +72,27 @@ class FaultPlan:
     after: bool = False
 
 
-def normalize_method(raw: str) -> str:
+def method_registry_key(raw: str) -> str:
+    """The registry key of a method name as it appears in a path or a batch command: trimmed,
+    lower-cased (the docs spell names in more than one case, FACTS §1), `.json` suffix dropped."""
     name = (raw or "").strip().lower()
     if name.endswith(".json"):
         name = name[: -len(".json")]
     return name
+
+
+def bind_positional(spec: MethodSpec, params):
+    """Legacy methods take parameters by position (`0=123&1[POST_MESSAGE]=hi`, FACTS §1): give
+    "0", "1", ... the names in `spec.args`. Other methods see the numeric keys as unknown names."""
+    if not spec.args or not isinstance(params, dict):
+        return params
+    bound = dict(params)
+    named = {str(k).lower() for k in params}
+    for index, name in enumerate(spec.args):
+        key = str(index)
+        if key in bound and name.lower() not in named:
+            bound[name] = bound.pop(key)
+    return bound
 
 
 def time_object(start: float, finish: float, processing: float, operating: Operating | None) -> dict:
@@ -79,7 +105,9 @@ def time_object(start: float, finish: float, processing: float, operating: Opera
         "date_finish": iso(finish),
     }
     if operating is not None:
-        out["operating_reset_at"] = operating.reset_at if operating.reset_at is not None else start + 600
+        # An integer Unix time, as in the docs' examples (samples/response_rest3_item.json).
+        reset_at = operating.reset_at if operating.reset_at is not None else start + 600
+        out["operating_reset_at"] = int(math.ceil(reset_at))
         out["operating"] = operating.seconds
     return out
 
@@ -94,30 +122,53 @@ def rest_call(
     webhook_code: str | None = None,
     access_token: str | None = None,
     params_error: str | None = None,
+    idempotency_key: str | None = None,
+    secure: bool = True,
+    moved_path: str = "",
 ) -> Answer:
-    """Run one HTTP-level REST call and return the answer the portal would give."""
+    """Run one HTTP-level REST call and return the answer the portal would give.
+    `idempotency_key`: the REST 3.0 `Idempotency-Key` header (v2 ignores it); `secure`: the call
+    came over HTTPS; `moved_path`: the path after the portal's base URL (for the 302 fault)."""
     start = clock.now()
     perf = time.perf_counter()
+    echo: dict = {}
     try:
         portal = SandboxPortal.objects.filter(slug=slug).first()
         if portal is None:
             raise portal_not_found()
+        if portal.require_https and not secure:
+            raise https_required()
+        switched = _take_error_fault(portal, api, "portal", None)
+        if switched == MOVED:
+            return Answer(302, {}, {"Location": portal.moved_to.rstrip("/") + "/" + moved_path.lstrip("/")})
         if not bucket_admit(portal=portal):
             raise query_limit_exceeded()
         caller = _authenticate(portal, webhook_user_id, webhook_code, access_token)
-        name = normalize_method(method)
+        name = method_registry_key(method)
         spec = (V3_METHODS if api == V3 else V2_METHODS).get(name)
         if spec is None:
             raise method_not_found()
         if not _granted(spec, caller):
             raise _scope_error(api)
+        if spec.app_only and caller.client_id is None:
+            raise wrong_auth_type()
+        _take_error_fault(portal, api, "call", name)
         if params_error is not None:
             raise _params_error(api, params_error)
+        idem = None
+        if api == V3 and idempotency_key is not None:
+            idempotency.check_key(idempotency_key)
+            echo = {idempotency.HEADER: idempotency_key}
+            idem = {"portal": portal, "scope": f"{caller.key}|{caller.user_id}|{name}", "key": idempotency_key,
+                    "digest": idempotency.body_hash(params)}
+            stored = idempotency.stored_answer(**idem)
+            if stored is not None:
+                return Answer(stored[0], stored[1], {**echo, idempotency.REPLAYED: "true"})
         fault = _take_fault(portal, name)
         clock.sleep(fault.latency)
         if not fault.after:
             _apply_fault(fault)
-        ctx = Ctx(portal=portal, user_id=caller.user_id, api=api)
+        ctx = _ctx(portal, caller, api)
         if spec.is_batch:
             result = _batch_v3(ctx, caller, params) if api == V3 else _batch_v2(ctx, caller, params)
             outcome, operating = Outcome(result), None
@@ -128,6 +179,8 @@ def rest_call(
             outcome, operating, _ = _execute(ctx, caller, spec, params)
         if fault.after:
             _apply_fault(fault)
+        if outcome.raw:
+            return Answer(200, outcome.result, dict(echo))
         body = {"result": outcome.result}
         if api == V2:
             if outcome.next is not None:
@@ -135,9 +188,11 @@ def rest_call(
             if outcome.total is not None:
                 body["total"] = outcome.total
         body["time"] = time_object(start, clock.now(), time.perf_counter() - perf, operating)
-        return Answer(200, body)
+        if idem is not None:
+            idempotency.store_answer(**idem, status=200, body=body)
+        return Answer(200, body, dict(echo))
     except SandboxError as exc:
-        return Answer(exc.status, exc.v3_body() if api == V3 else exc.v2_body())
+        return Answer(exc.status, exc.v3_body() if api == V3 else exc.v2_body(), dict(echo))
 
 
 # ---------------------------------------------------------------------------- steps
@@ -158,7 +213,13 @@ def _authenticate(portal: SandboxPortal, user_id: int | None, code: str | None, 
     if clock.now() >= row.access_expires_at:
         raise expired_token()
     scopes = frozenset(row.client.scopes) if isinstance(row.client.scopes, list) else None
-    return Caller(f"app:{row.client.client_id}", row.user_id, scopes)
+    return Caller(f"app:{row.client.client_id}", row.user_id, scopes, row.client.client_id)
+
+
+def _ctx(portal: SandboxPortal, caller: Caller, api: str) -> Ctx:
+    admins = portal.admin_user_ids if isinstance(portal.admin_user_ids, list) else []
+    return Ctx(portal=portal, user_id=caller.user_id, api=api, caller=caller.key, client_id=caller.client_id,
+               scopes=caller.scopes, is_admin=caller.user_id in admins)
 
 
 def _granted(spec: MethodSpec, caller: Caller) -> bool:
@@ -177,6 +238,37 @@ def _params_error(api: str, message: str) -> SandboxError:
     if api == V3:
         return v3_error("INVALIDJSONEXCEPTION", message)
     return SandboxError("INVALID_REQUEST", message, status=400)
+
+
+def _take_error_fault(portal: SandboxPortal, api: str, phase: str, method: str | None) -> str | None:
+    """The fault switch: raise the switched-on system error if it applies to this phase, API and
+    method (counting down `fault_error_remaining`); returns MOVED for the redirect."""
+    key = portal.fault_error
+    if not key or (key != MOVED and key not in FAULT_ERRORS):
+        return None
+    if key == MOVED:
+        if phase != "portal" or not portal.moved_to:
+            return None
+    else:
+        fault_phase = FAULT_ERRORS[key][3]
+        if fault_phase != phase or (key == "ACCESSDENIEDEXCEPTION" and api != V3):
+            return None
+        methods = portal.fault_methods
+        if phase == "call" and isinstance(methods, list) and method not in methods:
+            return None
+    with transaction.atomic():
+        row = SandboxPortal.objects.select_for_update().get(pk=portal.pk)
+        if row.fault_error != key or row.fault_error_remaining == 0:
+            return None
+        updates = {"faults_injected": F("faults_injected") + 1}
+        if row.fault_error_remaining > 0:
+            updates["fault_error_remaining"] = F("fault_error_remaining") - 1
+            if row.fault_error_remaining == 1:
+                updates["fault_error"] = ""
+        SandboxPortal.objects.filter(pk=row.pk).update(**updates)
+    if key == MOVED:
+        return MOVED
+    raise fault_error(key)
 
 
 def _take_fault(portal: SandboxPortal, method: str) -> FaultPlan:
@@ -219,22 +311,21 @@ def _count_method(portal: SandboxPortal, api: str, method: str) -> None:
 
 def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcome, Operating, float]:
     """Operating-time check, the method, accounting. Returns (outcome, operating, processing)."""
-    blocked, state = operating_blocked(portal=ctx.portal, caller=caller.key, method=spec.name)
+    blocked, _ = operating_blocked(portal=ctx.portal, caller=caller.key, method=spec.name)
     if blocked:
         SandboxPortal.objects.filter(pk=ctx.portal.pk).update(
             operation_limit_refusals=F("operation_limit_refusals") + 1
         )
-        now = clock.now()
-        raise SandboxError(
-            "OPERATION_TIME_LIMIT",
-            "Method is blocked due to operation time limit.",
-            status=429,
-            extra={"time": time_object(now, now, 0.0, state)},
-        )
+        # Only the code and the status are documented (limits.md): the client takes
+        # `operating_reset_at` from its last successful answer.
+        raise SandboxError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", status=429)
     _count_method(ctx.portal, ctx.api, spec.name)
     perf = time.perf_counter()
     try:
-        outcome = spec.handler(ctx, params)
+        connector = params.get("auth_connector") if isinstance(params, dict) else None
+        if isinstance(connector, str) and connector:
+            ctx = dataclasses.replace(ctx, auth_connector=connector)
+        outcome = spec.handler(ctx, bind_positional(spec, params))
     finally:
         cost = operating_cost(portal=ctx.portal, method=spec.name)
         state = operating_record(portal=ctx.portal, caller=caller.key, method=spec.name, seconds=cost)
@@ -326,7 +417,7 @@ def _batch_commands(cmd) -> list[tuple[str, str, str]]:
         if not isinstance(value, str):
             raise SandboxError("INVALID_REQUEST", f"Command '{key}' must be a string.", status=400)
         method, _, query = value.partition("?")
-        method = normalize_method(method)
+        method = method_registry_key(method)
         if method == "batch":
             raise SandboxError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", status=405)
         commands.append((key, method, query))
@@ -346,6 +437,8 @@ def _batch_v2(ctx: Ctx, caller: Caller, params: dict) -> dict:
                 raise method_not_found()
             if not _granted(spec, caller):
                 raise insufficient_scope()
+            if spec.app_only and caller.client_id is None:
+                raise wrong_auth_type()
             try:
                 sub_params = php_parse_query(query)
             except ParamsError as exc:
@@ -392,7 +485,7 @@ def _batch_v3(ctx: Ctx, caller: Caller, params) -> list:
         if not isinstance(query, dict):
             raise v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error during request object validation",
                            validation=[{"message": "`query` must be an object", "field": f"{index}.query"}])
-        method = normalize_method(item["method"])
+        method = method_registry_key(item["method"])
         if method == "batch":
             raise SandboxError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", status=405)
         calls.append((method, query))
@@ -404,6 +497,8 @@ def _batch_v3(ctx: Ctx, caller: Caller, params) -> list:
                 raise method_not_found()
             if not _granted(spec, caller):
                 raise _scope_error(V3)
+            if spec.app_only and caller.client_id is None:
+                raise wrong_auth_type()
             outcome, _, _ = _execute(ctx, caller, spec, query)
         except SandboxError as exc:
             out.append(exc.v3_body())

@@ -68,9 +68,42 @@ def portal_not_found() -> SandboxError:
     return SandboxError("PORTAL_NOT_FOUND", "No sandbox portal with this address", status=404)
 
 
+def wrong_auth_type() -> SandboxError:
+    # A method that needs an application context called through an incoming webhook (FACTS §1).
+    return SandboxError("WRONG_AUTH_TYPE", "Application context required", status=403)
+
+
 def invalid_request(description: str) -> SandboxError:
     return SandboxError("INVALID_REQUEST", description, status=400)
 
 
 def v3_error(name: str, message: str, *, status: int = 400, validation: list[dict] | None = None) -> SandboxError:
     return SandboxError(V3_PREFIX + name, message, status=status, validation=validation)
+
+
+# The fault switch (SandboxPortal.fault_error): key -> (HTTP status, code, description, phase).
+# Phase "portal": answered before the bucket and the credentials (the portal as a whole);
+# "call": after the credentials and the method were accepted. Bodies as in samples/error_*.json.
+FAULT_ERRORS: dict[str, tuple[int, str, str, str]] = {
+    "INVALID_CREDENTIALS": (401, "INVALID_CREDENTIALS", "Invalid request credentials", "call"),
+    "ACCESS_DENIED": (403, "ACCESS_DENIED", "REST API is available only on commercial plans", "portal"),
+    "OVERLOAD_LIMIT": (503, "OVERLOAD_LIMIT", "REST API is blocked due to overload", "portal"),
+    "PORTAL_DELETED": (500, "PORTAL_DELETED", "Portal was deleted", "portal"),
+    "user_access_error": (403, "user_access_error", "The user does not have access to the application", "call"),
+    "METHOD_CONFIRM_WAITING": (401, "METHOD_CONFIRM_WAITING", "Waiting for confirmation", "call"),
+    "METHOD_CONFIRM_DENIED": (403, "METHOD_CONFIRM_DENIED", "Method call denied", "call"),
+    "ERROR_UNEXPECTED_ANSWER": (500, "ERROR_UNEXPECTED_ANSWER", "Server returned an unexpected response", "call"),
+    "INTERNAL_SERVER_ERROR": (500, "INTERNAL_SERVER_ERROR", "Internal server error", "call"),
+    # REST 3.0 only (samples/error_rest3_access_denied.json); v2 calls are not affected.
+    "ACCESSDENIEDEXCEPTION": (403, V3_PREFIX + "ACCESSDENIEDEXCEPTION", "Access denied", "call"),
+}
+MOVED = "MOVED"  # 302 to SandboxPortal.moved_to (FACTS §1, portal address change)
+
+
+def fault_error(key: str) -> SandboxError:
+    status, code, description, _ = FAULT_ERRORS[key]
+    return SandboxError(code, description, status=status)
+
+
+def https_required() -> SandboxError:
+    return SandboxError("INVALID_REQUEST", "Https required.", status=400)

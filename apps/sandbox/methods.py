@@ -1,15 +1,13 @@
 """The REST methods the sandbox portal implements, as plain functions over validated params.
 
 Each handler takes `(ctx, params)` and returns an `Outcome` (result, and for lists total/next)
-or raises `SandboxError`. The registries map a lower-case method name to a `MethodSpec`:
-`V2_METHODS` for `/rest/`, `V3_METHODS` for `/rest/api/`. Dispatch, auth, limits and faults
-live in `services`; batch lives in `batch`.
+or raises `SandboxError`. The registries that map a lower-case method name to a `MethodSpec`
+live in `registry`; dispatch, auth, limits, faults and batch live in `dispatch`.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 
 from . import clock
 from .errors import SandboxError, v3_error
@@ -19,6 +17,7 @@ from .records import (
     MAX_OFFSET,
     PAGE_SIZE,
     Condition,
+    condition_matches,
     record_create,
     record_delete,
     record_get,
@@ -26,14 +25,17 @@ from .records import (
     record_update,
 )
 
-ALL_SCOPES = ("basic", "crm", "task", "tasks", "user", "user_brief", "user_basic")
-
 
 @dataclass
 class Ctx:
     portal: SandboxPortal
     user_id: int
     api: str = "v2"
+    caller: str = ""  # "webhook:<pk>" or "app:<client_id>"
+    client_id: str | None = None  # None: an incoming webhook (no application context)
+    scopes: frozenset[str] | None = None  # None: every scope
+    is_admin: bool = False
+    auth_connector: str = ""  # the call's `auth_connector`: its changes are not queued back (FACTS §11)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Outcome:
     result: object
     total: int | None = None
     next: int | None = None
+    raw: bool = False  # the answer is `result` itself, without the envelope (rest.documentation.openapi)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class MethodSpec:
     is_batch: bool = False
     is_write: bool = False
     extra: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # names of positional parameters "0", "1", ... (legacy methods)
+    app_only: bool = False  # needs an application context: webhooks get WRONG_AUTH_TYPE
 
 
 def iso(ts: float) -> str:
@@ -150,281 +155,6 @@ def page(offset: int, count: bool, total: int | None, rows: int) -> tuple[int | 
         return None, None
     nxt = offset + PAGE_SIZE if offset + PAGE_SIZE < (total or 0) else None
     return total, nxt
-
-
-# ---------------------------------------------------------------------------- CRM (v2)
-
-# field -> (type, flags); flags: r read-only, q required, m multiple, i immutable
-_COMMON = {
-    "ASSIGNED_BY_ID": ("user", ""),
-    "CREATED_BY_ID": ("user", "r"),
-    "MODIFY_BY_ID": ("user", "r"),
-    "DATE_CREATE": ("datetime", "r"),
-    "DATE_MODIFY": ("datetime", "r"),
-    "OPENED": ("char", ""),
-    "COMMENTS": ("string", ""),
-    "SOURCE_ID": ("crm_status", ""),
-    "SOURCE_DESCRIPTION": ("string", ""),
-    "ORIGINATOR_ID": ("string", ""),
-    "ORIGIN_ID": ("string", ""),
-}
-_MULTI = {"PHONE": ("crm_multifield", "m"), "EMAIL": ("crm_multifield", "m"), "WEB": ("crm_multifield", "m"),
-          "IM": ("crm_multifield", "m")}
-_PERSON = {
-    "HONORIFIC": ("crm_status", ""),
-    "NAME": ("string", ""),
-    "SECOND_NAME": ("string", ""),
-    "LAST_NAME": ("string", ""),
-    "POST": ("string", ""),
-    "ADDRESS": ("string", ""),
-    "BIRTHDATE": ("date", ""),
-}
-
-CRM_ENTITIES: dict[str, dict] = {
-    "lead": {
-        "fields": {
-            "ID": ("integer", "r"),
-            "TITLE": ("string", ""),
-            **_PERSON,
-            "COMPANY_TITLE": ("string", ""),
-            "COMPANY_ID": ("crm_company", ""),
-            "CONTACT_ID": ("crm_contact", ""),
-            "IS_RETURN_CUSTOMER": ("char", "r"),
-            "STATUS_ID": ("crm_status", ""),
-            "STATUS_DESCRIPTION": ("string", ""),
-            "STATUS_SEMANTIC_ID": ("string", "r"),
-            "CURRENCY_ID": ("crm_currency", ""),
-            "OPPORTUNITY": ("double", ""),
-            "IS_MANUAL_OPPORTUNITY": ("char", ""),
-            "HAS_PHONE": ("char", "r"),
-            "HAS_EMAIL": ("char", "r"),
-            **_COMMON,
-            **_MULTI,
-        },
-        "defaults": {"TITLE": "", "STATUS_ID": "NEW", "STATUS_SEMANTIC_ID": "P", "CURRENCY_ID": "USD",
-                     "OPPORTUNITY": "0.00", "IS_MANUAL_OPPORTUNITY": "N", "OPENED": "Y", "COMPANY_ID": "0",
-                     "IS_RETURN_CUSTOMER": "N", "BIRTHDATE": ""},
-    },
-    "deal": {
-        "fields": {
-            "ID": ("integer", "r"),
-            "TITLE": ("string", ""),
-            "TYPE_ID": ("crm_status", ""),
-            "CATEGORY_ID": ("crm_category", "i"),
-            "STAGE_ID": ("crm_status", ""),
-            "STAGE_SEMANTIC_ID": ("string", "r"),
-            "IS_NEW": ("char", "r"),
-            "PROBABILITY": ("integer", ""),
-            "CURRENCY_ID": ("crm_currency", ""),
-            "OPPORTUNITY": ("double", ""),
-            "IS_MANUAL_OPPORTUNITY": ("char", ""),
-            "COMPANY_ID": ("crm_company", ""),
-            "CONTACT_ID": ("crm_contact", ""),
-            "BEGINDATE": ("date", ""),
-            "CLOSEDATE": ("date", ""),
-            "CLOSED": ("char", ""),
-            "LEAD_ID": ("crm_lead", "r"),
-            **_COMMON,
-        },
-        "defaults": {"TITLE": "", "TYPE_ID": "SALE", "CATEGORY_ID": "0", "STAGE_ID": "NEW", "STAGE_SEMANTIC_ID": "P",
-                     "IS_NEW": "Y", "CURRENCY_ID": "USD", "OPPORTUNITY": "0.00", "IS_MANUAL_OPPORTUNITY": "N",
-                     "COMPANY_ID": "0", "CONTACT_ID": None, "OPENED": "Y", "CLOSED": "N"},
-    },
-    "contact": {
-        "fields": {
-            "ID": ("integer", "r"),
-            **_PERSON,
-            "TYPE_ID": ("crm_status", ""),
-            "COMPANY_ID": ("crm_company", ""),
-            "EXPORT": ("char", ""),
-            "HAS_PHONE": ("char", "r"),
-            "HAS_EMAIL": ("char", "r"),
-            **_COMMON,
-            **_MULTI,
-        },
-        "defaults": {"TYPE_ID": "CLIENT", "OPENED": "Y", "EXPORT": "Y", "COMPANY_ID": None, "BIRTHDATE": ""},
-    },
-}
-
-
-def _crm_value(entity: str, name: str, ftype: str, value):
-    if ftype in ("integer", "user", "crm_company", "crm_contact", "crm_lead", "crm_category"):
-        if value in (None, ""):
-            return None if ftype != "integer" else "0"
-        if isinstance(value, bool) or not isinstance(value, int | str | float):
-            raise SandboxError("", f"Field '{name}' must be integer.", status=400)
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise SandboxError("", f"Field '{name}' must be integer.", status=400) from None
-        if abs(number) > MAX_ID:
-            raise SandboxError("", f"Field '{name}' must be integer.", status=400)
-        return str(number)
-    if ftype == "double":
-        if value in (None, ""):
-            return "0.00"
-        if isinstance(value, bool) or not isinstance(value, int | str | float):
-            raise SandboxError("", f"Field '{name}' must be a number.", status=400)
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise SandboxError("", f"Field '{name}' must be a number.", status=400) from None
-        if not number.is_finite():
-            raise SandboxError("", f"Field '{name}' must be a number.", status=400)
-        return f"{number:.2f}"
-    if ftype == "crm_multifield":
-        items = value
-        if isinstance(items, dict):
-            items = list(items.values())
-        if isinstance(items, str):
-            items = [{"VALUE": items, "VALUE_TYPE": "WORK"}]
-        if not isinstance(items, list):
-            raise SandboxError("", f"Field '{name}' must be a list of {{VALUE, VALUE_TYPE}}.", status=400)
-        out = []
-        for item in items:
-            if isinstance(item, str):
-                item = {"VALUE": item}
-            if not isinstance(item, dict) or not isinstance(item.get("VALUE", ""), str | int):
-                raise SandboxError("", f"Field '{name}' must be a list of {{VALUE, VALUE_TYPE}}.", status=400)
-            out.append({"TYPE_ID": name, "VALUE": str(item.get("VALUE", "")),
-                        "VALUE_TYPE": str(item.get("VALUE_TYPE", "WORK"))})
-        return out
-    if value is None:
-        return None
-    if isinstance(value, dict | list):
-        raise SandboxError("", f"Field '{name}' must be a scalar.", status=400)
-    if isinstance(value, bool):
-        return "Y" if value else "N"
-    return str(value)
-
-
-def _crm_clean_fields(entity: str, raw, *, creating: bool) -> dict:
-    if not isinstance(raw, dict) or (creating and raw is None):
-        raise SandboxError("", "Parameter 'fields' must be array.", status=400)
-    spec = CRM_ENTITIES[entity]["fields"]
-    clean = {}
-    for key, value in raw.items():
-        name = str(key).strip().upper()
-        if name.startswith("UF_"):
-            if isinstance(value, dict):
-                value = list(value.values())
-            clean[name] = value
-            continue
-        if name not in spec:
-            continue  # a real portal ignores unknown fields
-        ftype, flags = spec[name]
-        if "r" in flags or ("i" in flags and not creating):
-            continue
-        clean[name] = _crm_value(entity, name, ftype, value)
-    return clean
-
-
-def _crm_flags(data: dict) -> dict:
-    if "HAS_PHONE" in data or "PHONE" in data:
-        data["HAS_PHONE"] = "Y" if data.get("PHONE") else "N"
-        data["HAS_EMAIL"] = "Y" if data.get("EMAIL") else "N"
-    return data
-
-
-def _crm_id(params: dict) -> int:
-    record_id = _positive_int(_param(params, "id"))
-    if record_id is None:
-        raise SandboxError("", "ID is not defined or invalid.", status=400)
-    return record_id
-
-
-def _crm_not_found() -> SandboxError:
-    # As documented for crm.lead.get (samples/error_crm_lead_get_not_found.json): empty code.
-    return SandboxError("", "Not found", status=400)
-
-
-def _crm_select(entity: str, row: dict, select: list[str] | None) -> dict:
-    spec = CRM_ENTITIES[entity]["fields"]
-    multi = {k for k, (t, _) in spec.items() if t == "crm_multifield"}
-    if select is None or select == []:
-        wanted = {k for k in row if k not in multi and not k.startswith("UF_")}
-    else:
-        wanted = set()
-        for item in select:
-            item = item.upper()
-            if item == "*":
-                wanted |= {k for k in row if k not in multi and not k.startswith("UF_")}
-            elif item == "UF_*":
-                wanted |= {k for k in row if k.startswith("UF_")}
-            else:
-                wanted.add(item)
-        wanted.add("ID")
-    return {k: row.get(k) for k in [*spec, *sorted(k for k in row if k.startswith("UF_"))] if k in wanted}
-
-
-def _crm_handlers(entity: str) -> dict[str, Callable[[Ctx, dict], Outcome]]:
-    spec = CRM_ENTITIES[entity]
-
-    def add(ctx: Ctx, params: dict) -> Outcome:
-        fields = _crm_clean_fields(entity, _param(params, "fields"), creating=True)
-        stamp = iso(clock.now())
-
-        def build(new_id: int) -> dict:
-            data = {name: None for name, (ftype, _) in spec["fields"].items() if ftype != "crm_multifield"}
-            data.update(spec["defaults"])
-            data.update({"ID": str(new_id), "ASSIGNED_BY_ID": str(ctx.user_id), "CREATED_BY_ID": str(ctx.user_id),
-                         "MODIFY_BY_ID": str(ctx.user_id), "DATE_CREATE": stamp, "DATE_MODIFY": stamp})
-            data.update(fields)
-            return _crm_flags(data)
-
-        new_id, _ = record_create(portal=ctx.portal, entity=entity, build=build)
-        return Outcome(new_id)
-
-    def get(ctx: Ctx, params: dict) -> Outcome:
-        row = record_get(portal=ctx.portal, entity=entity, record_id=_crm_id(params))
-        if row is None:
-            raise _crm_not_found()
-        return Outcome({k: v for k, v in row.items()})
-
-    def update(ctx: Ctx, params: dict) -> Outcome:
-        record_id = _crm_id(params)
-        fields = _crm_clean_fields(entity, _param(params, "fields"), creating=False)
-        stamp = iso(clock.now())
-
-        def apply(data: dict) -> dict:
-            data.update(fields)
-            data.update({"MODIFY_BY_ID": str(ctx.user_id), "DATE_MODIFY": stamp})
-            return _crm_flags(data)
-
-        if record_update(portal=ctx.portal, entity=entity, record_id=record_id, apply=apply) is None:
-            raise _crm_not_found()
-        return Outcome(True)
-
-    def delete(ctx: Ctx, params: dict) -> Outcome:
-        if not record_delete(portal=ctx.portal, entity=entity, record_id=_crm_id(params)):
-            raise _crm_not_found()
-        return Outcome(True)
-
-    def list_(ctx: Ctx, params: dict) -> Outcome:
-        conditions = parse_v2_filter(_param(params, "filter"))
-        order = parse_v2_order(_param(params, "order"))
-        select = parse_v2_select(_param(params, "select"))
-        offset, count = parse_start(params)
-        rows, total = record_query(portal=ctx.portal, entity=entity, conditions=conditions, order=order,
-                                   offset=offset, count=count)
-        total, nxt = page(offset, count, total, len(rows))
-        return Outcome([_crm_select(entity, r, select) for r in rows], total=total, next=nxt)
-
-    def fields(ctx: Ctx, params: dict) -> Outcome:
-        out = {}
-        for name, (ftype, flags) in spec["fields"].items():
-            out[name] = {
-                "type": ftype,
-                "isRequired": "q" in flags,
-                "isReadOnly": "r" in flags,
-                "isImmutable": "i" in flags,
-                "isMultiple": "m" in flags,
-                "isDynamic": False,
-                "title": name.replace("_", " ").title(),
-            }
-        return Outcome(out)
-
-    return {"add": add, "get": get, "update": update, "delete": delete, "list": list_, "fields": fields}
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -703,43 +433,96 @@ def tasks_v3_delete(ctx: Ctx, params: dict) -> Outcome:
 
 _V3_OPS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<=", "in": "in"}
 
+# REST 3.0 task fields: (type, filterable, sortable, multiple), as tasks.task.field.list lists them
+# (api-reference/tasks/tasks-task-field-list.md: only `id` is filterable and sortable for tasks).
+TASK_V3_FIELDS = {
+    "id": ("int", True, True, False), "title": ("string", False, False, False),
+    "description": ("string", False, False, False), "creatorId": ("int", False, False, False),
+    "responsibleId": ("int", False, False, False), "status": ("string", False, False, False),
+    "priority": ("string", False, False, False), "deadline": ("string", False, False, False),
+    "groupId": ("int", False, False, False), "parentId": ("int", False, False, False),
+    "created": ("string", False, False, False), "changed": ("string", False, False, False),
+    "closed": ("string", False, False, False), "crmItemIds": ("string", False, False, True),
+}
 
-def _v3_filter(raw) -> list[Condition]:
+
+def _v3_condition(item, dto: str) -> list[Condition]:
+    """One `[field, op, value]` (or `[field, value]`) condition as stored-field conditions."""
+    if not isinstance(item, list) or len(item) not in (2, 3) or not isinstance(item[0], str):
+        raise _v3_validation("filter", "Unable to recognize the filter condition")
+    name = item[0]
+    if len(item) == 2:
+        op, value = ("in" if isinstance(item[1], list) else "="), item[1]
+    else:
+        op, value = item[1], item[2]
+    spec = TASK_V3_FIELDS.get(name)
+    if spec is None:
+        raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `{dto}`")
+    if not spec[1]:
+        raise _v3_validation(name, f"In DTO `{dto}`, the `{name}` field requires the `Filterable` attribute "
+                                   "for such a request")
+    if not isinstance(op, str) or (op not in _V3_OPS and op != "between"):
+        raise v3_error("UNKNOWNFILTEROPERATOREXCEPTION", f"Unknown filter operator `{op}`")
+    values = value if isinstance(value, list) else [value]
+    if op == "between" and len(values) != 2:
+        raise _v3_validation(name, "`between` needs two values")
+    if spec[0] == "int" and not all(_v3_int(v) for v in values):
+        raise _v3_validation(name, f"Field `{name}` requires data type `int` for this request")
+    canon = V3_TO_CANON[name]
+    if op == "between":
+        return [Condition(canon, ">=", values[0]), Condition(canon, "<=", values[1])]
+    return [Condition(canon, _V3_OPS[op], value)]
+
+
+def _v3_group(item: dict, dto: str, depth: int):
+    """`{"logic": "or"|"and", "conditions": [...]}` as a predicate over a stored row."""
+    if depth > 8:
+        raise _v3_validation("filter", "Filter groups are nested too deeply")
+    logic = str(item.get("logic", "and")).lower()
+    members = item.get("conditions")
+    if logic not in ("or", "and") or not isinstance(members, list) or not members:
+        raise _v3_validation("filter", "A filter group needs `logic` (or/and) and a non-empty `conditions` array")
+    parts = [_v3_group(m, dto, depth + 1) if isinstance(m, dict) else _all_of(_v3_condition(m, dto))
+             for m in members]
+    if logic == "or":
+        return lambda row: any(part(row) for part in parts)
+    return lambda row: all(part(row) for part in parts)
+
+
+def _all_of(conditions: list[Condition]):
+    return lambda row: all(condition_matches(row, c) for c in conditions)
+
+
+def _v3_filter(raw, dto: str = "TaskDto"):
+    """(AND-ed simple conditions, a predicate for the `logic` groups or None) — FACTS §3."""
     if raw is None:
-        return []
+        return [], None
     if not isinstance(raw, list):
         raise _v3_validation("filter", "Field `filter` requires data type `array` for this request")
-    conditions = []
+    conditions, groups = [], []
     for item in raw:
         if isinstance(item, dict):
-            raise v3_error("VALIDATION_REQUESTVALIDATIONEXCEPTION", "Logic groups are not supported by the sandbox")
-        if not isinstance(item, list) or len(item) not in (2, 3) or not isinstance(item[0], str):
-            raise _v3_validation("filter", "Unable to recognize the filter condition")
-        name = item[0]
-        if len(item) == 2:
-            op, value = ("in" if isinstance(item[1], list) else "="), item[1]
+            groups.append(_v3_group(item, dto, 1))
         else:
-            op, value = item[1], item[2]
-        if name != "id":
-            raise _v3_validation(name, f"In DTO `TaskDto`, the `{name}` field requires the `Filterable` attribute "
-                                       "for such a request")
-        if op == "between":
-            if not isinstance(value, list) or len(value) != 2:
-                raise _v3_validation(name, "`between` needs two values")
-            conditions += [Condition("ID", ">=", value[0]), Condition("ID", "<=", value[1])]
-            continue
-        if op not in _V3_OPS:
-            raise v3_error("UNKNOWNFILTEROPERATOREXCEPTION", f"Unknown filter operator `{op}`")
-        values = value if isinstance(value, list) else [value]
-        if not all(_v3_int(v) for v in values):
-            raise _v3_validation(name, f"Field `{name}` requires data type `int` for this request")
-        conditions.append(Condition("ID", _V3_OPS[op], value))
-    return conditions
+            conditions += _v3_condition(item, dto)
+    if not groups:
+        return conditions, None
+    return conditions, lambda row: all(group(row) for group in groups)
+
+
+def tasks_v3_field_list(ctx: Ctx, params: dict) -> Outcome:
+    select = _v3_select(params)
+    items = []
+    for name, (ftype, filterable, sortable, multiple) in TASK_V3_FIELDS.items():
+        item = {"name": name, "type": ftype, "title": name, "description": None, "filterable": filterable,
+                "sortable": sortable, "multiple": multiple}
+        items.append({k: v for k, v in item.items() if select is None or k in select})
+    return Outcome({"items": items})
 
 
 def tasks_v3_list(ctx: Ctx, params: dict) -> Outcome:
     select = _v3_select(params)
-    conditions = _v3_filter(params.get("filter"))
+    conditions, predicate = _v3_filter(params.get("filter"))
     raw_order = params.get("order") or {}
     if not isinstance(raw_order, dict):
         raise v3_error("INVALIDORDEREXCEPTION", f"Unable to recognize sorting parameter `{raw_order}`")
@@ -763,71 +546,5 @@ def tasks_v3_list(ctx: Ctx, params: dict) -> Outcome:
     if "offset" not in pagination:
         offset = (page_no - 1) * limit
     rows, _ = record_query(portal=ctx.portal, entity="task", conditions=conditions, order=order, offset=offset,
-                           limit=limit, count=False)
+                           limit=limit, count=False, predicate=predicate)
     return Outcome({"items": [task_v3_view(r, select if select is not None else ["id"]) for r in rows]})
-
-
-# ---------------------------------------------------------------------------- system
-
-
-def user_current(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome({
-        "ID": str(ctx.user_id),
-        "XML_ID": f"sandbox{ctx.user_id}",
-        "ACTIVE": True,
-        "NAME": "Sandbox",
-        "LAST_NAME": f"User {ctx.user_id}",
-        "SECOND_NAME": "",
-        "EMAIL": f"user{ctx.user_id}@{ctx.portal.slug}.sandbox.invalid",
-        "IS_ONLINE": "Y",
-        "TIME_ZONE": "",
-        "TIMESTAMP_X": {},
-        "PERSONAL_GENDER": "",
-        "UF_DEPARTMENT": [1],
-        "USER_TYPE": "employee",
-    })
-
-
-def server_time(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome(iso(clock.now()))
-
-
-def scope_list(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome(sorted({s for spec in V2_METHODS.values() for s in spec.scopes}))
-
-
-def rest_scope_list(ctx: Ctx, params: dict) -> Outcome:
-    return Outcome({"items": [{"method": name, "scope": spec.scopes[0]} for name, spec in sorted(V3_METHODS.items())
-                              if spec.handler is not None]})
-
-
-def _build_v2() -> dict[str, MethodSpec]:
-    methods = {
-        "batch": MethodSpec("batch", ("basic",), is_batch=True),
-        "server.time": MethodSpec("server.time", ("basic",), server_time),
-        "scope": MethodSpec("scope", ("basic",), scope_list),
-        "user.current": MethodSpec("user.current", ("user", "user_brief", "user_basic"), user_current),
-        "tasks.task.add": MethodSpec("tasks.task.add", ("task",), tasks_v2_add, is_write=True),
-        "tasks.task.get": MethodSpec("tasks.task.get", ("task",), tasks_v2_get),
-        "tasks.task.list": MethodSpec("tasks.task.list", ("task",), tasks_v2_list),
-        "tasks.task.update": MethodSpec("tasks.task.update", ("task",), tasks_v2_update, is_write=True),
-        "tasks.task.delete": MethodSpec("tasks.task.delete", ("task",), tasks_v2_delete, is_write=True),
-    }
-    for entity in CRM_ENTITIES:
-        for verb, handler in _crm_handlers(entity).items():
-            name = f"crm.{entity}.{verb}"
-            methods[name] = MethodSpec(name, ("crm",), handler, is_write=verb in ("add", "update", "delete"))
-    return methods
-
-
-V2_METHODS: dict[str, MethodSpec] = _build_v2()
-
-V3_METHODS: dict[str, MethodSpec] = {
-    "batch": MethodSpec("batch", ("basic",), is_batch=True),
-    "rest.scope.list": MethodSpec("rest.scope.list", ("basic",), rest_scope_list),
-    "tasks.task.add": MethodSpec("tasks.task.add", ("tasks", "task"), tasks_v3_add, is_write=True),
-    "tasks.task.get": MethodSpec("tasks.task.get", ("tasks", "task"), tasks_v3_get),
-    "tasks.task.list": MethodSpec("tasks.task.list", ("tasks", "task"), tasks_v3_list),
-    "tasks.task.update": MethodSpec("tasks.task.update", ("tasks", "task"), tasks_v3_update, is_write=True),
-    "tasks.task.delete": MethodSpec("tasks.task.delete", ("tasks", "task"), tasks_v3_delete, is_write=True),
-}

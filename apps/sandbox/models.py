@@ -11,6 +11,30 @@ FAULT_BEFORE = "before"
 FAULT_AFTER = "after"
 FAULT_WHEN_CHOICES = [(FAULT_BEFORE, "before the method runs"), (FAULT_AFTER, "after the method ran")]
 
+# The documented system errors a portal can be switched to answer (see errors.FAULT_ERRORS).
+FAULT_ERROR_CHOICES = [
+    ("", "none"),
+    ("INVALID_CREDENTIALS", "INVALID_CREDENTIALS (401)"),
+    ("ACCESS_DENIED", "ACCESS_DENIED (403, REST needs a commercial plan)"),
+    ("OVERLOAD_LIMIT", "OVERLOAD_LIMIT (503, manual block)"),
+    ("PORTAL_DELETED", "PORTAL_DELETED (500)"),
+    ("user_access_error", "user_access_error (403)"),
+    ("METHOD_CONFIRM_WAITING", "METHOD_CONFIRM_WAITING (401)"),
+    ("METHOD_CONFIRM_DENIED", "METHOD_CONFIRM_DENIED (403)"),
+    ("ERROR_UNEXPECTED_ANSWER", "ERROR_UNEXPECTED_ANSWER (500)"),
+    ("INTERNAL_SERVER_ERROR", "INTERNAL_SERVER_ERROR (500)"),
+    ("ACCESSDENIEDEXCEPTION", "REST 3.0 ACCESSDENIEDEXCEPTION (403)"),
+    ("MOVED", "302 to the portal's new address (moved_to)"),
+]
+
+
+def _admins() -> list[int]:
+    return [1]
+
+
+def _smart_process_types() -> list[int]:
+    return [1036]
+
 
 class SandboxPortal(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
@@ -39,6 +63,22 @@ class SandboxPortal(models.Model):
     fault_when = models.CharField(max_length=8, choices=FAULT_WHEN_CHOICES, default=FAULT_BEFORE)
     fault_methods = models.JSONField(null=True, blank=True)  # None: every method
     fault_token_latency = models.FloatField(default=0.0)
+
+    # Fault switch (admin, `manage.py sandbox_fault`): answer a documented system error.
+    # `fault_error_remaining`: how many calls still get it; -1 means every call until cleared.
+    fault_error = models.CharField(max_length=32, choices=FAULT_ERROR_CHOICES, default="", blank=True)
+    fault_error_remaining = models.IntegerField(default=-1)
+    moved_to = models.URLField(max_length=500, blank=True, default="",
+                               help_text="With the MOVED fault: the new portal address (…/sandbox/<slug>).")
+    require_https = models.BooleanField(default=False, help_text="Plain-HTTP calls get INVALID_REQUEST "
+                                                                  "\"Https required\" (FACTS §1).")
+
+    # Who counts as a portal administrator (event.offline.*, offline event.bind).
+    admin_user_ids = models.JSONField(default=_admins, blank=True)
+    # Smart-process types (entityTypeId) crm.item.* accepts.
+    smart_process_types = models.JSONField(default=_smart_process_types, blank=True)
+    # feature.get answers: {code: bool}; unknown codes fall back to the sandbox defaults.
+    features = models.JSONField(default=dict, blank=True)
 
     # Counters tests and the benchmark read (services.sandbox_counters).
     requests_total = models.IntegerField(default=0)
@@ -169,3 +209,63 @@ class SandboxMethodCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api} {self.method}: {self.count}"
+
+
+class SandboxIdempotencyKey(models.Model):
+    """A REST 3.0 answer stored under an `Idempotency-Key` (FACTS §2): per app/webhook, user and
+    method; kept 24 h; only successful answers are stored."""
+
+    portal = models.ForeignKey(SandboxPortal, on_delete=models.CASCADE, related_name="idempotency_keys")
+    scope = models.CharField(max_length=400)  # "<caller>|<user_id>|<method>"
+    key = models.CharField(max_length=255)
+    body_hash = models.CharField(max_length=64)
+    status = models.IntegerField()
+    body = models.JSONField()
+    created_at = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["portal", "scope", "key"], name="sandbox_idem_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key[:20]}"
+
+
+class SandboxEventHandler(models.Model):
+    """One `event.bind` of an application: online (POSTed to `handler`) or offline (queued)."""
+
+    portal = models.ForeignKey(SandboxPortal, on_delete=models.CASCADE, related_name="event_handlers")
+    client_id = models.CharField(max_length=128)  # the application that bound it
+    event = models.CharField(max_length=100)  # upper-case code
+    handler = models.CharField(max_length=2048, blank=True, default="")
+    auth_type = models.IntegerField(default=0)
+    offline = models.BooleanField(default=False)
+    auth_connector = models.CharField(max_length=128, blank=True, default="")
+    options = models.JSONField(default=dict, blank=True)
+    bound_by = models.IntegerField(default=1)
+    created_at = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.handler or 'offline'}"
+
+
+class SandboxOfflineEvent(models.Model):
+    """A record of the portal's offline queue (FACTS §11): one per object and event (the last
+    change wins), reserved under `process_id` by `event.offline.get clear=0`."""
+
+    portal = models.ForeignKey(SandboxPortal, on_delete=models.CASCADE, related_name="offline_events")
+    client_id = models.CharField(max_length=128)
+    event_name = models.CharField(max_length=100)
+    event_data = models.JSONField(null=True, blank=True)
+    event_additional = models.JSONField(null=True, blank=True)
+    message_id = models.CharField(max_length=64)
+    auth_connector = models.CharField(max_length=128, blank=True, default="")
+    process_id = models.CharField(max_length=64, blank=True, default="")  # "": not reserved
+    reserved_at = models.FloatField(default=0.0)  # a reserved batch is kept up to 30 days
+    error = models.BooleanField(default=False)
+    timestamp = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["portal", "client_id", "process_id"], name="sandbox_offline_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} #{self.pk}"

@@ -1,8 +1,9 @@
 """PHP-style parameters: what a Bitrix24 portal sees in `$_REQUEST`.
 
 `php_parse_query("fields[TITLE]=x&select[0]=ID")` gives `{"fields": {"TITLE": "x"}, "select": ["ID"]}`:
-nested keys build dicts, `[]` appends, and a dict whose keys are exactly "0".."n-1" becomes a
-list (that is how PHP's json_encode renders such an array). `php_build_query` is the inverse
+nested keys build dicts, `[]` appends, and a nested dict whose keys are exactly "0".."n-1" becomes
+a list (that is how PHP's json_encode renders such an array); the top level always stays a dict,
+so positional parameters arrive as keys "0", "1", ... `php_build_query` is the inverse
 (PHP's `http_build_query`), used for batch commands and by tests.
 """
 
@@ -54,7 +55,9 @@ def php_nest(pairs: Iterable[tuple[str, str]]) -> dict:
                     child = {}
                     node[part] = child
                 node = child
-    return _listify(root)
+    # The top level stays a dict even when its keys are 0..n-1: positional parameters
+    # (`0=123&1[POST_MESSAGE]=hi`) are still named parameters "0", "1" of the request.
+    return {k: _listify(v) for k, v in root.items()}
 
 
 def _next_index(node: dict) -> int:

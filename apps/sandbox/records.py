@@ -34,6 +34,18 @@ def record_create(*, portal: SandboxPortal, entity: str, build) -> tuple[int, di
     return seq.last_id, data
 
 
+def next_ids(*, portal: SandboxPortal, entity: str, count: int) -> list[int]:
+    """Allocate `count` IDs from the portal's sequence `entity` (e.g. multi-field items)."""
+    if count <= 0:
+        return []
+    with transaction.atomic():
+        seq, _ = SandboxSequence.objects.select_for_update().get_or_create(portal=portal, entity=entity)
+        first = seq.last_id + 1
+        seq.last_id += count
+        seq.save(update_fields=["last_id"])
+    return list(range(first, first + count))
+
+
 def record_get(*, portal: SandboxPortal, entity: str, record_id: int) -> dict | None:
     row = SandboxRecord.objects.filter(portal=portal, entity=entity, record_id=record_id).first()
     return row.data if row else None
@@ -68,9 +80,11 @@ def record_query(
     offset: int,
     limit: int = PAGE_SIZE,
     count: bool = True,
+    predicate=None,
 ) -> tuple[list[dict], int | None]:
-    """One page of records matching every condition, in `order` ((field, descending) pairs,
-    ID ascending by default), and the total count (None when `count` is False)."""
+    """One page of records matching every condition (and `predicate(row)`, for OR groups), in
+    `order` ((field, descending) pairs, ID ascending by default), and the total count (None when
+    `count` is False)."""
     offset = max(0, min(offset, MAX_OFFSET))
     qs = SandboxRecord.objects.filter(portal=portal, entity=entity)
     python_conditions = []
@@ -82,12 +96,12 @@ def record_query(
         else:
             python_conditions.append(cond)
     order = order or [("ID", False)]
-    if not python_conditions and all(field == "ID" for field, _ in order):
+    if predicate is None and not python_conditions and all(field == "ID" for field, _ in order):
         qs = qs.order_by("-record_id" if order[0][1] else "record_id")
         total = qs.count() if count else None
         return [row.data for row in qs[offset : offset + limit]], total
     rows = [row.data for row in qs.order_by("record_id")]
-    rows = [r for r in rows if all(_matches(r, c) for c in python_conditions)]
+    rows = [r for r in rows if all(_matches(r, c) for c in python_conditions) and (predicate is None or predicate(r))]
     for field, descending in reversed(order):
         rows.sort(key=lambda r, f=field: _sort_key(r.get(f)), reverse=descending)
     total = len(rows) if count else None
@@ -150,6 +164,11 @@ def _compare(left, right) -> int | None:
         return (ln > rn) - (ln < rn)
     ls, rs = str(left), str(right)
     return (ls > rs) - (ls < rs)
+
+
+def condition_matches(row: dict, cond: Condition) -> bool:
+    """Whether a stored row satisfies one condition (the list queries' comparison rules)."""
+    return _matches(row, cond)
 
 
 def _matches(row: dict, cond: Condition) -> bool:

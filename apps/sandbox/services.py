@@ -3,7 +3,10 @@
 Setup: `sandbox_portal_ensure`, `sandbox_webhook_create`, `sandbox_oauth_client_create`,
 `sandbox_oauth_issue`, `sandbox_oauth_code_issue`, `sandbox_set_limits`.
 Test levers: `sandbox_set_faults`, `sandbox_clear_faults`, `sandbox_expire_tokens`,
-`sandbox_reset_limits`. Counters are read through `apps.sandbox.selectors`.
+`sandbox_reset_limits`; the fault switch `sandbox_set_fault`/`sandbox_clear_fault` (documented
+system errors, a 302, "Https required"; also `manage.py sandbox_fault` and the admin).
+Events: `sandbox_outgoing_webhook_create`, `sandbox_app_event`, `sandbox_application_token`
+(apps bind handlers themselves with `event.bind`). Counters are read through `apps.sandbox.selectors`.
 Protocol: `sandbox_rest_call` (one REST call) and `sandbox_oauth_token` (the token endpoint);
 the views are thin adapters over these two.
 """
@@ -12,7 +15,6 @@ import math
 import re
 import secrets
 import string
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -20,30 +22,27 @@ from django.db.models import F
 
 from apps.core.exceptions import InvalidRequest, NotFound
 
-from . import clock
+from . import clock, events
 from .dispatch import Answer, rest_call
+from .errors import FAULT_ERRORS, MOVED
 from .limits import operating_reset
-from .methods import ALL_SCOPES
 from .models import (
     FAULT_AFTER,
     FAULT_BEFORE,
+    SandboxEventHandler,
     SandboxOAuthClient,
     SandboxOAuthCode,
     SandboxOAuthToken,
     SandboxPortal,
     SandboxWebhook,
 )
+from .tokens import application_token, issue_token, random_string
 
 CODE_LIFETIME = 30  # seconds an authorization code stays valid (FACTS §7)
-REFRESH_LIFETIME = 180 * 86400
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ALNUM = string.ascii_lowercase + string.digits
 
 sandbox_rest_call = rest_call
-
-
-def _random(length: int, alphabet: str = _ALNUM) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def _finite_non_negative(name: str, value: float) -> float:
@@ -97,7 +96,7 @@ def sandbox_webhook_create(
     if scopes is not None and (not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)):
         raise InvalidRequest("scopes must be a list of strings or None.", field="scopes")
     if code is None:
-        code = _random(16)
+        code = random_string(16)
     if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", code):
         raise InvalidRequest("code must be 1-64 letters, digits or '_'.", field="code")
     SandboxWebhook.objects.update_or_create(portal=portal, user_id=user_id, code=code, defaults={"scopes": scopes})
@@ -112,7 +111,7 @@ def sandbox_oauth_client_create(
 ) -> tuple[str, str]:
     """An OAuth application known to the sandbox's oauth server; returns (client_id, client_secret)."""
     client_id = client_id or f"local.{secrets.token_hex(7)}.{secrets.randbelow(10**8):08d}"
-    client_secret = client_secret or _random(50, string.ascii_letters + string.digits)
+    client_secret = client_secret or random_string(50, string.ascii_letters + string.digits)
     for name, value in (("client_id", client_id), ("client_secret", client_secret)):
         if not isinstance(value, str) or not (1 <= len(value) <= 128):
             raise InvalidRequest(f"{name} must be a string of 1-128 characters.", field=name)
@@ -129,29 +128,6 @@ def _client(client_id: str) -> SandboxOAuthClient:
     return client
 
 
-def _issue(portal: SandboxPortal, client: SandboxOAuthClient, user_id: int, lifetime: int, base_url: str) -> dict:
-    now = clock.now()
-    access, refresh = _random(32), _random(32)
-    SandboxOAuthToken.objects.create(
-        portal=portal, client=client, user_id=user_id, access_token=access, refresh_token=refresh,
-        access_expires_at=now + lifetime, refresh_expires_at=now + REFRESH_LIFETIME, created_at=now,
-    )
-    scopes = client.scopes if isinstance(client.scopes, list) else [s for s in ALL_SCOPES if s != "basic"]
-    return {
-        "access_token": access,
-        "expires": int(now + lifetime),
-        "expires_in": lifetime,
-        "scope": ",".join(scopes),
-        "domain": urlsplit(base_url).netloc,  # the OAuth server, not the portal (FACTS §7)
-        "server_endpoint": f"{base_url}/sandbox/oauth/rest/",
-        "status": client.status,
-        "client_endpoint": f"{base_url}/sandbox/{portal.slug}/rest/",
-        "member_id": portal.member_id,
-        "user_id": user_id,
-        "refresh_token": refresh,
-    }
-
-
 def sandbox_oauth_issue(
     *, portal: SandboxPortal, client_id: str, lifetime: int | None = None, user_id: int = 1
 ) -> dict:
@@ -161,12 +137,12 @@ def sandbox_oauth_issue(
     lifetime = portal.token_lifetime if lifetime is None else lifetime
     if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 0:
         raise InvalidRequest("lifetime must be a non-negative integer.", field="lifetime")
-    return _issue(portal, _client(client_id), user_id, lifetime, sandbox_base_url())
+    return issue_token(portal, _client(client_id), user_id, lifetime, sandbox_base_url())
 
 
 def sandbox_oauth_code_issue(*, portal: SandboxPortal, client_id: str, user_id: int = 1) -> str:
     """An authorization code for `grant_type=authorization_code`, valid 30 s, usable once."""
-    code = _random(32)
+    code = random_string(32)
     SandboxOAuthCode.objects.create(
         portal=portal, client=_client(client_id), code=code, user_id=user_id, expires_at=clock.now() + CODE_LIFETIME
     )
@@ -217,7 +193,8 @@ def sandbox_oauth_token(*, params: dict, base_url: str) -> tuple[int, dict]:
             row.refresh_used = True
             row.save(update_fields=["refresh_used"])
         portal = _fresh(row.portal)
-        return 200, _issue(portal, client, row.user_id, portal.token_lifetime, base_url)
+        return 200, issue_token(portal, client, row.user_id, portal.token_lifetime, base_url,
+                           refreshed=grant_type == "refresh_token")
 
 
 def sandbox_expire_tokens(*, portal: SandboxPortal) -> int:
@@ -322,13 +299,99 @@ def sandbox_set_faults(
     return _fresh(portal)
 
 
+def sandbox_set_fault(
+    *,
+    portal: SandboxPortal,
+    error: str,
+    calls: int = -1,
+    moved_to: str | None = None,
+    require_https: bool | None = None,
+) -> SandboxPortal:
+    """The fault switch: the portal answers the documented system error `error` (a key of
+    `errors.FAULT_ERRORS`, or "MOVED" for a 302 to `moved_to`) for the next `calls` calls
+    (-1: until cleared); "" switches it off. `require_https`: plain-HTTP calls then get
+    INVALID_REQUEST "Https required." (None leaves it as it is). `fault_methods` (see
+    `sandbox_set_faults`) limits the per-call errors to some methods."""
+    if error not in ("", MOVED, *FAULT_ERRORS):
+        raise InvalidRequest(f"error must be one of: {', '.join([MOVED, *FAULT_ERRORS])} (or '' to clear).",
+                             field="error")
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls < -1 or calls == 0:
+        raise InvalidRequest("calls must be a positive integer, or -1 for every call until cleared.", field="calls")
+    updates: dict = {"fault_error": error, "fault_error_remaining": calls}
+    if moved_to is not None:
+        if moved_to and not events.valid_handler_url(moved_to):
+            raise InvalidRequest("moved_to must be an http(s) URL.", field="moved_to")
+        updates["moved_to"] = moved_to
+    if error == MOVED and not (moved_to if moved_to is not None else _fresh(portal).moved_to):
+        raise InvalidRequest("The MOVED fault needs moved_to (the portal's new address).", field="moved_to")
+    if require_https is not None:
+        updates["require_https"] = bool(require_https)
+    SandboxPortal.objects.filter(pk=portal.pk).update(**updates)
+    return _fresh(portal)
+
+
+def sandbox_clear_fault(*, portal: SandboxPortal) -> SandboxPortal:
+    """Switch the fault off and allow plain HTTP again."""
+    return sandbox_set_fault(portal=portal, error="", require_https=False)
+
+
+# ---------------------------------------------------------------------------- events
+
+
+def sandbox_outgoing_webhook_create(*, portal: SandboxPortal, event: str, handler: str) -> tuple[int, str]:
+    """An outgoing webhook (set up in the portal's UI on a real portal): `event` is POSTed to
+    `handler` with an `auth` block without tokens. Returns (handler id, application_token)."""
+    name = event.strip().upper() if isinstance(event, str) else ""
+    if not events.known_event(name):
+        raise InvalidRequest(f"Unknown event {event!r}.", field="event")
+    if not isinstance(handler, str) or not events.valid_handler_url(handler):
+        raise InvalidRequest("handler must be an http(s) URL.", field="handler")
+    row = SandboxEventHandler.objects.create(portal=portal, client_id="", event=name, handler=handler,
+                                             created_at=clock.now())
+    return row.pk, application_token(portal=portal, subject=f"hook:{row.pk}")
+
+
+def sandbox_application_token(*, portal: SandboxPortal, client_id: str) -> str:
+    """The `application_token` the portal sends with events for this app."""
+    return application_token(portal=portal, subject=_client(client_id).client_id)
+
+
+def sandbox_app_event(*, portal: SandboxPortal, client_id: str, url: str, event: str, data: dict | None = None,
+                      user_id: int = 1) -> str:
+    """Send an application lifecycle event to `url` after commit: ONAPPINSTALL (data VERSION,
+    ACTIVE, INSTALLED, LANGUAGE_ID), ONAPPUPDATE (VERSION, PREVIOUS_VERSION, LANGUAGE_ID),
+    ONAPPMETHODCONFIRM (TOKEN, METHOD, CONFIRMED, LANGUAGE_ID; no tokens in `auth`),
+    ONAPPUNINSTALL (LANGUAGE_ID, CLEAN; no tokens). Returns the form body."""
+    name = event.strip().upper() if isinstance(event, str) else ""
+    defaults = {
+        "ONAPPINSTALL": {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "en"},
+        "ONAPPUPDATE": {"VERSION": "2", "PREVIOUS_VERSION": "1", "LANGUAGE_ID": "en"},
+        "ONAPPMETHODCONFIRM": {"TOKEN": "", "METHOD": "", "CONFIRMED": "1", "LANGUAGE_ID": "en"},
+        "ONAPPUNINSTALL": {"LANGUAGE_ID": "en", "CLEAN": "0"},
+    }
+    if name not in defaults:
+        raise InvalidRequest("event must be ONAPPINSTALL, ONAPPUPDATE, ONAPPMETHODCONFIRM or ONAPPUNINSTALL.",
+                             field="event")
+    if not isinstance(url, str) or not events.valid_handler_url(url):
+        raise InvalidRequest("url must be an http(s) URL.", field="url")
+    payload = {**defaults[name], **(data or {})}
+    return events.app_event(portal=_fresh(portal), client=_client(client_id), url=url, event=name, data=payload,
+                            user_id=user_id, tokens=name in ("ONAPPINSTALL", "ONAPPUPDATE"))
+
+
 def sandbox_clear_faults(*, portal: SandboxPortal) -> SandboxPortal:
-    return sandbox_set_faults(portal=portal)
+    """Every fault off: latency, 5xx, timeouts, and the switched-on system error / https rule."""
+    sandbox_set_faults(portal=portal)
+    return sandbox_clear_fault(portal=portal)
 
 
 __all__ = [
     "Answer",
+    "sandbox_app_event",
+    "sandbox_application_token",
+    "sandbox_outgoing_webhook_create",
     "sandbox_base_url",
+    "sandbox_clear_fault",
     "sandbox_clear_faults",
     "sandbox_expire_tokens",
     "sandbox_oauth_client_create",
@@ -338,6 +401,7 @@ __all__ = [
     "sandbox_portal_ensure",
     "sandbox_reset_limits",
     "sandbox_rest_call",
+    "sandbox_set_fault",
     "sandbox_set_faults",
     "sandbox_set_limits",
     "sandbox_webhook_create",

@@ -6,12 +6,13 @@ import json
 import logging
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .dispatch import V2, V3
 from .params import ParamsError, php_nest, php_parse_query
 from .services import sandbox_oauth_token, sandbox_rest_call
+from .xmlrender import render_xml
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +23,11 @@ class BadRequest(Exception):
     pass
 
 
-def _json(body, status: int = 200) -> JsonResponse:
-    return JsonResponse(body, status=status, safe=False)
+def _json(body, status: int = 200, headers: dict | None = None) -> JsonResponse:
+    response = JsonResponse(body, status=status, safe=False)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
 
 
 def _internal_error(api: str) -> JsonResponse:
@@ -69,15 +73,38 @@ def _v2_params(request: HttpRequest) -> dict:
             data = json.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise BadRequest("Request body is not valid JSON") from None
+        if isinstance(data, list):
+            # A JSON array is PHP's positional array: keys "0", "1", ... (FACTS §1).
+            data = {str(i): v for i, v in enumerate(data)}
         if not isinstance(data, dict):
-            raise BadRequest("JSON body must be an object")
+            raise BadRequest("JSON body must be an object or an array")
         params.update(data)
         return params
     params.update(php_parse_query(body.decode("utf-8", errors="replace")))
     return params
 
 
+def _moved_path(request: HttpRequest, slug: str) -> str:
+    """The request's path and query after `/sandbox/<slug>/`, for the 302 fault's Location."""
+    full = request.get_full_path()
+    prefix = f"/sandbox/{slug}/"
+    return full[full.index(prefix) + len(prefix):] if prefix in full else full.lstrip("/")
+
+
+def _answer(answer, *, xml: bool = False) -> HttpResponse:
+    if xml and answer.status != 302:
+        return HttpResponse(render_xml(answer.body), status=answer.status, content_type="text/xml; charset=utf-8")
+    if answer.status == 302:
+        response = HttpResponse(status=302, content_type="application/json")
+        response["Location"] = answer.headers["Location"]
+        return response
+    return _json(answer.body, answer.status, answer.headers)
+
+
 def _v2(request: HttpRequest, *, slug: str, method: str, user_id: int | None, code: str | None):
+    xml = method.lower().endswith(".xml")  # FACTS §1: `.xml` after the method name answers XML
+    if xml:
+        method = method[: -len(".xml")]
     if request.method not in ("GET", "POST", "HEAD"):
         return _json({"error": "INVALID_REQUEST", "error_description": "Use GET or POST"}, 405)
     params, params_error = {}, None
@@ -89,8 +116,9 @@ def _v2(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
     params.pop("auth", None)
     answer = sandbox_rest_call(slug=slug, api=V2, method=method, params=params, webhook_user_id=user_id,
                                webhook_code=code, access_token=token if isinstance(token, str) else None,
-                               params_error=params_error)
-    return _json(answer.body, answer.status)
+                               params_error=params_error, secure=request.is_secure(),
+                               moved_path=_moved_path(request, slug))
+    return _answer(answer, xml=xml)
 
 
 def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, code: str | None):
@@ -115,8 +143,9 @@ def _v3(request: HttpRequest, *, slug: str, method: str, user_id: int | None, co
         params.pop("auth", None)
     answer = sandbox_rest_call(slug=slug, api=V3, method=method, params=params, webhook_user_id=user_id,
                                webhook_code=code, access_token=token if isinstance(token, str) else None,
-                               params_error=params_error)
-    return _json(answer.body, answer.status)
+                               params_error=params_error, idempotency_key=request.headers.get("Idempotency-Key"),
+                               secure=request.is_secure(), moved_path=_moved_path(request, slug))
+    return _answer(answer)
 
 
 def _guard(api: str, view, request, **kwargs):

@@ -100,3 +100,31 @@ def make_leads(rest):
         return ids
 
     return make
+
+
+class AppRest:
+    """Calls the sandbox as an OAuth application (auth in the JSON body), for user `user_id`."""
+
+    def __init__(self, client, portal, client_id: str, token: str):
+        self.client = client
+        self.portal = portal
+        self.client_id = client_id
+        self.token = token
+
+    def call(self, method: str, params: dict | None = None):
+        return self.client.post(f"/sandbox/{self.portal.slug}/rest/{method}",
+                                data=json.dumps({**(params or {}), "auth": self.token}),
+                                content_type="application/json")
+
+
+@pytest.fixture
+def make_app(client, rest):
+    from apps.sandbox.services import sandbox_oauth_client_create, sandbox_oauth_issue
+
+    def make(*, user_id: int = 1, scopes: list[str] | None = None, client_id: str | None = None) -> AppRest:
+        if client_id is None:
+            client_id, _ = sandbox_oauth_client_create(scopes=scopes)
+        token = sandbox_oauth_issue(portal=rest.portal, client_id=client_id, user_id=user_id)["access_token"]
+        return AppRest(client, rest.portal, client_id, token)
+
+    return make

@@ -104,3 +104,32 @@ def test_random_v2_params_never_500(rest, method, params):
 def test_random_v3_bodies_never_500(rest, method, body):
     answer = rest.v3(method, body)
     assert answer.status_code < 500, answer.content
+
+
+NEW_METHODS = ["event.bind", "event.unbind", "event.get", "events", "event.offline.get", "event.offline.clear",
+               "event.offline.error", "event.offline.list", "feature.get", "method.get", "methods", "scope",
+               "app.info", "profile", "crm.item.add", "crm.item.get", "crm.item.list", "crm.item.update",
+               "crm.item.delete", "crm.item.fields", "task.commentitem.add", "task.commentitem.get",
+               "task.commentitem.getlist", "task.commentitem.delete", "biconnector.connector.get", "imbot.register",
+               "im.chat.add", "im.message.add"]
+ODD_VALUES = [HUGE, 2**70, -1, "abc", "", None, True, [1, "x"], {"a": {"b": [1]}}, "1e400", "NaN"]
+ODD_KEYS = ["event", "handler", "auth_type", "event_type", "auth_connector", "options", "filter", "order", "limit",
+            "clear", "process_id", "error", "id", "message_id", "start", "CODE", "name", "scope", "full",
+            "entityTypeId", "fields", "select", "TASKID", "ITEMID", "FIELDS", "ORDER", "FILTER", "0", "1", "CODE",
+            "EVENT_MESSAGE_ADD", "PROPERTIES", "DIALOG_ID", "MESSAGE", "USERS", "TITLE"]
+FILTER_FIELDS = ["ID", ">TIMESTAMP_X", "=EVENT_NAME", "ERROR", "PROCESS_ID", "@MESSAGE_ID", "!ID", "title",
+                 ">=id", "STAGE_ID"]
+
+
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_new_methods_with_odd_params(rest, make_app, method):
+    """Every parameter alone with a few odd values, all at once with each, and odd filters."""
+    app = make_app()
+    calls = [{key: value for key in ODD_KEYS} for value in ODD_VALUES]
+    calls += [{key: {"a": {"b": [1, "x"]}}, "entityTypeId": 1036, "process_id": "p"} for key in ODD_KEYS]
+    calls += [{"filter": odd, "FILTER": odd, "entityTypeId": 1036, "TASKID": 1}
+              for odd in ({field: value for field in FILTER_FIELDS} for value in ODD_VALUES)]
+    for params in calls:
+        answer = app.call(method, params)
+        assert answer.status_code < 500, (method, params, answer.content)
+        assert answer["Content-Type"].startswith("application/json")

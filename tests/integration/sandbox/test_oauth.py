@@ -39,13 +39,14 @@ def test_authorization_code_exchange(client, app):
                                     "client_secret": app["client_secret"], "code": code})
     assert answer.status_code == 200
     body = answer.json()
-    assert set(body) == set(sample("response_oauth_token_refresh")["body"])
-    assert body["expires_in"] == 3600 and body["expires"] == int(START) + 3600
+    # only the refresh answer carries `expires` and `user_id` (FACTS §7)
+    assert set(body) == set(sample("response_oauth_token_refresh")["body"]) - {"expires", "user_id"}
+    assert body["expires_in"] == 3600
     assert body["member_id"] == app["portal"].member_id
     assert body["client_endpoint"] == "http://testserver/sandbox/acme/rest/"
     assert body["domain"] == "testserver"  # the OAuth server, not the portal
     assert body["scope"] == "crm,task"
-    assert body["status"] == "L" and body["user_id"] == 1
+    assert body["status"] == "L"
     # a code is single-use
     again = client.get(TOKEN_URL, {"grant_type": "authorization_code", "client_id": app["client_id"],
                                    "client_secret": app["client_secret"], "code": code})
@@ -65,6 +66,8 @@ def test_refresh_rotates_and_old_refresh_token_is_rejected(client, app):
     first = refresh(client, app, issued["refresh_token"])
     assert first.status_code == 200
     pair = first.json()
+    assert set(pair) == set(sample("response_oauth_token_refresh")["body"])
+    assert pair["expires"] == int(START) + 3600 and pair["user_id"] == 1
     assert pair["refresh_token"] != issued["refresh_token"]
     assert pair["access_token"] != issued["access_token"]
     reused = refresh(client, app, issued["refresh_token"])
@@ -165,7 +168,14 @@ def test_token_of_another_portal_is_no_auth(client, app):
 
 
 def test_rest3_oauth_auth_in_json_body(client, app):
+    # The app's scope `task` is the v2 one; REST 3.0 tasks.task.* need `tasks` (FACTS §1).
     token = sandbox_oauth_issue(portal=app["portal"], client_id=app["client_id"])["access_token"]
+    refused = client.post("/sandbox/acme/rest/api/tasks.task.list", data=json.dumps({"auth": token}),
+                          content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "BITRIX_REST_V3_EXCEPTION_INSUFFICIENTSCOPEEXCEPTION"
+    tasks_app, _ = sandbox_oauth_client_create(scopes=["tasks"])
+    token = sandbox_oauth_issue(portal=app["portal"], client_id=tasks_app)["access_token"]
     answer = client.post("/sandbox/acme/rest/api/tasks.task.add", data=json.dumps(
         {"auth": token, "fields": {"title": "via oauth", "creatorId": 1, "responsibleId": 2}}),
         content_type="application/json")

@@ -144,3 +144,9 @@ def test_v3_scope_is_tasks(rest):
     assert ok.status_code == 200
     # v2 tasks.task.* needs scope `task`, which this webhook lacks
     assert rest.client.get(f"/sandbox/acme/rest/1/{tasks_code}/tasks.task.list").status_code == 403
+    # and the v2 scope `task` does not open the REST 3.0 methods
+    _, task_code = sandbox_webhook_create(portal=rest.portal, scopes=["task"])
+    v2_only = rest.client.post(f"/sandbox/acme/rest/api/1/{task_code}/tasks.task.list", data="{}",
+                               content_type="application/json")
+    assert v2_only.status_code == 403
+    assert rest.client.get(f"/sandbox/acme/rest/1/{task_code}/tasks.task.list").status_code == 200
