@@ -315,6 +315,12 @@ def portal_install_oauth(*, app: OAuthApp, member_id: str, domain: str, endpoint
         created = portal is None
         if created:
             portal = Portal(slug=slug_for_domain(domain), base_url=base_url, name=domain[:200])
+        previous = None if created else Credential.objects.filter(portal=portal).values_list(
+            "status", flat=True).first()
+        # Uninstalling the app deactivated the portal (apps.events); installing it again undoes that.
+        reactivated = previous == CredentialStatus.REVOKED and not portal.is_active
+        if reactivated:
+            portal.is_active = True
         portal.member_id = member_id
         portal.auth_mode = AuthMode.OAUTH
         portal.save()
@@ -330,7 +336,7 @@ def portal_install_oauth(*, app: OAuthApp, member_id: str, domain: str, endpoint
         credential.save()
         audit_record(action=audit_events.PORTAL_CHANGED, actor=acting_user, portal=portal, data={
             "created": created, "via": via, "member_id": member_id, "base_url": base_url,
-            "auth_mode": AuthMode.OAUTH,
+            "auth_mode": AuthMode.OAUTH, "reactivated": reactivated,
             "secrets_set": sorted(k for k, v in (("access_token", access_token), ("refresh_token", refresh_token),
                                                  ("application_token", application_token)) if v),
         })

@@ -139,13 +139,15 @@ def test_uninstall_with_a_wrong_token_changes_nothing(client, portal):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_app_install_goes_through_the_install_flow(client):
+def test_app_install_goes_through_the_install_flow(client, django_capture_on_commit_callbacks, celery_drain):
     stub = StubServer().start()
     try:
         OAuthApp.objects.create(name="app", client_id="local.app.1", client_secret="s", token_url=f"{stub.url}/t/")
 
+        valid = {"s6p6eclrvim6da22ft9ch94ekreb52lv"}
+
         def respond(seen):
-            if seen.path == "/portal/rest/app.info" and seen.json == {"auth": "s6p6eclrvim6da22ft9ch94ekreb52lv"}:
+            if seen.path == "/portal/rest/app.info" and (seen.json or {}).get("auth") in valid:
                 return 200, {"result": {"ID": 1, "INSTALLED": True}}, {}
             return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}, {}
 
@@ -164,6 +166,17 @@ def test_app_install_goes_through_the_install_flow(client):
         lead = dict(sample("event_oncrmleadadd")["form_fields"])
         assert post(client, lead).status_code == 200
         assert post(client, {**lead, "auth[application_token]": "x" * 32}).status_code == 401
+        # uninstalled, then installed again: the portal comes back to life
+        stored(client, uninstall_fields(), django_capture_on_commit_callbacks)
+        celery_drain()
+        portal.refresh_from_db()
+        assert not portal.is_active and portal.credential.status == "revoked"
+        reinstall = {**fields, "ts": "1766050999", "auth[access_token]": "n3wacc3sst0k3n" * 3,
+                     "auth[application_token]": "n3wappt0k3n" * 3}
+        valid.add(reinstall["auth[access_token]"])
+        assert post(client, reinstall).status_code == 200
+        portal.refresh_from_db()
+        assert portal.is_active and portal.credential.status == "ok"
     finally:
         stub.stop()
 
