@@ -6,6 +6,8 @@ import tempfile
 
 # The suite never reads a developer's .env (make run writes one): only what is set here counts.
 os.environ.setdefault("ENV_FILE", "")
+# Deciding needs a second factor outside DEBUG; the MFA tests switch it on where they test it.
+os.environ.setdefault("APPROVER_MFA_REQUIRED", "0")
 
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")

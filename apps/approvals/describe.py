@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from apps.plans.choices import PlanStatus, Risk
 from apps.policy.batchparse import parse_batch
 from apps.policy.errors import PolicyForbidden, PolicyInputError
 
@@ -19,20 +20,8 @@ from . import entities
 
 _REFERENCE = re.compile(r"\$result\[([A-Za-z0-9_]+)\]")
 
-STATUS_WORDS = {
-    "submitted": "Submitted",
-    "pending_approval": "Waiting for approval",
-    "approved": "Approved, about to run",
-    "executing": "Running on the portal",
-    "succeeded": "Done",
-    "failed": "Failed",
-    "needs_reconciliation": "Outcome unknown: check the portal",
-    "rejected": "Rejected",
-    "expired": "Expired undecided",
-    "cancelled": "Cancelled by the agent",
-}
-
-RISK_WORDS = {"read": "Read", "write": "Write", "destructive": "Destructive"}
+STATUS_WORDS = dict(PlanStatus.choices)
+RISK_WORDS = dict(Risk.choices)
 
 
 @dataclass

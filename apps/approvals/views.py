@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import zoneinfo
 
-from allauth.account.authentication import get_authentication_records
-from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
@@ -20,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from apps.accounts.mfa import mfa_gate
 from apps.audit import registry as audit_events
 from apps.audit.models import AuditEntry
 from apps.core.exceptions import ApplicationError
@@ -58,26 +57,6 @@ def _activate_time_zone(request) -> None:
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                 continue
     timezone.activate(zoneinfo.ZoneInfo(settings.TIME_ZONE))
-
-
-def mfa_required() -> bool:
-    return settings.APPROVER_MFA_REQUIRED
-
-
-def session_has_mfa(request) -> bool:
-    return any(record.get("method") == "mfa" for record in get_authentication_records(request, request.user))
-
-
-def mfa_gate(request, back: str):
-    """None when this session may decide; otherwise where to send the approver first."""
-    if not mfa_required() or session_has_mfa(request):
-        return None
-    if not is_mfa_enabled(request.user):
-        messages.warning(request, "Deciding plans needs a second factor. Set up an authenticator app, "
-                                  "then come back to decide.")
-        return redirect(f"{reverse('mfa_activate_totp')}?next={back}")
-    messages.warning(request, "Confirm with your second factor before deciding.")
-    return redirect(f"{reverse('mfa_reauthenticate')}?next={back}")
 
 
 def _plan_or_404(request, plan_id):

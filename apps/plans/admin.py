@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.accounts.mfa import mfa_gate
 from apps.core.admin import ReadOnlyAdminMixin
 from apps.core.exceptions import ApplicationError
 
@@ -135,6 +136,9 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         plans = list(queryset)
         form = CommentForm(request.POST if request.POST.get("post") else None)
         if request.POST.get("post") and form.is_valid():
+            gate = mfa_gate(request, reverse("admin:plans_pendingplan_changelist"))
+            if gate:
+                return gate
             done = 0
             for plan in plans:
                 try:
@@ -143,7 +147,8 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     self.message_user(request, f"Plan {str(plan.pk)[:8]}: {exc.message}", messages.ERROR)
                     continue
                 done += 1
-                self.message_user(request, f"Plan {str(plan.pk)[:8]} is now {updated.status}.", messages.SUCCESS)
+                self.message_user(request, f"Plan {str(plan.pk)[:8]}: {updated.get_status_display()}.",
+                                  messages.SUCCESS)
             return None
         # The confirmation lists only what the user may decide now (apps.plans.selectors).
         allowed = [plan for plan in plans if kind in plan_decisions_for(user=request.user, plan=plan)]
@@ -189,17 +194,25 @@ class PlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             # Confirmed: the service has the last word (the plan may have moved on meanwhile).
             if not user_may_decide(user=request.user, portal=plan.portal):
                 raise DjangoPermissionDenied
+            gate = mfa_gate(request, reverse("admin:plans_plan_change", args=[plan.pk]))
+            if gate:
+                return gate
             form = CommentForm(request.POST)
             if form.is_valid():
                 try:
                     updated = self._apply(request, plan, kind, form.cleaned_data["comment"])
-                    self.message_user(request, f"Plan {str(plan.pk)[:8]} is now {updated.status}.", messages.SUCCESS)
+                    self.message_user(request, f"Plan {str(plan.pk)[:8]}: {updated.get_status_display()}.",
+                                      messages.SUCCESS)
                 except ApplicationError as exc:
                     self.message_user(request, exc.message, messages.ERROR)
                 return redirect(reverse("admin:plans_plan_change", args=[plan.pk]))
         if kind not in plan_decisions_for(user=request.user, plan=plan):
             raise DjangoPermissionDenied
         return self._confirmation(request, [plan], kind, CommentForm(), single=True)
+
+    def history_view(self, request, object_id, extra_context=None):
+        """A plan's history is its audit trail, on its approval page (not Django's empty log)."""
+        return redirect(reverse("approvals:plan", args=[object_id]))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}

@@ -2,16 +2,18 @@ from django.db import models
 
 
 class PlanStatus(models.TextChoices):
-    SUBMITTED = "submitted"
-    PENDING_APPROVAL = "pending_approval"
-    APPROVED = "approved"
-    EXECUTING = "executing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    NEEDS_RECONCILIATION = "needs_reconciliation"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
+    """Codes for the API, words for people."""
+
+    SUBMITTED = "submitted", "Submitted"
+    PENDING_APPROVAL = "pending_approval", "Waiting for approval"
+    APPROVED = "approved", "Approved, about to run"
+    EXECUTING = "executing", "Running on the portal"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+    NEEDS_RECONCILIATION = "needs_reconciliation", "Outcome unknown: check the portal"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired undecided"
+    CANCELLED = "cancelled", "Cancelled by the agent"
 
 
 TERMINAL_STATES = frozenset(
@@ -22,9 +24,9 @@ FINAL_FOR_WAIT = TERMINAL_STATES | {PlanStatus.NEEDS_RECONCILIATION}
 
 
 class Risk(models.TextChoices):
-    READ = "read"
-    WRITE = "write"
-    DESTRUCTIVE = "destructive"
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    DESTRUCTIVE = "destructive", "Destructive"
 
 
 class ApprovalDecision(models.TextChoices):

@@ -75,7 +75,8 @@ class Approval(models.Model):
                                                name="approval_one_live_per_user")]
 
     def __str__(self):
-        return f"{self.user} {self.decision}d {self.plan_id}"
+        verb = "approved" if self.decision == ApprovalDecision.APPROVE else "rejected"
+        return f"{self.user} {verb} {self.plan_id}"
 
 
 class ExecutionAttempt(models.Model):

@@ -84,7 +84,7 @@ def test_approver_logs_in_and_approves_from_the_inbox(live_server, new_page, log
     page.get_by_role("button", name="Yes, approve").click()
 
     expect(page).to_have_url(f"{live_server.url}/admin/plans/plan/{plan.pk}/change/")
-    expect(page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)} is now approved.")
+    expect(page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)}: Approved, about to run.")
     expect(page.locator(".field-status .readonly")).to_have_text("Approved")
     expect(page.get_by_role("link", name="Approve", exact=True)).to_have_count(0)
 
@@ -122,7 +122,7 @@ def test_reject_through_the_changelist_action(live_server, new_page, login, port
     page.get_by_role("button", name="Yes, reject").click()
 
     expect(page).to_have_url(f"{live_server.url}{INBOX}")
-    expect(page.locator(".messagelist .success")).to_have_text(f"Plan {short(wrong)} is now rejected.")
+    expect(page.locator(".messagelist .success")).to_have_text(f"Plan {short(wrong)}: Rejected.")
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
     expect(page.locator(f'input.action-select[value="{other.pk}"]')).to_have_count(1)
 
@@ -150,7 +150,7 @@ def test_destructive_plan_needs_two_distinct_approvers(live_server, new_page, lo
     stale_tab = alice_page.context.new_page()
     stale_tab.goto(f"{live_server.url}/admin/plans/plan/{plan.pk}/decide/approve/")
     approve_on_plan_page(alice_page, live_server, plan, "ok to delete")
-    expect(alice_page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)} is now pending_approval.")
+    expect(alice_page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)}: Waiting for approval.")
     assert Plan.objects.get(pk=plan.pk).status == PlanStatus.PENDING_APPROVAL
     alice_page.goto(f"{live_server.url}{INBOX}")
     expect(alice_page.locator("#result_list tbody tr").first).to_contain_text("1/2")
@@ -170,7 +170,7 @@ def test_destructive_plan_needs_two_distinct_approvers(live_server, new_page, lo
     # Bob, in his own browser context, makes it two.
     bob_page = login(new_page(), bob)
     approve_on_plan_page(bob_page, live_server, plan, "second pair of eyes")
-    expect(bob_page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)} is now approved.")
+    expect(bob_page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)}: Approved, about to run.")
 
     plan.refresh_from_db()
     assert plan.status == PlanStatus.APPROVED

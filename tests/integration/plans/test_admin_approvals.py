@@ -134,3 +134,30 @@ def test_admin_login_goes_through_allauth(client):
     response = client.get("/admin/login/?next=/admin/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_deciding_in_the_admin_needs_a_second_factor_when_required(client, agent, portal, approver, settings):
+    settings.APPROVER_MFA_REQUIRED = True
+    plan = pending(agent, portal)
+    client.force_login(approver)
+    response = confirm(client, plan, "approve_selected", "checked")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/2fa/totp/activate/")
+    single = client.post(f"{CHANGELIST}{plan.pk}/decide/approve/", {"post": "yes", "comment": "x",
+                                                                     f"hash-{plan.pk}": plan.content_hash})
+    assert single.status_code == 302 and single["Location"].startswith("/accounts/2fa/totp/activate/")
+    assert Plan.objects.get(pk=plan.pk).status == "pending_approval"
+
+
+def test_a_plans_history_is_its_approval_page(client, agent, portal, approver):
+    plan = pending(agent, portal)
+    client.force_login(approver)
+    response = client.get(f"{CHANGELIST}{plan.pk}/history/")
+    assert response.status_code == 302 and response["Location"] == f"/approvals/plans/{plan.pk}/"
+
+
+def test_the_reject_confirmation_does_not_promise_a_send(client, agent, portal, approver):
+    plan = pending(agent, portal)
+    client.force_login(approver)
+    page = client.post(CHANGELIST, {"action": "reject_selected", "_selected_action": [str(plan.pk)]}).content.decode()
+    assert "Nothing will be sent" in page and "exactly what will be sent" not in page
+    assert "Waiting for approval" in page and "pending_approval" not in page.split("<form")[0].split("<h2>")[-1]
