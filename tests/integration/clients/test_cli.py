@@ -82,8 +82,8 @@ def test_other_api_errors_are_5(cli):
     assert code == 5 and answer["error"]["code"] == "unauthenticated"
     code, answer = cli("submit", "crm.lead.add", "--portal", "demo", "--params", '{"a": 1}', "--callback-url", "ftp://x")
     assert code == 5 and answer["error"]["field"] == "callback_url"
-    code, answer = cli("events")  # no event feed on this plane (yet)
-    assert code == 5 and answer["error"]["code"] == "not_available"
+    code, answer = cli("events", "--after", "not-a-cursor")
+    assert code == 5 and answer["error"]["field"] == "after"
 
 
 def test_usage_is_2_and_unreachable_is_6(cli, tmp_path):

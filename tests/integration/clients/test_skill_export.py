@@ -139,5 +139,6 @@ def test_the_folder_serves_mcp_over_stdio(exported, plane_agent):
             return tools, described.structured_content
 
     tools, described = anyio.run(main)
-    assert tools == ["capabilities", "describe_method", "submit_plan", "get_plan", "cancel_plan", "list_plans"]
+    assert tools == ["capabilities", "describe_method", "submit_plan", "get_plan", "cancel_plan", "list_plans",
+                     "read_events"]
     assert described["risk"] == "write" and described["policy"] == "approve"

@@ -1,4 +1,5 @@
-"""The plane's URLs plus a catch-all JSON 404 under /api/ (as main has): not an event feed."""
+"""The plane's URLs without the event feed, plus a catch-all JSON 404 under /api/: a plane whose
+/api/v1/events answers 404 offers no read_events tool."""
 
 from django.urls import re_path
 
@@ -12,4 +13,9 @@ def api_not_found(request):
     raise NotFound("No such endpoint.")
 
 
-urlpatterns = [*plane_urlpatterns, re_path(r"^(?:api|healthz|readyz)(?:/[\s\S]*)?\Z", api_not_found)]
+def _is_feed(pattern) -> bool:
+    return "events" in str(getattr(pattern, "urlconf_name", "")) or "hooks" in str(pattern.pattern)
+
+
+urlpatterns = [*[p for p in plane_urlpatterns if not _is_feed(p)],
+               re_path(r"^(?:api|healthz|readyz)(?:/[\s\S]*)?\Z", api_not_found)]

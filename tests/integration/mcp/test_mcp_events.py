@@ -17,9 +17,8 @@ def tool_names(client, token):
     return [t["name"] for t in rpc(client, token, "tools/list")["result"]["tools"]]
 
 
-@pytest.mark.parametrize("urlconf", ["controlplane.urls", "tests.integration.mcp.catchall_urls"])
-def test_no_feed_no_tool(client, agent, urlconf, settings):
-    settings.ROOT_URLCONF = urlconf
+def test_no_feed_no_tool(client, agent, settings):
+    settings.ROOT_URLCONF = "tests.integration.mcp.catchall_urls"
     assert "read_events" not in tool_names(client, agent.token)
     answer = rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {}})
     assert answer["error"]["code"] == -32602 and answer["error"]["data"]["field"] == "name"
@@ -41,3 +40,16 @@ def test_the_feed_is_read_with_the_agents_credentials(client, agent, make_agent)
     # an agent without any grant is still offered capabilities only
     assert tool_names(client, make_agent("nobody").token) == ["capabilities"]
 
+
+
+def test_the_real_feed_answers_read_events(client, agent, portal):
+    from apps.events.models import InboundEvent
+    from apps.events.services import event_process
+
+    event = InboundEvent.objects.create(portal=portal, event="ONCRMLEADADD", ts=1, payload_hash="h1",
+                                        data={"FIELDS": {"ID": "5"}})
+    event_process(event_id=event.pk)
+    assert "read_events" in tool_names(client, agent.token)
+    result = rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {"wait": 0}})["result"]
+    assert result["isError"] is False
+    assert [e["event"] for e in result["structuredContent"]["events"]] == ["ONCRMLEADADD"]

@@ -67,7 +67,7 @@ def test_lists_the_tools_the_agent_holds(mcp_url, plane_agent):
     info, instructions, tools = mcp_call(mcp_url, plane_agent.token, work)
     assert info.name == "bitrix24-control-plane"
     assert "pending_approval" in instructions and "destructive" in instructions
-    assert [t.name for t in tools] == ALL_BUT_EVENTS  # no event feed on this plane: no read_events
+    assert [t.name for t in tools] == [*ALL_BUT_EVENTS, "read_events"]
     submit = next(t for t in tools if t.name == "submit_plan")
     assert submit.input_schema["properties"]["portal"]["enum"] == ["demo"]
     assert "core (read auto, write approve, destructive approve2)" in submit.description

@@ -63,7 +63,8 @@ def test_every_encrypted_field_is_covered():
     found = {(model._meta.label, name) for model, names in crypto.encrypted_fields() for name in names}
     assert found == {
         ("portals.Credential", name) for name in Credential.SECRET_FIELDS
-    } | {("portals.OAuthApp", "client_secret"), ("agents.Agent", "callback_secret")}
+    } | {("portals.OAuthApp", "client_secret"), ("agents.Agent", "callback_secret"),
+                                                           ("events.EventSubscription", "secret")}
 
 
 def test_rotation_moves_every_secret_to_the_first_key(stored, settings):

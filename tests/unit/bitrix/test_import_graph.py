@@ -185,4 +185,5 @@ def test_only_the_wire_module_imports_requests_for_bitrix():
                 importers.add(module)
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "requests":
                 importers.add(module)
-    assert importers == {"apps.bitrix.http"}
+    # apps.sandbox.events plays the portal posting its events to handlers: the portal's side, not ours
+    assert importers == {"apps.bitrix.http", "apps.sandbox.events"}
