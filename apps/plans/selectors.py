@@ -78,15 +78,24 @@ def user_may_decide(*, user, portal) -> bool:
     return portals_decidable_by(user).filter(pk=portal.pk).exists()
 
 
+def personal_refusal(*, user, plan: Plan) -> str | None:
+    """Why `user`, though an approver on the plan's portal, may not decide this pending plan
+    (owner of the submitting agent, or decided already); None when they may."""
+    if plan.agent.owner_id is not None and plan.agent.owner_id == user.pk:
+        return "The owner of the submitting agent cannot decide its plans."
+    if plan.approvals.filter(user=user).exists():
+        return "You have already decided this plan; a second approver is needed."
+    return None
+
+
 def plan_decisions_for(*, user, plan: Plan) -> list[str]:
     """What `user` may do to `plan` now: approve/reject a pending plan (not as the owner of the
-    submitting agent, not twice), settle one that needs reconciliation; nothing otherwise."""
+    submitting agent, not twice), settle one that needs reconciliation; nothing otherwise. The
+    services check the same rules under the plan's row lock."""
     if not user_may_decide(user=user, portal=plan.portal):
         return []
     if plan.status == PlanStatus.PENDING_APPROVAL:
-        if plan.agent.owner_id == user.pk or plan.approvals.filter(user=user).exists():
-            return []
-        return ["approve", "reject"]
+        return [] if personal_refusal(user=user, plan=plan) else ["approve", "reject"]
     if plan.status == PlanStatus.NEEDS_RECONCILIATION:
         return ["settle_succeeded", "settle_failed"]
     return []

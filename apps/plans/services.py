@@ -27,6 +27,7 @@ from . import executor, idempotency
 from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
 from .evaluation import content_hash, normalized_steps, plan_evaluate, status_after_submit
 from .models import Approval, Plan
+from .selectors import personal_refusal, user_may_decide
 from .states import StaleState, transition
 
 S = PlanStatus
@@ -184,8 +185,6 @@ def _locked_plan(plan_id) -> Plan:
 
 def user_may_approve(*, user, portal: Portal) -> bool:
     """The one rule of who may decide (apps.plans.selectors), shared with the admin's buttons."""
-    from .selectors import user_may_decide
-
     return user_may_decide(user=user, portal=portal)
 
 
@@ -212,10 +211,9 @@ def plan_decide(*, plan_id, user, decision: str, comment: str = "", seen_hash: s
         plan = _lock_for_approver(
             plan_id=plan_id, user=user, status=S.PENDING_APPROVAL, act="approve",
             stale="The plan is {status}; only pending plans can be decided.")
-        if plan.agent.owner_id is not None and plan.agent.owner_id == user.pk:
-            raise NotAllowed("The owner of the submitting agent cannot decide its plans.")
-        if plan.approvals.filter(user=user).exists():
-            raise NotAllowed("You have already decided this plan; a second approver is needed.")
+        refusal = personal_refusal(user=user, plan=plan)
+        if refusal:
+            raise NotAllowed(refusal)
         current_hash = content_hash(portal_slug=plan.portal.slug, steps=plan.steps)
         if current_hash != plan.content_hash or (seen_hash and seen_hash != plan.content_hash):
             raise StaleState("The plan content is not what was shown; reload it before deciding.")
