@@ -23,6 +23,7 @@ install: $(VENV)/.installed
 run: export DEBUG ?= 1
 run: export DATA_DIR := $(abspath $(DATA_DIR))
 run: export SANDBOX_BASE_URL ?= http://$(HOST):$(PORT)
+run: export SITE_URL ?= http://$(HOST):$(PORT)
 run: install
 	mkdir -p $(DATA_DIR)
 	$(PY) -m controlplane.envfile .env

@@ -32,6 +32,7 @@ def embedded_default(*, data_dir: Path, sandbox_base_url: str) -> dict[str, str]
         "AUDIT_KEYS": f"k1:{audit_key}",
         "DATA_DIR": str(data_dir),
         "SANDBOX_BASE_URL": sandbox_base_url,
+        "SITE_URL": sandbox_base_url,  # the same web process serves the plane and the sandbox
     }
 
 
