@@ -67,6 +67,20 @@ class Command(BaseCommand):
         self.stdout.write("  Agent token:")
         self.stdout.write(demo["agent_token"])
 
+    def _lead_events_hook(self, sandbox) -> str:
+        """The sandbox posts ONCRMLEADADD to the demo portal's event handler (an outgoing webhook,
+        as a portal admin sets one up), so `make run` shows events arriving. Returns the token the
+        portal signs them with."""
+        from apps.sandbox.models import SandboxEventHandler
+        from apps.sandbox.services import sandbox_outgoing_webhook_create
+        from apps.sandbox.tokens import application_token
+
+        handler = f"{settings.SITE_URL.rstrip('/')}/hooks/bitrix24/events/{DEMO_PORTAL}"
+        row = SandboxEventHandler.objects.filter(portal=sandbox, event="ONCRMLEADADD", handler=handler).first()
+        if row is not None:
+            return application_token(portal=sandbox, subject=f"hook:{row.pk}")
+        return sandbox_outgoing_webhook_create(portal=sandbox, event="ONCRMLEADADD", handler=handler)[1]
+
     def _seed(self, demo):
         from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
 
@@ -78,7 +92,9 @@ class Command(BaseCommand):
             portal, _ = portal_upsert(
                 slug=DEMO_PORTAL, name="Demo (sandbox)", auth_mode=AuthMode.WEBHOOK,
                 base_url=f"{settings.SANDBOX_BASE_URL.rstrip('/')}/sandbox/{DEMO_PORTAL}",
-                secrets={"webhook_code": demo["webhook_code"]}, fields={"webhook_user_id": "1"},
+                secrets={"webhook_code": demo["webhook_code"],
+                         "application_token": self._lead_events_hook(sandbox)},
+                fields={"webhook_user_id": "1"},
             )
             portal_approvers_add(portal=portal, users=[admin, reviewer])
             agent = Agent.objects.filter(slug=DEMO_AGENT).first()
