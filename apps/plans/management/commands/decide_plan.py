@@ -25,4 +25,4 @@ class Command(BaseCommand):
                                         decision="approve" if opts["approve"] else "reject", comment=opts["comment"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"Plan {plan.pk} is now {plan.status}.")
+        self.stdout.write(f"Plan {plan.pk}: {plan.get_status_display()} ({plan.status}).")
