@@ -85,7 +85,7 @@ def test_approver_logs_in_and_approves_from_the_inbox(live_server, new_page, log
 
     expect(page).to_have_url(f"{live_server.url}/admin/plans/plan/{plan.pk}/change/")
     expect(page.locator(".messagelist .success")).to_have_text(f"Plan {short(plan)}: Approved, about to run.")
-    expect(page.locator(".field-status .readonly")).to_have_text("Approved")
+    expect(page.locator(".field-status .readonly")).to_have_text("Approved, about to run")
     expect(page.get_by_role("link", name="Approve", exact=True)).to_have_count(0)
 
     plan.refresh_from_db()
@@ -158,7 +158,7 @@ def test_destructive_plan_needs_two_distinct_approvers(live_server, new_page, lo
     # Alice again: her plan page offers no Approve button any more (the service would refuse her),
     # and confirming in the stale tab is refused: still pending, still one approval.
     alice_page.goto(f"{live_server.url}/admin/plans/plan/{plan.pk}/change/")
-    expect(alice_page.locator(".field-status .readonly")).to_have_text("Pending Approval")
+    expect(alice_page.locator(".field-status .readonly")).to_have_text("Waiting for approval")
     expect(alice_page.get_by_role("link", name="Approve", exact=True)).to_have_count(0)
     stale_tab.get_by_label("Comment").fill("me again")
     stale_tab.get_by_role("button", name="Yes, approve").click()
@@ -179,4 +179,4 @@ def test_destructive_plan_needs_two_distinct_approvers(live_server, new_page, lo
 
     # Alice's page, reloaded, shows the outcome too.
     alice_page.reload()
-    expect(alice_page.locator(".field-status .readonly")).to_have_text("Approved")
+    expect(alice_page.locator(".field-status .readonly")).to_have_text("Approved, about to run")
