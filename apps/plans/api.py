@@ -9,9 +9,7 @@ from apps.agents.ratelimit import check_rate
 from apps.core.api import json_endpoint, parse_json_body
 from apps.core.exceptions import InvalidRequest
 from apps.policy.decide import describe_method
-from apps.policy.packs import BUILTIN_PACKS
-from apps.policy.selectors import active_grants, custom_pack_patterns, grant_views_for, pack_patterns
-from apps.portals.models import Portal
+from apps.policy.selectors import agent_capabilities, grant_views_for
 
 from . import services
 from .openapi import openapi_document
@@ -92,23 +90,7 @@ def plan_cancel(request, plan_id):
 
 @json_endpoint("GET")
 def capabilities(request):
-    agent = _agent(request)
-    custom = custom_pack_patterns()
-    portals = []
-    for portal in Portal.objects.filter(grants__agent=agent, is_active=True).distinct().order_by("slug"):
-        grants = []
-        for grant in active_grants(agent=agent, portal=portal):
-            builtin = BUILTIN_PACKS.get(grant.pack)
-            grants.append({
-                "pack": grant.pack,
-                "description": builtin.description if builtin else "custom pack",
-                "policy": {"read": grant.read_policy, "write": grant.write_policy,
-                           "destructive": grant.destructive_policy},
-                "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
-                "patterns": list(pack_patterns(grant.pack, custom)),
-            })
-        portals.append({"portal": portal.slug, "name": portal.name, "grants": grants})
-    return {"agent": agent.slug, "portals": portals}
+    return agent_capabilities(agent=_agent(request))
 
 
 @json_endpoint("GET")

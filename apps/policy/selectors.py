@@ -42,3 +42,26 @@ def grant_views_for(*, agent, portal, now=None) -> list[GrantView]:
 
 def known_pack_names() -> set[str]:
     return set(BUILTIN_PACKS) | set(CustomPack.objects.values_list("name", flat=True))
+
+
+def agent_capabilities(*, agent) -> dict:
+    """What an agent may do: per active portal it holds grants on, each grant's pack, its policy
+    per risk, expiry and method patterns (`GET /api/v1/capabilities` and the MCP tool)."""
+    from apps.portals.models import Portal
+
+    custom = custom_pack_patterns()
+    portals = []
+    for portal in Portal.objects.filter(grants__agent=agent, is_active=True).distinct().order_by("slug"):
+        grants = []
+        for grant in active_grants(agent=agent, portal=portal):
+            builtin = BUILTIN_PACKS.get(grant.pack)
+            grants.append({
+                "pack": grant.pack,
+                "description": builtin.description if builtin else "custom pack",
+                "policy": {"read": grant.read_policy, "write": grant.write_policy,
+                           "destructive": grant.destructive_policy},
+                "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+                "patterns": list(pack_patterns(grant.pack, custom)),
+            })
+        portals.append({"portal": portal.slug, "name": portal.name, "grants": grants})
+    return {"agent": agent.slug, "portals": portals}
