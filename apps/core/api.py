@@ -163,17 +163,19 @@ def parse_json_body(request: HttpRequest) -> dict:
     return dict(data)
 
 
-def read_body(request: HttpRequest) -> bytes:
-    limit = settings.API_MAX_BODY_BYTES
+def read_body(request: HttpRequest, *, limit: int | None = None) -> bytes:
+    """The raw body, refused with 413 when over `limit` (API_MAX_BODY_BYTES by default): by its
+    Content-Length before reading, and by what arrives (never more than limit + 1 bytes read)."""
+    limit = settings.API_MAX_BODY_BYTES if limit is None else limit
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise InvalidRequest("Content-Length is not a number.", field="Content-Length") from None
     if length > limit:
         raise TooLarge(f"The body is {length} bytes; the limit is {limit}.", limit=limit)
-    body = request.body
+    body = request.read(limit + 1)
     if len(body) > limit:
-        raise TooLarge(f"The body is {len(body)} bytes; the limit is {limit}.", limit=limit)
+        raise TooLarge(f"The body is over {limit} bytes.", limit=limit)
     return body
 
 

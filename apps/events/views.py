@@ -9,8 +9,8 @@ soon as the event is stored; processing runs in a Celery task on commit.
 
 from django.conf import settings
 
-from apps.core.api import json_endpoint
-from apps.core.exceptions import InvalidRequest, NotFound, TooLarge, UnsupportedMediaType
+from apps.core.api import json_endpoint, read_body
+from apps.core.exceptions import NotFound, UnsupportedMediaType
 
 from . import services
 from .parsing import form_pairs, parse_delivery, parse_pairs
@@ -18,24 +18,10 @@ from .parsing import form_pairs, parse_delivery, parse_pairs
 FORM = "application/x-www-form-urlencoded"
 
 
-def _read_limited(request) -> bytes:
-    limit = settings.EVENTS_MAX_BODY_BYTES
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise InvalidRequest("Content-Length is not a number.", field="Content-Length") from None
-    if length > limit:
-        raise TooLarge(f"The body is {length} bytes; the limit is {limit}.", limit=limit)
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        raise TooLarge(f"The body is over {limit} bytes.", limit=limit)
-    return body
-
-
 def _receive(request, slug=None):
     if (request.content_type or "").lower() != FORM:
         raise UnsupportedMediaType(f"Bitrix24 posts {FORM}.", field="Content-Type")
-    pairs = form_pairs(_read_limited(request), max_fields=settings.EVENTS_MAX_FIELDS)
+    pairs = form_pairs(read_body(request, limit=settings.EVENTS_MAX_BODY_BYTES), max_fields=settings.EVENTS_MAX_FIELDS)
     delivery = parse_delivery(parse_pairs(pairs))
     event, created = services.inbound_receive(
         delivery=delivery, flat_form=dict(pairs), slug=slug, app_client_id=request.GET.get("app"))
