@@ -89,7 +89,9 @@ class BitrixClient:
     def batch(self, commands: list[tuple[str, str, dict]], *, halt: bool = True, reserved: bool = False) -> BatchResult:
         """One v2 `batch` request of (name, method, params) commands (at most MAX_BATCH): one slot
         of the portal's bucket. `reserved`: the caller already holds that slot
-        (`limiter.limiter_reserve`), so none is taken here; it is given back if nothing was sent."""
+        (`limiter.limiter_reserve`) and has left out the methods held until their operating time
+        resets (`limiter.methods_held`), so neither is done here; the slot is given back if
+        nothing was sent."""
         try:
             cmd, sub_methods = self._batch_commands(commands)
         except BitrixError:
@@ -224,7 +226,8 @@ class BitrixClient:
         portal = self.portal
         try:
             self._check_credential(method)
-            limiter.method_block_check(portal_id=portal.pk, methods=held)
+            if not reserved:  # a caller holding a slot checked the holds when it reserved it
+                limiter.method_block_check(portal_id=portal.pk, methods=held)
         except BitrixError:  # nothing was sent: give the caller's slot back
             if reserved:
                 self._give_back()

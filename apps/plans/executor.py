@@ -314,6 +314,8 @@ def _claim_companions(leader: Plan, *, room: int, held: set[str]) -> list[tuple[
                 continue
     grants: dict = {}
     members = []
+    if not claimed:
+        return members
     with transaction.atomic():
         for plan in claimed:
             if _preflight(plan, grants) is not None:

@@ -12,7 +12,7 @@ from .models import Plan
 def plans_for_agent(agent):
     """Every plan query of the agent API starts here, so no other agent's plan can be reached
     (NetBox's `restrict()`)."""
-    return Plan.objects.filter(agent=agent).select_related("portal").prefetch_related("approvals")
+    return Plan.objects.filter(agent=agent).select_related("portal", "preview").prefetch_related("approvals")
 
 
 def plan_get_for_agent(*, agent, plan_id) -> Plan:
