@@ -281,6 +281,7 @@ def _lead_batch(leader: Plan, record: ExecutionAttempt) -> Outcome:
         return _retry_or_fail(leader, record.number, exc)
     if wait > 0:
         time.sleep(wait)
+    claim_started = time.monotonic()
     try:
         members = [(leader, record), *_claim_companions(leader, room=MAX_BATCH - 1, held=held)]
     except BaseException:
@@ -288,7 +289,12 @@ def _lead_batch(leader: Plan, record: ExecutionAttempt) -> Outcome:
         raise
     if len(members) == 1:
         return _send_alone(leader, record, client, reserved=True)
-    return _send_batch(client, members)
+    send_started = time.monotonic()
+    outcome = _send_batch(client, members)
+    logger.info("plan %s led a batch of %d plans: waited %.2f s for the slot, claimed in %.2f s, "
+                "sent and settled in %.2f s", leader.pk, len(members), wait, send_started - claim_started,
+                time.monotonic() - send_started)
+    return outcome
 
 
 def _claim_companions(leader: Plan, *, room: int, held: set[str]) -> list[tuple[Plan, ExecutionAttempt]]:
@@ -306,11 +312,10 @@ def _claim_companions(leader: Plan, *, room: int, held: set[str]) -> list[tuple[
             if not _batchable_step(plan.steps, held):
                 continue
             plan.portal = leader.portal
-            try:
-                with transaction.atomic():
-                    claimed.append(transition(plan=plan, source=S.APPROVED, target=S.EXECUTING,
-                                              data={"batched": True}))
-            except StaleState:
+            try:  # the row is locked (PostgreSQL) or the database single-writer (SQLite): a formality
+                claimed.append(transition(plan=plan, source=S.APPROVED, target=S.EXECUTING,
+                                          data={"batched": True}))
+            except StaleState:  # nothing was written: the conditional UPDATE matched no row
                 continue
     grants: dict = {}
     members = []
