@@ -215,10 +215,20 @@ def main() -> int:
             return await b.call("crm.lead.add", items)
 
         t0 = time.time()
-        answers = asyncio.run(run())
+        try:
+            answers = asyncio.run(run())
+        except Exception as exc:  # noqa: BLE001 - reported, not hidden
+            answers = None
+            failure = f"{type(exc).__name__}: {exc}"
         fb_span = time.time() - t0
         after = sandbox_counters(portal=sandbox)
         leads = {lead["TITLE"]: int(lead["ID"]) for lead in sandbox_records(portal=sandbox, entity="lead")}
+        if answers is None:
+            written = sum(1 for title in leads if title.startswith("fb "))
+            print(f"fast_bitrix24          : FAILED after {fb_span:.1f} s ({failure}); it wrote {written} of "
+                  f"{args.plans} leads; {after['requests_total'] - before['requests_total']} requests, "
+                  f"QUERY_LIMIT_EXCEEDED {after['query_limit_refusals'] - before['query_limit_refusals']}")
+            return 0 if correct == args.plans else 1
         fb_correct = sum(1 for i, answer in enumerate(answers) if int(answer) == leads.get(f"fb {i}"))
         wrong = [(i, answer, leads.get(f"fb {i}")) for i, answer in enumerate(answers)
                  if int(answer) != leads.get(f"fb {i}")]
