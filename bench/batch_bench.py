@@ -167,7 +167,7 @@ def main() -> int:
         before = sandbox_counters(portal=sandbox)
         procs.append(subprocess.Popen(
             [python, "-m", "celery", "-A", "controlplane", "worker", "--pool=prefork",
-             f"--concurrency={args.workers}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+             f"--concurrency={args.workers}", f"--loglevel={env['LOG_LEVEL']}", "--without-gossip", "--without-mingle",
              "--without-heartbeat", "-n", f"batch-{db_name}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
         ideal = args.plans / 50 / args.rate
