@@ -8,6 +8,7 @@ import pytest
 from apps.approvals.models import PlanPreview
 from apps.audit.models import AuditEntry
 from apps.bitrix import limiter
+from apps.bitrix.client import BitrixClient
 from apps.bitrix.models import PortalLimiter
 from apps.plans import executor, services
 from apps.plans.models import ExecutionAttempt, Plan
@@ -136,7 +137,6 @@ def test_a_lost_batch_answer_puts_every_write_in_reconciliation_and_retries_the_
 
 
 def test_a_batch_the_portal_refused_whole_is_retried_plan_by_plan(sandbox, agents, queued_executions):
-    from apps.bitrix.client import BitrixClient
     from apps.plans.tasks import execute_plan
 
     portal, sb = sandbox
@@ -220,3 +220,26 @@ def test_a_lone_plan_is_sent_as_a_plain_call(sandbox, agents):
     assert sandbox_method_calls(portal=sb, method="crm.lead.add") == 1
     lead = sandbox_records(portal=sb, entity="lead")[0]
     assert Plan.objects.get(pk=plan.pk).result["steps"]["create"]["result"] == int(lead["ID"])
+
+
+def test_a_command_over_its_operating_time_is_retried_alone_and_its_method_held(sandbox, agents):
+    portal, sb = sandbox
+    a, b = agents
+    # crm.lead.list costs more than the limit: after one run it is refused until the reset
+    sandbox_set_limits(portal=sb, operating_limit=5, method_costs={"crm.lead.list": 10})
+    BitrixClient(portal).call("crm.lead.list", {})
+    writer = submit(a, portal, add("still written"))
+    lister = submit(b, portal, [{"name": "list", "method": "crm.lead.list", "params": {}}])
+    outcome = executor.execute(plan_id=writer.pk)
+    assert outcome.status == "succeeded"
+    lister.refresh_from_db()
+    assert lister.status == "executing"
+    attempt = lister.attempts.get()
+    assert attempt.outcome == "not_sent" and attempt.detail["code"] == "OPERATION_TIME_LIMIT"
+    (retry,) = outcome.companions
+    assert retry[0] == str(lister.pk) and retry[1] == 1 and retry[2] > 1
+    # the method is now held: its retry is deferred without a request
+    before = requests_seen(sb)
+    again = executor.execute(plan_id=lister.pk, attempt=1)
+    assert again.status == "executing" and again.retry_in > 1
+    assert requests_seen(sb) == before
