@@ -102,6 +102,13 @@ def _stale_approval():
 
 def _start(plan_id, attempt: int | None) -> Plan | None:
     """Enter `executing` (first run) or confirm this is the retry we scheduled. None = do nothing."""
+    if attempt is None:
+        # Most first deliveries of a busy portal's plans find them already sent in another plan's
+        # batch: answer those with the cheapest read there is.
+        status = Plan.objects.filter(pk=plan_id).values_list("status", flat=True).first()
+        if status is not None and status != S.APPROVED:
+            logger.info("execute_plan: plan %s is %s; nothing to do", plan_id, status)
+            return None
     plan = (Plan.objects.select_related("portal", "portal__credential", "agent", "preview")
             .annotate(stale_approval=_stale_approval()).filter(pk=plan_id).first())
     if plan is None:
