@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SUBMIT_MAX = 20
 POLL_MAX = 4
 LIST_MAX = 4
-EXECUTE_MAX = 36
+EXECUTE_MAX = 37
 BATCH_PER_PLAN_MAX = 30  # its own writes: 3 status changes, its attempt, 3 audit entries
 
 
@@ -107,7 +107,7 @@ def test_a_batch_costs_a_fixed_number_of_statements_per_plan(writer, make_agent,
     with django_assert_max_num_queries(BATCH_PER_PLAN_MAX * 20) as batch:
         assert executor.execute(plan_id=plans[0].pk).status == "succeeded"
     assert Plan.objects.filter(status="succeeded").count() == 20
-    # reads do not grow with the plans: the leader, the claim, the holds, the bucket, grants once per agent
+    # reads do not grow with the plans: the leader (status, row), claim, holds, bucket, grants per agent
     reads = [q["sql"] for q in batch.captured_queries
              if q["sql"].startswith("SELECT") and "audit_audithead" not in q["sql"]]
-    assert len(reads) <= 7, reads
+    assert len(reads) <= 8, reads
