@@ -77,7 +77,7 @@ class BitrixClient:
         name = method_path(method)
         if name.lower() == "batch":
             if reserved:
-                self._give_back()
+                self.release_reserved_slot()
             raise InvalidCall("INVALID_CALL", "Use BitrixClient.batch() for batch.")
         if rest3 is None:
             rest3 = is_rest3_only(name)
@@ -96,7 +96,7 @@ class BitrixClient:
             cmd, sub_methods = self._batch_commands(commands)
         except BitrixError:
             if reserved:
-                self._give_back()
+                self.release_reserved_slot()
             raise
         # The outer batch does not count against operating time; each sub-call counts for its method.
         _status, body = self._exchange(
@@ -230,7 +230,7 @@ class BitrixClient:
                 limiter.method_block_check(portal_id=portal.pk, methods=held)
         except BitrixError:  # nothing was sent: give the caller's slot back
             if reserved:
-                self._give_back()
+                self.release_reserved_slot()
             raise
         refreshed = False
         while True:
@@ -239,7 +239,7 @@ class BitrixClient:
                 body = self._body(params)
             except BitrixError:
                 if reserved:
-                    self._give_back()
+                    self.release_reserved_slot()
                 raise
             if self.use_limiter and not reserved:
                 limiter.limiter_acquire(portal_id=portal.pk, rate=portal.rate_per_second, burst=portal.burst)
@@ -269,7 +269,7 @@ class BitrixClient:
                 continue
             raise self._handle_error(err, method=method, body=data)
 
-    def _give_back(self) -> None:
+    def release_reserved_slot(self) -> None:
         """A slot the caller reserved for a request that is not going to be sent."""
         if self.use_limiter:
             limiter.limiter_release(portal_id=self.portal.pk, rate=self.portal.rate_per_second)

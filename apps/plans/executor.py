@@ -292,7 +292,7 @@ def _lead_batch(leader: Plan, record: ExecutionAttempt) -> Outcome:
     try:
         members = [(leader, record), *_claim_companions(leader, room=MAX_BATCH - 1, held=held)]
     except BaseException:
-        client._give_back()
+        client.release_reserved_slot()
         raise
     if len(members) == 1:
         return _send_alone(leader, record, client, reserved=True)
