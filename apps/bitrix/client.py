@@ -59,36 +59,52 @@ _WEBHOOK_CODE = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 class BitrixClient:
     """Calls one portal with its stored credential. Build it inside the worker (tasks get ids)."""
 
-    def __init__(self, portal: Portal | int, *, use_limiter: bool = True):
+    def __init__(self, portal: Portal | int, *, use_limiter: bool = True, credential: Credential | None = None):
+        """`credential`: the portal's credential row just read with it (a caller's
+        `select_related("portal__credential")`), saving a query; by default it is read here."""
         if not isinstance(portal, Portal):
             portal = Portal.objects.get(pk=portal)
         self.portal = portal
         self.use_limiter = use_limiter
-        self._load_credential()
+        self._load_credential(credential)
 
     # --- public API ------------------------------------------------------------------------------
 
-    def call(self, method: str, params: dict | None = None, *, rest3: bool | None = None) -> CallResult:
+    def call(self, method: str, params: dict | None = None, *, rest3: bool | None = None,
+             reserved: bool = False) -> CallResult:
         """One method call. `rest3` forces the REST 3.0 (True) or v2 (False) address; by default
-        a method documented only for REST 3.0 goes to `/rest/api/`."""
+        a method documented only for REST 3.0 goes to `/rest/api/`. `reserved` as for `batch`."""
         name = method_path(method)
         if name.lower() == "batch":
+            if reserved:
+                self.release_reserved_slot()
             raise InvalidCall("INVALID_CALL", "Use BitrixClient.batch() for batch.")
         if rest3 is None:
             rest3 = is_rest3_only(name)
-        status, body = self._exchange(method=name, params=params, rest3=rest3, held=[name.lower()])
+        status, body = self._exchange(method=name, params=params, rest3=rest3, held=[name.lower()],
+                                      reserved=reserved)
         limiter.operating_time_seen(portal_id=self.portal.pk, method=name, time_info=body.get("time"))
         return call_result(body, method=name, http_status=status)
 
-    def batch(self, commands: list[tuple[str, str, dict]], *, halt: bool = True) -> BatchResult:
-        """One v2 `batch` request of (name, method, params) commands (at most MAX_BATCH)."""
-        cmd, sub_methods = self._batch_commands(commands)
+    def batch(self, commands: list[tuple[str, str, dict]], *, halt: bool = True, reserved: bool = False) -> BatchResult:
+        """One v2 `batch` request of (name, method, params) commands (at most MAX_BATCH): one slot
+        of the portal's bucket. `reserved`: the caller already holds that slot
+        (`limiter.limiter_reserve`) and has left out the methods held until their operating time
+        resets (`limiter.methods_held`), so neither is done here; the slot is given back if
+        nothing was sent."""
+        try:
+            cmd, sub_methods = self._batch_commands(commands)
+        except BitrixError:
+            if reserved:
+                self.release_reserved_slot()
+            raise
         # The outer batch does not count against operating time; each sub-call counts for its method.
         _status, body = self._exchange(
             method="batch",
             params={"halt": 1 if halt else 0, "cmd": cmd},
             rest3=False,
             held=sorted({m.lower() for m in sub_methods.values()}),
+            reserved=reserved,
         )
         result = batch_result(body)
         for name, method in sub_methods.items():
@@ -98,7 +114,7 @@ class BitrixClient:
                 limiter.method_block_hold(portal_id=self.portal.pk, method=method, time_info=result.times.get(name))
         return result
 
-    def run_steps(self, steps: list[dict]) -> dict:
+    def run_steps(self, steps: list[dict], *, reserved: bool = False) -> dict:
         """Run a plan's steps: one step is a plain call, several are one batch with halt=1.
 
         Returns `{"steps": {name: {"result", "error", "total", "next"}}}`; `error` is
@@ -118,9 +134,9 @@ class BitrixClient:
             named.append((str(step.get("name") or f"step{index}"), step["method"], step.get("params") or {}))
         if len(named) == 1:
             name, method, params = named[0]
-            return {"steps": {name: self._run_one(method, params)}}
+            return {"steps": {name: self._run_one(method, params, reserved=reserved)}}
 
-        result = self.batch(named, halt=True)
+        result = self.batch(named, halt=True, reserved=reserved)
         self._raise_if_batch_never_ran(result, first=named[0])
         return {
             "steps": {
@@ -136,11 +152,11 @@ class BitrixClient:
 
     # --- steps and batches -------------------------------------------------------------------------
 
-    def _run_one(self, method: str, params: Any) -> dict:
+    def _run_one(self, method: str, params: Any, *, reserved: bool = False) -> dict:
         """A single step: the portal's refusal (a PortalError) is the step's error, not raised."""
         entry = {"result": None, "error": None, "total": None, "next": None}
         try:
-            res = self.call(method, params)
+            res = self.call(method, params, reserved=reserved)
         except PortalMoved:
             raise
         except PortalError as err:
@@ -203,18 +219,32 @@ class BitrixClient:
 
     # --- one HTTP exchange with limiter, refresh and holds -----------------------------------------
 
-    def _exchange(self, *, method: str, params: Any, rest3: bool, held: list[str]) -> tuple[int, dict]:
+    def _exchange(self, *, method: str, params: Any, rest3: bool, held: list[str],
+                  reserved: bool = False) -> tuple[int, dict]:
         """Send one request (once more after a token refresh). Returns (status, body) for a
-        success; raises the classified error otherwise."""
+        success; raises the classified error otherwise. `reserved`: the first send's slot is
+        already taken by the caller."""
         portal = self.portal
-        self._check_credential(method)
-        limiter.method_block_check(portal_id=portal.pk, methods=held)
+        try:
+            self._check_credential(method)
+            if not reserved:  # a caller holding a slot checked the holds when it reserved it
+                limiter.method_block_check(portal_id=portal.pk, methods=held)
+        except BitrixError:  # nothing was sent: give the caller's slot back
+            if reserved:
+                self.release_reserved_slot()
+            raise
         refreshed = False
         while True:
             url = build_url(base_url=portal.base_url, method=method, rest3=rest3, webhook=self._webhook)
-            body = self._body(params)
-            if self.use_limiter:
+            try:
+                body = self._body(params)
+            except BitrixError:
+                if reserved:
+                    self.release_reserved_slot()
+                raise
+            if self.use_limiter and not reserved:
                 limiter.limiter_acquire(portal_id=portal.pk, rate=portal.rate_per_second, burst=portal.burst)
+            reserved = False  # a second send (after a token refresh) takes its own slot
             started = time.monotonic()
             try:
                 response = http_send(
@@ -239,6 +269,11 @@ class BitrixClient:
                 refreshed = True
                 continue
             raise self._handle_error(err, method=method, body=data)
+
+    def release_reserved_slot(self) -> None:
+        """A slot the caller reserved for a request that is not going to be sent."""
+        if self.use_limiter:
+            limiter.limiter_release(portal_id=self.portal.pk, rate=self.portal.rate_per_second)
 
     def _body(self, params: Any) -> dict:
         if params is None:
@@ -274,11 +309,12 @@ class BitrixClient:
 
     # --- the credential ----------------------------------------------------------------------------
 
-    def _load_credential(self) -> None:
-        try:
-            cred = Credential.objects.get(portal_id=self.portal.pk)
-        except Credential.DoesNotExist:
-            cred = None
+    def _load_credential(self, cred: Credential | None = None) -> None:
+        if cred is None or cred.portal_id != self.portal.pk:
+            try:
+                cred = Credential.objects.get(portal_id=self.portal.pk)
+            except Credential.DoesNotExist:
+                cred = None
         self._credential_status = cred.status if cred else CredentialStatus.BROKEN
         self._credential_detail = cred.status_detail if cred else "no credential"
         self.auth_mode = self.portal.auth_mode

@@ -61,9 +61,11 @@ def _ensure_row(portal_id: int) -> None:
 def limiter_reserve(*, portal_id: int, rate: float, burst: float, limit: float | None = None) -> float:
     """Reserve a slot and return the wait before sending. If the wait would exceed `limit`,
     nothing is kept and Deferred(retry_after=wait) is raised."""
-    _ensure_row(portal_id)
     with transaction.atomic():
-        row = PortalLimiter.objects.select_for_update().get(pk=portal_id)
+        row = PortalLimiter.objects.select_for_update().filter(pk=portal_id).first()
+        if row is None:  # the portal's first request (get_or_create copes with a concurrent creator)
+            _ensure_row(portal_id)
+            row = PortalLimiter.objects.select_for_update().get(pk=portal_id)
         now = time.time()
         wait, state = reserve(
             BucketState(row.level, row.updated_at), now, rate=float(rate), burst=_effective_burst(burst)
@@ -167,6 +169,13 @@ def method_block_hold(*, portal_id: int, method: str, time_info: dict | None) ->
     method_block_set(portal_id=portal_id, method=method.lower(), until=dt.datetime.fromtimestamp(until, tz=dt.UTC))
     return until
 
+
+
+def methods_held(*, portal_id: int) -> set[str]:
+    """The (lower-case) methods held on the portal now (one query; the executor leaves them out
+    of a batch so one held method does not hold back the others)."""
+    return set(MethodBlock.objects.filter(portal_id=portal_id, blocked_until__gt=timezone.now())
+               .values_list("method", flat=True))
 
 
 def method_block_check(*, portal_id: int, methods: Iterable[str]) -> None:

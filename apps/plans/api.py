@@ -12,6 +12,7 @@ from apps.policy.decide import describe_method
 from apps.policy.selectors import agent_capabilities, grant_views_for
 
 from . import services
+from .models import Approval, Plan
 from .openapi import openapi_document
 from .schemas import (
     decode_cursor,
@@ -35,6 +36,14 @@ def _wait_for_final(agent, plan, seconds: int):
     return plan_wait_final(agent=agent, plan=plan, seconds=seconds)
 
 
+def _as_created(plan: Plan) -> Plan:
+    """The plan this request just created, rendered as it was created without reading it back:
+    no approval and no preview exist yet (a preview is read later, by a worker)."""
+    plan._prefetched_objects_cache = {"approvals": Approval.objects.none()}
+    Plan.preview.related.set_cached_value(plan, None)
+    return plan
+
+
 @json_endpoint("GET", "POST")
 def plans(request):
     agent = _agent(request)
@@ -54,7 +63,10 @@ def _submit(request, agent):
     )
     if submission.dry_run is not None:
         return {"dry_run": True, **dataclasses.asdict(submission.dry_run)}
-    plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=submission.plan.pk), wait)
+    if wait or submission.replayed:
+        plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=submission.plan.pk), wait)
+    else:
+        plan = _as_created(submission.plan)
     if submission.replayed:
         return render_plan(plan), 200, {"Idempotent-Replayed": "true"}
     return render_plan(plan), 201, {"Location": f"/api/v1/plans/{plan.pk}"}

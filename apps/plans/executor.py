@@ -18,27 +18,48 @@ The task (`apps.plans.tasks.execute_plan`) is a thin adapter around `execute()`.
 - A plan whose worker died is picked up by `services.plans_recover_stale` with the attempt
   helpers below.
 
+Auto-batching. A single-call plan with no stored preview (a plan whose records approvers saw runs
+alone, so its re-read stays simple) is a *leader*: once it is `executing`, has passed its
+preflight and recorded its attempt, it reserves one slot of the portal's bucket and then claims
+up to 49 other `approved` single-call plans of the same portal (oldest first; a
+`SELECT ... FOR UPDATE SKIP LOCKED` plus the usual conditional transition, so two leaders never
+claim the same plan and each claimed plan is entered once). Each companion passes its own
+preflight and records its own attempt; then all go as one `batch` (halt=0) on that one slot. Each
+plan gets only its own command's answer, attempt outcome and audit entries; plans of different
+agents may share a batch and see nothing of each other. A lost batch answer makes every write in
+it `needs_reconciliation` and retries its reads; a batch the portal refused whole is retried plan
+by plan; a command refused with a limit error is retried for its plan alone. Methods held until
+their operating time resets are left out of a batch. Claimed plans' own queued tasks find them no
+longer `approved` and do nothing. A leader that finds no companion sends its plain call.
+
 The executor depends on the pure checks in `evaluation`, never on the services module.
 """
 
 import datetime
 import logging
 import random
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.approvals import previews
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
-from apps.bitrix.client import BitrixClient
-from apps.bitrix.errors import BitrixError, Deferred, NotSent, OutcomeUnknown
+from apps.bitrix import limiter
+from apps.bitrix.address import is_rest3_only, method_path
+from apps.bitrix.client import MAX_BATCH, BitrixClient
+from apps.bitrix.errors import BitrixError, Deferred, NotSent, OutcomeUnknown, WaitForReset, classify_error
+from apps.policy.decide import Step, decide
 from apps.policy.errors import PolicyInputError
+from apps.policy.selectors import grant_views_for
+from apps.portals.models import Portal
 
 from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
-from .evaluation import content_hash, plan_evaluate
+from .evaluation import content_hash
 from .models import Approval, ExecutionAttempt, Plan
 from .states import StaleState, transition
 
@@ -56,6 +77,8 @@ class Outcome:
     status: str  # the plan status after this run, or "skipped"
     retry_in: float | None = None
     attempt: int | None = None
+    #: retries of the other plans this run sent in its batch: (plan id, attempt, retry_in)
+    companions: tuple = ()
 
 
 def backoff(attempt: int, *, at_least: float | None = None) -> float:
@@ -71,9 +94,23 @@ def _fail(plan: Plan, code: str, message: str, **extra) -> Outcome:
     return Outcome(S.FAILED)
 
 
+def _stale_approval():
+    """Annotation: a live approval that saw other content than the plan's stored hash."""
+    return Exists(Approval.objects.filter(plan=OuterRef("pk"), decision=ApprovalDecision.APPROVE)
+                  .exclude(content_hash=OuterRef("content_hash")))
+
+
 def _start(plan_id, attempt: int | None) -> Plan | None:
     """Enter `executing` (first run) or confirm this is the retry we scheduled. None = do nothing."""
-    plan = Plan.objects.select_related("portal", "agent").filter(pk=plan_id).first()
+    if attempt is None:
+        # Most first deliveries of a busy portal's plans find them already sent in another plan's
+        # batch: answer those with the cheapest read there is.
+        status = Plan.objects.filter(pk=plan_id).values_list("status", flat=True).first()
+        if status is not None and status != S.APPROVED:
+            logger.info("execute_plan: plan %s is %s; nothing to do", plan_id, status)
+            return None
+    plan = (Plan.objects.select_related("portal", "portal__credential", "agent", "preview")
+            .annotate(stale_approval=_stale_approval()).filter(pk=plan_id).first())
     if plan is None:
         logger.warning("execute_plan: plan %s does not exist", plan_id)
         return None
@@ -96,17 +133,20 @@ def _start(plan_id, attempt: int | None) -> Plan | None:
     return plan
 
 
-def _preflight(plan: Plan) -> Outcome | None:
-    """Integrity and policy, checked again right before sending."""
+def _preflight(plan: Plan, grants: dict | None = None) -> Outcome | None:
+    """Integrity and policy, checked again right before sending. `plan` carries the
+    `stale_approval` annotation; `grants` caches each agent's grant views within one batch."""
     current = content_hash(portal_slug=plan.portal.slug, steps=plan.steps)
-    approved_hashes = list(
-        plan.approvals.filter(decision=ApprovalDecision.APPROVE).values_list("content_hash", flat=True))
-    if current != plan.content_hash or any(h != current for h in approved_hashes):
+    if current != plan.content_hash or plan.stale_approval:
         return _fail(plan, "content_hash_mismatch", "The plan's content is not what was approved; nothing was sent.")
     if not plan.agent.is_active or not plan.portal.is_active:
         return _fail(plan, "policy_refused", "The agent or the portal was deactivated; nothing was sent.")
+    grants = {} if grants is None else grants
     try:
-        decision = plan_evaluate(agent=plan.agent, portal=plan.portal, steps=plan.steps)
+        if plan.agent_id not in grants:
+            grants[plan.agent_id] = grant_views_for(agent=plan.agent, portal=plan.portal)
+        decision = decide(grants[plan.agent_id],
+                          [Step(name=s["name"], method=s["method"], params=s.get("params") or {}) for s in plan.steps])
     except PolicyInputError as exc:
         return _fail(plan, "policy_refused", exc.message)
     if not decision.allowed:
@@ -148,32 +188,65 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
     record = record_attempt(plan)
     if record is None:
         return Outcome("skipped")
+    if batchable(plan):
+        return _lead_batch(plan, record)
     try:
         changed = previews.changed_records(plan)
     except NotSent as exc:
-        close_attempt(record, AttemptOutcome.NOT_SENT, {**exc.as_dict(), "deferred": isinstance(exc, Deferred)})
+        close_attempt(record, AttemptOutcome.NOT_SENT, _not_sent_detail(exc))
         return _retry_or_fail(plan, record.number, exc)
     if changed:
         close_attempt(record, AttemptOutcome.NOT_SENT, {"code": "changed_since_approval", "steps": sorted(changed)})
         return _back_to_approvers(plan, changed)
+    return _send_alone(plan, record, _client(plan))
+
+
+def _client(plan: Plan) -> BitrixClient:
+    """The portal's client, with the credential `_start` read along with the plan."""
+    portal = plan.portal
+    credential = None
+    if Portal.credential.is_cached(portal):
+        try:
+            credential = portal.credential
+        except Portal.credential.RelatedObjectDoesNotExist:
+            credential = None
+    return BitrixClient(portal, credential=credential)
+
+
+def _not_sent_detail(exc: NotSent) -> dict:
+    return {**exc.as_dict(), "deferred": isinstance(exc, Deferred)}
+
+
+def _send_alone(plan: Plan, record: ExecutionAttempt, client: BitrixClient, *, reserved: bool = False) -> Outcome:
+    """Send the plan's steps as they are (one call, or one batch with halt=1) and settle it."""
     try:
-        answer = BitrixClient(plan.portal).run_steps(plan.steps)
+        answer = client.run_steps(plan.steps, reserved=reserved)
     except NotSent as exc:
-        close_attempt(record, AttemptOutcome.NOT_SENT, {**exc.as_dict(), "deferred": isinstance(exc, Deferred)})
+        close_attempt(record, AttemptOutcome.NOT_SENT, _not_sent_detail(exc))
         return _retry_or_fail(plan, record.number, exc)
     except OutcomeUnknown as exc:
         close_attempt(record, AttemptOutcome.UNKNOWN, exc.as_dict())
-        if plan.risk == Risk.READ:
-            return _retry_or_fail(plan, record.number, exc)
-        transition(plan=plan, source=S.EXECUTING, target=S.NEEDS_RECONCILIATION,
-                   data={"error": exc.code},
-                   error={"code": "outcome_unknown", "message": "The call may have reached the portal but the "
-                          "answer was lost; check the portal and settle the plan.", "cause": exc.as_dict()})
-        return Outcome(S.NEEDS_RECONCILIATION)
+        return _outcome_unknown(plan, record.number, exc)
     except BitrixError as exc:
         close_attempt(record, AttemptOutcome.ANSWERED, exc.as_dict())
         return _fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict())
     close_attempt(record, AttemptOutcome.ANSWERED)
+    return _settle(plan, answer)
+
+
+def _outcome_unknown(plan: Plan, number: int, exc: BitrixError) -> Outcome:
+    """The call may have run: a read is retried, a write waits for a human."""
+    if plan.risk == Risk.READ:
+        return _retry_or_fail(plan, number, exc)
+    transition(plan=plan, source=S.EXECUTING, target=S.NEEDS_RECONCILIATION,
+               data={"error": exc.code},
+               error={"code": "outcome_unknown", "message": "The call may have reached the portal but the "
+                      "answer was lost; check the portal and settle the plan.", "cause": exc.as_dict()})
+    return Outcome(S.NEEDS_RECONCILIATION)
+
+
+def _settle(plan: Plan, answer: dict) -> Outcome:
+    """The portal answered every step: succeeded, or failed naming the steps it refused."""
     steps = answer.get("steps", {})
     failed = {name: step["error"] for name, step in steps.items() if step.get("error")}
     if failed:
@@ -183,6 +256,153 @@ def execute(*, plan_id, attempt: int | None = None) -> Outcome:
         return Outcome(S.FAILED)
     transition(plan=plan, source=S.EXECUTING, target=S.SUCCEEDED, result=answer)
     return Outcome(S.SUCCEEDED)
+
+
+# --- auto-batching ------------------------------------------------------------------------------
+
+
+def _batchable_step(steps: list, held: set[str] = frozenset()) -> bool:
+    if not isinstance(steps, list) or len(steps) != 1 or not isinstance(steps[0], dict):
+        return False
+    name = method_path(str(steps[0].get("method", "")))
+    return name.lower() != "batch" and not is_rest3_only(name) and name.lower() not in held
+
+
+def batchable(plan: Plan) -> bool:
+    """A single v2 call whose records nobody previewed (a previewed plan runs alone)."""
+    return _batchable_step(plan.steps) and not previews.preview_of(plan)
+
+
+def _lead_batch(leader: Plan, record: ExecutionAttempt) -> Outcome:
+    """Reserve one slot, claim companions, send them all as one batch (or the leader alone)."""
+    portal = leader.portal
+    client = _client(leader)
+    try:
+        held = limiter.methods_held(portal_id=portal.pk)
+        if method_path(leader.steps[0]["method"]).lower() in held:
+            return _send_alone(leader, record, client)  # the client defers it until the reset
+        wait = limiter.limiter_reserve(portal_id=portal.pk, rate=portal.rate_per_second, burst=portal.burst,
+                                       limit=limiter.max_sleep())
+    except NotSent as exc:
+        close_attempt(record, AttemptOutcome.NOT_SENT, _not_sent_detail(exc))
+        return _retry_or_fail(leader, record.number, exc)
+    if wait > 0:
+        time.sleep(wait)
+    claim_started = time.monotonic()
+    try:
+        members = [(leader, record), *_claim_companions(leader, room=MAX_BATCH - 1, held=held)]
+    except BaseException:
+        client.release_reserved_slot()
+        raise
+    if len(members) == 1:
+        return _send_alone(leader, record, client, reserved=True)
+    send_started = time.monotonic()
+    outcome = _send_batch(client, members)
+    logger.info("plan %s led a batch of %d plans: waited %.2f s for the slot, claimed in %.2f s, "
+                "sent and settled in %.2f s", leader.pk, len(members), wait, send_started - claim_started,
+                time.monotonic() - send_started)
+    return outcome
+
+
+def _claim_companions(leader: Plan, *, room: int, held: set[str]) -> list[tuple[Plan, ExecutionAttempt]]:
+    """Up to `room` other approved single-call plans of the leader's portal, each entered into
+    `executing` once, preflighted and with its attempt recorded."""
+    claimed = []
+    with transaction.atomic():
+        rows = (Plan.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(portal_id=leader.portal_id, status=S.APPROVED, preview__isnull=True)
+                .exclude(pk=leader.pk).select_related("agent").annotate(stale_approval=_stale_approval())
+                .order_by("created_at")[: room * 2])
+        for plan in rows:
+            if len(claimed) >= room:
+                break
+            if not _batchable_step(plan.steps, held):
+                continue
+            plan.portal = leader.portal
+            try:  # the row is locked (PostgreSQL) or the database single-writer (SQLite): a formality
+                claimed.append(transition(plan=plan, source=S.APPROVED, target=S.EXECUTING,
+                                          data={"batched": True}))
+            except StaleState:  # nothing was written: the conditional UPDATE matched no row
+                continue
+    grants: dict = {}
+    members = []
+    if not claimed:
+        return members
+    with transaction.atomic():
+        for plan in claimed:
+            if _preflight(plan, grants) is not None:
+                continue
+            attempt = record_attempt(plan)
+            if attempt is not None:
+                members.append((plan, attempt))
+    return members
+
+
+def _send_batch(client: BitrixClient, members: list[tuple[Plan, ExecutionAttempt]]) -> Outcome:
+    """One batch (halt=0) on the slot the leader reserved; each plan settled on its own answer."""
+    commands = [(f"p{i}", plan.steps[0]["method"], plan.steps[0].get("params") or {})
+                for i, (plan, _record) in enumerate(members)]
+    outcomes: list[Outcome] = []
+    try:
+        result = client.batch(commands, halt=False, reserved=True)
+    except NotSent as exc:
+        with transaction.atomic():
+            for plan, record in members:
+                close_attempt(record, AttemptOutcome.NOT_SENT, {**_not_sent_detail(exc), "batch": len(members)})
+                outcomes.append(_retry_or_fail(plan, record.number, exc))
+        return _leader_outcome(members, outcomes)
+    except OutcomeUnknown as exc:
+        with transaction.atomic():
+            for plan, record in members:
+                close_attempt(record, AttemptOutcome.UNKNOWN, {**exc.as_dict(), "batch": len(members)})
+                outcomes.append(_outcome_unknown(plan, record.number, exc))
+        return _leader_outcome(members, outcomes)
+    except BitrixError as exc:
+        with transaction.atomic():
+            for plan, record in members:
+                close_attempt(record, AttemptOutcome.ANSWERED, {**exc.as_dict(), "batch": len(members)})
+                outcomes.append(_fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict()))
+        return _leader_outcome(members, outcomes)
+    with transaction.atomic():
+        for i, (plan, record) in enumerate(members):
+            outcomes.append(_settle_member(plan, record, result, f"p{i}", len(members)))
+    return _leader_outcome(members, outcomes)
+
+
+def _settle_member(plan: Plan, record: ExecutionAttempt, result, command: str, size: int) -> Outcome:
+    """One plan's own command out of the batch answer."""
+    error = result.errors.get(command)
+    ran = command in result.results or error is not None
+    if not ran:  # neither answer nor error: nobody knows whether it ran
+        exc = OutcomeUnknown("BATCH_ANSWER_MISSING", "The batch answer held nothing for this call.")
+        close_attempt(record, AttemptOutcome.UNKNOWN, {**exc.as_dict(), "batch": size})
+        return _outcome_unknown(plan, record.number, exc)
+    if error is not None:
+        cls = classify_error(None, error.get("error"))
+        if issubclass(cls, NotSent):  # refused before it ran (a limit): retried for this plan alone
+            method = method_path(plan.steps[0]["method"])
+            if issubclass(cls, WaitForReset):
+                retry_after = limiter.operating_time_reset_at(
+                    portal_id=plan.portal_id, method=method, time_info=result.times.get(command)) - time.time()
+            else:
+                retry_after = 1.0 / max(plan.portal.rate_per_second, 0.01)
+            exc = cls(error.get("error"), error.get("error_description") or "", method=method,
+                      retry_after=max(retry_after, 1.0))
+            close_attempt(record, AttemptOutcome.NOT_SENT, {**_not_sent_detail(exc), "batch": size})
+            return _retry_or_fail(plan, record.number, exc)
+    close_attempt(record, AttemptOutcome.ANSWERED, {"batch": size})
+    entry = {"result": result.results.get(command), "error": error,
+             "total": result.totals.get(command), "next": result.nexts.get(command)}
+    return _settle(plan, {"steps": {plan.steps[0]["name"]: entry}})
+
+
+def _leader_outcome(members, outcomes: list[Outcome]) -> Outcome:
+    """The leader's outcome, carrying the retries the other plans need."""
+    lead = outcomes[0]
+    companions = tuple((str(plan.pk), out.attempt, out.retry_in)
+                       for (plan, _record), out in zip(members[1:], outcomes[1:], strict=True)
+                       if out.retry_in is not None)
+    return Outcome(lead.status, retry_in=lead.retry_in, attempt=lead.attempt, companions=companions)
 
 
 def _back_to_approvers(plan: Plan, changed: dict) -> Outcome:

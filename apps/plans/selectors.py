@@ -13,7 +13,7 @@ from .models import Plan
 def plans_for_agent(agent):
     """Every plan query of the agent API starts here, so no other agent's plan can be reached
     (NetBox's `restrict()`)."""
-    return Plan.objects.filter(agent=agent).select_related("portal").prefetch_related("approvals")
+    return Plan.objects.filter(agent=agent).select_related("portal", "preview").prefetch_related("approvals")
 
 
 def plan_wait_final(*, agent, plan: Plan, seconds: float) -> Plan:

@@ -16,6 +16,8 @@ def execute_plan(plan_id: str, attempt: int | None = None):
     outcome = executor.execute(plan_id=plan_id, attempt=attempt)
     if outcome.retry_in is not None:
         services.enqueue_execution(plan_id, attempt=outcome.attempt, countdown=outcome.retry_in)
+    for other_id, attempt, retry_in in outcome.companions:  # plans this run sent in its batch
+        services.enqueue_execution(other_id, attempt=attempt, countdown=retry_in)
     return outcome.status
 
 

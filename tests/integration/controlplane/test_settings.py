@@ -91,3 +91,15 @@ def test_check_deploy_with_the_production_example_is_clean(tmp_path):
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=clean_env(ENV_FILE="", **values))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 silenced" in result.stdout or "no issues" in result.stdout
+
+
+def test_database_connections_persist_and_are_health_checked_from_the_environment(tmp_path):
+    probe = ("from django.db import connection as c; "
+             "print(c.settings_dict['CONN_MAX_AGE'], c.settings_dict['CONN_HEALTH_CHECKS'])")
+    base = {"DEBUG": "1", "DATA_DIR": str(tmp_path), "ENV_FILE": ""}
+    default = manage("shell", "--no-imports", "-c", probe, env=clean_env(**base))
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.split() == ["60", "True"]
+    tuned = manage("shell", "--no-imports", "-c", probe,
+                   env=clean_env(**base, CONN_MAX_AGE="0", CONN_HEALTH_CHECKS="0"))
+    assert tuned.stdout.split() == ["0", "False"], tuned.stderr
