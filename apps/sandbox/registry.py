@@ -2,7 +2,7 @@
 `/rest/` and `V3_METHODS` for `/rest/api/`. Scopes as printed on each method page
 (`methods.csv`, `methods_rest3.csv`): v2 `tasks.task.*` need `task`, REST 3.0 ones `tasks`."""
 
-from . import events, imbot, openapi, system, task_comments
+from . import events, imbot, openapi, system, task_comments, workspace
 from .crm import CRM_ENTITIES, crm_handlers
 from .crm_items import item_handlers
 from .methods import (
@@ -23,6 +23,7 @@ from .methods import (
 from .tokens import ALL_SCOPES  # noqa: F401  (re-exported: the scopes the portal knows)
 
 USER_SCOPES = ("user", "user_brief", "user_basic")
+SONET_SCOPES = ("sonet", "sonet_group")  # the method pages say `sonet`, the scope table `sonet_group` (FACTS §12)
 
 
 def _task_events(handler, verb: str):
@@ -64,6 +65,27 @@ def _build_v2() -> dict[str, MethodSpec]:
         MethodSpec("imbot.register", ("imbot",), imbot.imbot_register, is_write=True, app_only=True),
         MethodSpec("im.chat.add", ("im",), imbot.im_chat_add, is_write=True),
         MethodSpec("im.message.add", ("im",), imbot.im_message_add, is_write=True),
+        MethodSpec("im.notify.personal.add", ("im",), workspace.notify_personal_add, is_write=True),
+        MethodSpec("im.notify.system.add", ("im",), workspace.notify_system_add, is_write=True),
+        MethodSpec("task.checklistitem.add", ("task",), workspace.checklistitem_add, is_write=True,
+                   args=("TASKID", "FIELDS")),
+        MethodSpec("task.checklistitem.get", ("task",), workspace.checklistitem_get, args=("TASKID", "ITEMID")),
+        MethodSpec("task.checklistitem.getlist", ("task",), workspace.checklistitem_getlist,
+                   args=("TASKID", "ORDER")),
+        MethodSpec("task.checklistitem.complete", ("task",), workspace.checklistitem_complete, is_write=True,
+                   args=("TASKID", "ITEMID")),
+        MethodSpec("calendar.event.add", ("calendar",), workspace.calendar_event_add, is_write=True),
+        MethodSpec("calendar.event.getbyid", ("calendar",), workspace.calendar_event_getbyid),
+        MethodSpec("log.blogpost.add", ("log",), workspace.blogpost_add, is_write=True),
+        MethodSpec("log.blogpost.get", ("log",), workspace.blogpost_get),
+        MethodSpec("sonet_group.create", SONET_SCOPES, workspace.sonet_group_create, is_write=True),
+        MethodSpec("sonet_group.get", SONET_SCOPES, workspace.sonet_group_get),
+        MethodSpec("sonet_group.update", SONET_SCOPES, workspace.sonet_group_update, is_write=True),
+        MethodSpec("sonet_group.user.add", SONET_SCOPES, workspace.sonet_group_user_add, is_write=True),
+        MethodSpec("sonet_group.user.get", SONET_SCOPES, workspace.sonet_group_user_get),
+        MethodSpec("bizproc.workflow.template.list", ("bizproc",), workspace.template_list),
+        MethodSpec("bizproc.workflow.start", ("bizproc",), workspace.workflow_start, is_write=True),
+        MethodSpec("bizproc.workflow.instances", ("bizproc",), workspace.workflow_instances),
         MethodSpec("user.current", USER_SCOPES, system.user_current),
         MethodSpec("department.get", ("department",), system.department_get),
         MethodSpec("biconnector.connector.get", ("biconnector",), system.biconnector_connector_get),

@@ -15,6 +15,7 @@ from examples._agent import Agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SCENARIO_PACKS = ("core", "comms", "services", "collab", "automation", "content", "boards")
 SCENARIOS = sorted(m.name for m in pkgutil.iter_modules(examples.__path__) if m.name.startswith("s"))
 
 
@@ -30,8 +31,8 @@ def agent_for(live_server, sandbox_portal, make_agent, make_approver, celery_dra
         celery_drain()
         return client.get(plan_id)
 
-    def build(slug, **policies):
-        agent = make_agent(slug, portal=sandbox_portal, **policies)
+    def build(slug, packs=("core",), **policies):
+        agent = make_agent(slug, portal=sandbox_portal, packs=packs, **policies)
         return Agent(Client(live_server.url, agent.token), "demo", approve=approve, finish=finish, wait=0)
 
     return build
@@ -53,6 +54,10 @@ def check_s04(out, seeded):
     assert out["qualified"] and out["deal_id"] > 0
 
 
+def check_s05(out, seeded):
+    assert out["stage"] == "PREPARATION" and out["notified"] > 0 and out["notification_id"] > 0
+
+
 def check_s06(out, seeded):
     assert out["stuck"] >= 1 and len(out["tasks"]) == out["stuck"]
 
@@ -63,6 +68,14 @@ def check_s07(out, seeded):
 
 def check_s08(out, seeded):
     assert out["comments"].endswith("send the quote by Friday.")
+
+
+def check_s11(out, seeded):
+    assert out["chat_id"] > 0 and out["message_id"] > 0
+
+
+def check_s12(out, seeded):
+    assert out["overdue"] >= 1 and len(out["notices"]) == out["overdue"] and all(n > 0 for n in out["notices"])
 
 
 def check_s16(out, seeded):
@@ -83,8 +96,13 @@ def check_s19(out, seeded):
                                        "packs": ["core"]}
     assert methods["crm.lead.delete"]["policy"] == "approve2"
     assert methods["vendor.thing.do"]["known"] is False and methods["vendor.thing.do"]["risk"] == "write"
-    assert out["blocked"] == ["im.message.add", "vendor.thing.do"]
+    assert methods["im.message.add"]["granted"] is True and methods["im.message.add"]["packs"] == ["comms"]
+    assert out["blocked"] == ["vendor.thing.do"]  # the example agent holds comms too
     assert out["portal_scopes"] == {"refused": "not_granted", "pack": "diagnostics"}
+
+
+def check_s22(out, seeded):
+    assert len(out["changed"]) >= 1 and out["messages"] == len(out["changed"])
 
 
 def test_every_scenario_runs_against_the_sandbox(agent_for):
@@ -94,7 +112,9 @@ def test_every_scenario_runs_against_the_sandbox(agent_for):
     seeder.call("crm.deal.add", {"fields": {"TITLE": "Stuck deal", "STAGE_ID": "NEW"}})
     seeded = len(seeder.plans)
 
-    agent = agent_for("example-agent")  # core, the default policy: read auto, write approve, destructive approve2
+    # the packs the scenarios need (examples/README.md), the default policy: read auto, write approve,
+    # destructive approve2
+    agent = agent_for("example-agent", packs=SCENARIO_PACKS)
     ran = []
     for name in SCENARIOS:
         module = importlib.import_module(f"examples.{name}")
