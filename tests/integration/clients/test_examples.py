@@ -70,12 +70,35 @@ def check_s08(out, seeded):
     assert out["comments"].endswith("send the quote by Friday.")
 
 
+def check_s09(out, seeded):
+    assert out["event_id"] > 0 and out["attendees"] == ["U1", "U2", "U3"]
+    assert out["remind"] == [{"type": "min", "count": 15}, {"type": "day", "count": 1}]
+
+
+def check_s10(out, seeded):
+    assert out["task_id"] > 0 and [i["title"] for i in out["items"]] == [
+        "Draft the contract", "Legal review", "Send for signature"]
+    assert [i["done"] for i in out["items"]] == [True, False, False] and out["items"][1]["owners"] == ["2"]
+
+
 def check_s11(out, seeded):
     assert out["chat_id"] > 0 and out["message_id"] > 0
 
 
 def check_s12(out, seeded):
     assert out["overdue"] >= 1 and len(out["notices"]) == out["overdue"] and all(n > 0 for n in out["notices"])
+
+
+def check_s13(out, seeded):
+    assert out["post_id"] > 0 and out["title"] == "Release 2.4"
+
+
+def check_s14(out, seeded):
+    assert out["group_id"] > 0 and len(out["tasks"]) == 4 and out["in_group"] == 4
+
+
+def check_s15(out, seeded):
+    assert out["deal_id"] > 0 and out["running"] == [out["workflow_id"]]
 
 
 def check_s16(out, seeded):
@@ -103,6 +126,11 @@ def check_s19(out, seeded):
 
 def check_s22(out, seeded):
     assert len(out["changed"]) >= 1 and out["messages"] == len(out["changed"])
+
+
+def check_s24(out, seeded):
+    assert out["members"] == [1, 2, 3] and out["added"] == [2, 3] and out["number_of_members"] == 3
+    assert out["description"].endswith(": 3 members")
 
 
 def test_every_scenario_runs_against_the_sandbox(agent_for):
