@@ -2,7 +2,7 @@
 `/rest/` and `V3_METHODS` for `/rest/api/`. Scopes as printed on each method page
 (`methods.csv`, `methods_rest3.csv`): v2 `tasks.task.*` need `task`, REST 3.0 ones `tasks`."""
 
-from . import events, imbot, openapi, system, task_comments, workspace
+from . import disk, events, imbot, openapi, scrum, system, task_comments, workspace
 from .crm import CRM_ENTITIES, crm_handlers
 from .crm_items import item_handlers
 from .methods import (
@@ -86,6 +86,22 @@ def _build_v2() -> dict[str, MethodSpec]:
         MethodSpec("bizproc.workflow.template.list", ("bizproc",), workspace.template_list),
         MethodSpec("bizproc.workflow.start", ("bizproc",), workspace.workflow_start, is_write=True),
         MethodSpec("bizproc.workflow.instances", ("bizproc",), workspace.workflow_instances),
+        MethodSpec("disk.storage.getlist", ("disk",), disk.storage_getlist),
+        MethodSpec("disk.folder.get", ("disk",), disk.folder_get),
+        MethodSpec("disk.folder.uploadfile", ("disk",), disk.folder_uploadfile, is_write=True),
+        MethodSpec("disk.file.get", ("disk",), disk.file_get),
+        MethodSpec("disk.attachedobject.get", ("disk",), disk.attached_object_get),
+        MethodSpec("tasks.task.files.attach", ("task",), disk.task_files_attach, is_write=True),
+        MethodSpec("tasks.api.scrum.backlog.get", ("task",), scrum.backlog_get),
+        MethodSpec("tasks.api.scrum.epic.add", ("task",), scrum.epic_add, is_write=True),
+        MethodSpec("tasks.api.scrum.epic.list", ("task",), scrum.epic_list),
+        MethodSpec("tasks.api.scrum.sprint.add", ("task",), scrum.sprint_add, is_write=True),
+        MethodSpec("tasks.api.scrum.sprint.get", ("task",), scrum.sprint_get),
+        MethodSpec("tasks.api.scrum.sprint.start", ("task",), scrum.sprint_start, is_write=True),
+        MethodSpec("tasks.api.scrum.task.get", ("task",), scrum.task_get),
+        MethodSpec("tasks.api.scrum.task.update", ("task",), scrum.task_update, is_write=True),
+        MethodSpec("tasks.api.scrum.kanban.getstages", ("task",), scrum.kanban_get_stages),
+        MethodSpec("tasks.api.scrum.kanban.addtask", ("task",), scrum.kanban_add_task, is_write=True),
         MethodSpec("user.current", USER_SCOPES, system.user_current),
         MethodSpec("department.get", ("department",), system.department_get),
         MethodSpec("biconnector.connector.get", ("biconnector",), system.biconnector_connector_get),

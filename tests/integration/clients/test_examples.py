@@ -133,6 +133,16 @@ def check_s24(out, seeded):
     assert out["description"].endswith(": 3 members")
 
 
+def check_s25(out, seeded):
+    assert out["name"] == "acme-quote.txt" and out["size"] == 51 and out["attachment_id"] > 0
+    assert out["attached_to"] == ("tasks", out["task_id"])
+
+
+def check_s26(out, seeded):
+    assert out["moved"] == out["tasks"][:2] and out["closed"] == out["tasks"][:2]
+    assert list(out["points"].values()) == ["3", "5", "2"]
+
+
 def test_every_scenario_runs_against_the_sandbox(agent_for):
     seeder = agent_for("seeder", write="auto")
     for title, score, source in (("Big", 6000, "OTHER"), ("Huge", 12000, "OTHER"), ("Small", 100, "OTHER")):
