@@ -6,10 +6,14 @@ import importlib
 import pkgutil
 
 import pytest
+from django.db import transaction
 
 import examples
 from apps.plans import services
 from apps.plans.models import Plan
+from apps.portals.models import Credential
+from apps.sandbox import events as sandbox_events
+from apps.sandbox.services import sandbox_outgoing_webhook_create, sandbox_portal_ensure
 from clients.b24cp import Client
 from examples._agent import Agent
 
@@ -20,7 +24,23 @@ SCENARIOS = sorted(m.name for m in pkgutil.iter_modules(examples.__path__) if m.
 
 
 @pytest.fixture
-def agent_for(live_server, sandbox_portal, make_agent, make_approver, celery_drain):
+def portal_deliveries(monkeypatch):
+    """The sandbox's event POSTs, held until `send()`: on SQLite (the test database) a delivery
+    thread writing while a plan executes would lock the database, so the test sends them between
+    plans, in order, as the portal would have."""
+    held: list[tuple[str, str]] = []
+    monkeypatch.setattr(sandbox_events, "send_after_commit",
+                        lambda url, body: transaction.on_commit(lambda: held.append((url, body))))
+
+    def send():
+        while held:
+            sandbox_events.post_form(*held.pop(0))
+
+    return send
+
+
+@pytest.fixture
+def agent_for(live_server, sandbox_portal, make_agent, make_approver, celery_drain, portal_deliveries):
     approvers = [make_approver(name, portals=[sandbox_portal]) for name in ("alice", "bob")]
 
     def approve(plan):
@@ -33,7 +53,20 @@ def agent_for(live_server, sandbox_portal, make_agent, make_approver, celery_dra
 
     def build(slug, packs=("core",), **policies):
         agent = make_agent(slug, portal=sandbox_portal, packs=packs, **policies)
-        return Agent(Client(live_server.url, agent.token), "demo", approve=approve, finish=finish, wait=0)
+        return Agent(Client(live_server.url, agent.token), "demo", approve=approve, finish=finish, wait=0,
+                     before_feed=feed_worker)
+
+    def feed_worker():  # the portal sends its events, the plane's worker processes what it received
+        portal_deliveries()
+        celery_drain()
+
+    # the portal tells the plane of new leads (an outgoing webhook, as `seed_demo` sets up)
+    _, app_token = sandbox_outgoing_webhook_create(
+        portal=sandbox_portal_ensure(slug="demo"), event="ONCRMLEADADD",
+        handler=f"{live_server.url}/hooks/bitrix24/events/{sandbox_portal.slug}")
+    credential = Credential.objects.get(portal=sandbox_portal)
+    credential.application_token = app_token
+    credential.save()
 
     return build
 
@@ -122,6 +155,16 @@ def check_s19(out, seeded):
     assert methods["im.message.add"]["granted"] is True and methods["im.message.add"]["packs"] == ["comms"]
     assert out["blocked"] == ["vendor.thing.do"]  # the example agent holds comms too
     assert out["portal_scopes"] == {"refused": "not_granted", "pack": "diagnostics"}
+
+
+def check_s20(out, seeded):
+    assert set(out["created"]) <= set(out["recovered"]) and len(out["created"]) == 3
+    assert int(out["resume_at"]) > int(out["saved_cursor"])
+    assert {f"Lead while offline {n}" for n in (1, 2, 3)} <= set(out["titles"])
+
+
+def check_s21(out, seeded):
+    assert set(out["created"]) <= set(out["leads"]) and len(out["workflows"]) == len(out["leads"])
 
 
 def check_s22(out, seeded):
