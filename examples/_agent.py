@@ -95,6 +95,13 @@ class Agent:
             start = out.get("next")
         return rows[:limit]
 
+    def on(self, portal: str) -> Agent:
+        """The same agent working on another portal (e.g. one connected as an OAuth app)."""
+        other = Agent(self.client, portal, approve=self.approve, finish=self.finish, wait=self.wait,
+                      before_feed=self.before_feed)
+        other.plans = self.plans
+        return other
+
     def feed_cursor(self) -> str:
         """Where the event feed ends now: page to the end without keeping anything."""
         cursor = None

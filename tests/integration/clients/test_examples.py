@@ -6,14 +6,22 @@ import importlib
 import pkgutil
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 import examples
 from apps.plans import services
 from apps.plans.models import Plan
-from apps.portals.models import Credential
+from apps.policy.services import grant_upsert
+from apps.portals.models import AuthMode, Credential, OAuthApp, Portal
 from apps.sandbox import events as sandbox_events
-from apps.sandbox.services import sandbox_outgoing_webhook_create, sandbox_portal_ensure
+from apps.sandbox.services import (
+    sandbox_oauth_client_create,
+    sandbox_oauth_issue,
+    sandbox_outgoing_webhook_create,
+    sandbox_portal_ensure,
+)
+from apps.sandbox.tokens import application_token
 from clients.b24cp import Client
 from examples._agent import Agent
 
@@ -39,6 +47,23 @@ def portal_deliveries(monkeypatch):
     return send
 
 
+def _app_portal(live_server):
+    """`demo-app`: the sandbox portal `demo` connected as an OAuth app (bots need an app context),
+    its events arriving at the plane's app endpoint, authenticated by `member_id` and token."""
+    sandbox = sandbox_portal_ensure(slug="demo")
+    client_id, secret = sandbox_oauth_client_create()
+    pair = sandbox_oauth_issue(portal=sandbox, client_id=client_id)
+    app = OAuthApp.objects.create(name="demo app", client_id=client_id, client_secret=secret,
+                                  token_url=f"{live_server.url}/sandbox/oauth/token/")
+    portal = Portal.objects.create(slug="demo-app", base_url=f"{live_server.url}/sandbox/demo",
+                                   auth_mode=AuthMode.OAUTH, member_id=sandbox.member_id)
+    portal.approvers.add(*get_user_model().objects.filter(username__in=("alice", "bob")))
+    Credential.objects.create(portal=portal, oauth_app=app, access_token=pair["access_token"],
+                              refresh_token=pair["refresh_token"],
+                              application_token=application_token(portal=sandbox, subject=client_id))
+    return portal
+
+
 @pytest.fixture
 def agent_for(live_server, sandbox_portal, make_agent, make_approver, celery_drain, portal_deliveries):
     approvers = [make_approver(name, portals=[sandbox_portal]) for name in ("alice", "bob")]
@@ -51,8 +76,12 @@ def agent_for(live_server, sandbox_portal, make_agent, make_approver, celery_dra
         celery_drain()
         return client.get(plan_id)
 
+    app_portal = _app_portal(live_server)
+
     def build(slug, packs=("core",), **policies):
         agent = make_agent(slug, portal=sandbox_portal, packs=packs, **policies)
+        for pack in packs:  # the same packs on the portal as the plane's OAuth app sees it (s23)
+            grant_upsert(agent=agent, portal=app_portal, pack=pack, **policies)
         return Agent(Client(live_server.url, agent.token), "demo", approve=approve, finish=finish, wait=0,
                      before_feed=feed_worker)
 
@@ -169,6 +198,10 @@ def check_s21(out, seeded):
 
 def check_s22(out, seeded):
     assert len(out["changed"]) >= 1 and out["messages"] == len(out["changed"])
+
+
+def check_s23(out, seeded):
+    assert out["bot_id"] > 0 and out["command_id"] > 0 and out["params"] == "42" and out["answer_id"] > 0
 
 
 def check_s24(out, seeded):
