@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,15 @@ class Agent:
 
     def __init__(self, client: Client, portal: str, *,
                  approve: Callable[[Mapping[str, Any]], None] = approve_with_decide_plan,
-                 finish: Callable[[Client, str], dict] | None = None, wait: int = 10):
+                 finish: Callable[[Client, str], dict] | None = None, wait: int = 10,
+                 before_feed: Callable[[], None] | None = None):
         self.client = client
         self.wait = wait
         self.portal = portal
         self.approve = approve
         self.finish = finish or (lambda c, plan_id: c.wait(plan_id, timeout=120))
         self.plans: list[str] = []
+        self.before_feed = before_feed or (lambda: None)  # the test runs the plane's event worker here
 
     def _settle(self, plan: dict) -> dict:
         self.plans.append(plan["id"])
@@ -92,6 +95,40 @@ class Agent:
             start = out.get("next")
         return rows[:limit]
 
+    def on(self, portal: str) -> Agent:
+        """The same agent working on another portal (e.g. one connected as an OAuth app)."""
+        other = Agent(self.client, portal, approve=self.approve, finish=self.finish, wait=self.wait,
+                      before_feed=self.before_feed)
+        other.plans = self.plans
+        return other
+
+    def feed_cursor(self) -> str:
+        """Where the event feed ends now: page to the end without keeping anything."""
+        cursor = None
+        while True:
+            page = self.client.events(after=cursor, limit=200)
+            cursor = page["next_cursor"]
+            if not page["events"]:
+                return cursor
+
+    def events_since(self, cursor: str, *, event: str, until: Callable[[list[dict]], bool],
+                     timeout: float = 60.0, limit: int = 50) -> tuple[list[dict], str]:
+        """Events named `event` on this agent's portal after `cursor`, paging `limit` at a time,
+        until `until(found)` holds or `timeout` s passed; returns them and the cursor to resume from."""
+        found: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while not until(found) and time.monotonic() < deadline:
+            self.before_feed()
+            page = self.client.events(after=cursor, wait=1, limit=limit)
+            cursor = page["next_cursor"]
+            found.extend(e for e in page["events"] if e["event"] == event and e["portal"] == self.portal)
+        return found, cursor
+
+    @staticmethod
+    def object_ids(events: list[dict]) -> set[int]:
+        """The IDs of the objects CRM events name (`data[FIELDS][ID]`)."""
+        return {int(e["data"]["FIELDS"]["ID"]) for e in events
+                if isinstance(e.get("data"), dict) and str((e["data"].get("FIELDS") or {}).get("ID", "")).isdigit()}
 
 def main(run: Callable[[Agent], dict]) -> None:
     try:

@@ -94,7 +94,98 @@ def im_message_add(ctx: Ctx, params: dict) -> Outcome:
         bot = _bot(ctx, bot_id)
         if bot is not None:
             _deliver(ctx, bot, chat, dialog, message, message_id)
+            _deliver_command(ctx, bot, chat, dialog, message, message_id)
     return Outcome(message_id)
+
+
+# ---------------------------------------------------------------------------- bot commands
+# imbot.command.register / answer (api-reference/chat-bots/outdated/commands/...): a message
+# `/<command> <params>` to the bot (its dialog, or a chat that mentions it) is POSTed to the
+# command's EVENT_COMMAND_ADD handler as ONIMCOMMANDADD, after commit.
+
+_COMMAND_RE = re.compile(r"^/([A-Za-z0-9_-]{1,64})(?:\s+(.*))?$", re.S)
+
+
+def imbot_command_register(ctx: Ctx, params: dict) -> Outcome:
+    bot = _bot(ctx, _positive_int(_param(params, "BOT_ID")) or 0)
+    if bot is None or bot["CLIENT_ID"] != ctx.client_id:
+        raise _error("BOT_ID_ERROR", "Bot not found")
+    command = _param(params, "COMMAND")
+    command = command.strip().lstrip("/") if isinstance(command, str) else ""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", command):
+        raise _error("COMMAND_ERROR", "Command isn't specified")
+    handler = _param(params, "EVENT_COMMAND_ADD")
+    if not isinstance(handler, str) or not events.valid_handler_url(handler.strip()):
+        raise _error("EVENT_COMMAND_ADD_ERROR", "Handler for \"Command add\" event isn't specified")
+    lang = _param(params, "LANG")
+    lang = list(lang.values()) if isinstance(lang, dict) else lang
+    if lang is not None and (not isinstance(lang, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("LANGUAGE_ID"), str) for item in lang)):
+        raise _error("LANG_ERROR", "Incorrect LANG format")
+    commands, _ = record_query(portal=ctx.portal, entity="imbot_command", conditions=[], order=[], offset=0,
+                               limit=10**6, count=False)
+    if any(c["BOT_ID"] == bot["ID"] and c["COMMAND"] == command.lower() for c in commands):
+        raise _error("COMMAND_ERROR", "Command already registered")
+
+    def build(new_id: int) -> dict:
+        return {"ID": str(new_id), "BOT_ID": bot["ID"], "COMMAND": command.lower(), "CLIENT_ID": ctx.client_id,
+                "COMMON": "Y" if str(_param(params, "COMMON")).upper() == "Y" else "N",
+                "HIDDEN": "Y" if str(_param(params, "HIDDEN")).upper() == "Y" else "N",
+                "HANDLER": handler.strip(), "LANG": lang or []}
+
+    command_id, _ = record_create(portal=ctx.portal, entity="imbot_command", build=build)
+    return Outcome(command_id)
+
+
+def imbot_command_answer(ctx: Ctx, params: dict) -> Outcome:
+    command_id = _positive_int(_param(params, "COMMAND_ID"))
+    command = record_get(portal=ctx.portal, entity="imbot_command", record_id=command_id) if command_id else None
+    if command is None or command["CLIENT_ID"] != ctx.client_id:
+        raise _error("COMMAND_ID_ERROR", "Command not found")
+    if _positive_int(_param(params, "MESSAGE_ID")) is None:
+        raise _error("MESSAGE_ID_ERROR", "Message ID can't be empty")
+    message = _param(params, "MESSAGE")
+    if not isinstance(message, str | int) or isinstance(message, bool) or not str(message).strip():
+        raise _error("MESSAGE_EMPTY", "Message can't be empty")
+    return Outcome(next_ids(portal=ctx.portal, entity="im_message", count=1)[0])
+
+
+def _deliver_command(ctx: Ctx, bot: dict, chat: dict | None, dialog: str, message: str, message_id: int) -> None:
+    text = _MENTION_RE.sub("", message).replace("[/USER]", "").strip()
+    match = _COMMAND_RE.match(text)
+    if match is None:
+        return
+    commands, _ = record_query(portal=ctx.portal, entity="imbot_command", conditions=[], order=[], offset=0,
+                               limit=10**6, count=False)
+    command = next((c for c in commands if c["BOT_ID"] == bot["ID"] and c["COMMAND"] == match.group(1).lower()),
+                   None)
+    client = SandboxOAuthClient.objects.filter(client_id=bot["CLIENT_ID"]).first()
+    if command is None or client is None:
+        return
+    bot_auth = _auth_block(ctx, client, int(bot["ID"]))
+    group = chat is not None
+    payload = {
+        "event": "ONIMCOMMANDADD",
+        "event_handler_id": command["ID"],
+        "data": {
+            "COMMAND": {command["ID"]: {
+                "AUTH": {k: v for k, v in bot_auth.items() if k != "application_token"},
+                "BOT_ID": bot["ID"], "BOT_CODE": bot["CODE"], "COMMAND": command["COMMAND"],
+                "COMMAND_ID": command["ID"], "COMMAND_PARAMS": (match.group(2) or "").strip(),
+                "COMMAND_CONTEXT": "TEXTAREA", "MESSAGE_ID": str(message_id)}},
+            "PARAMS": {"DIALOG_ID": dialog, "CHAT_ID": chat["ID"] if group else "",
+                       "MESSAGE_TYPE": "C" if group else "P", "MESSAGE_ID": str(message_id), "MESSAGE": text,
+                       "FROM_USER_ID": str(ctx.user_id),
+                       "TO_USER_ID": "" if group else bot["ID"], "TO_CHAT_ID": chat["ID"] if group else "",
+                       "LANGUAGE": "en"},
+            "USER": {"ID": str(ctx.user_id), "NAME": f"Sandbox User {ctx.user_id}", "FIRST_NAME": "Sandbox",
+                     "LAST_NAME": f"User {ctx.user_id}", "WORK_POSITION": "", "GENDER": "M", "IS_BOT": "N",
+                     "IS_CONNECTOR": "N", "IS_NETWORK": "N", "IS_EXTRANET": "N"},
+        },
+        "ts": str(int(clock.now())),
+        "auth": _auth_block(ctx, client, ctx.user_id),
+    }
+    events.send_after_commit(command["HANDLER"], php_build_query(payload))
 
 
 def _auth_block(ctx: Ctx, client: SandboxOAuthClient, user_id: int) -> dict:

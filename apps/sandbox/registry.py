@@ -2,7 +2,7 @@
 `/rest/` and `V3_METHODS` for `/rest/api/`. Scopes as printed on each method page
 (`methods.csv`, `methods_rest3.csv`): v2 `tasks.task.*` need `task`, REST 3.0 ones `tasks`."""
 
-from . import events, imbot, openapi, system, task_comments
+from . import disk, events, imbot, openapi, scrum, system, task_comments, workspace
 from .crm import CRM_ENTITIES, crm_handlers
 from .crm_items import item_handlers
 from .methods import (
@@ -23,6 +23,7 @@ from .methods import (
 from .tokens import ALL_SCOPES  # noqa: F401  (re-exported: the scopes the portal knows)
 
 USER_SCOPES = ("user", "user_brief", "user_basic")
+SONET_SCOPES = ("sonet", "sonet_group")  # the method pages say `sonet`, the scope table `sonet_group` (FACTS §12)
 
 
 def _task_events(handler, verb: str):
@@ -62,8 +63,48 @@ def _build_v2() -> dict[str, MethodSpec]:
         MethodSpec("event.offline.error", ("basic",), events.offline_error, is_write=True),
         MethodSpec("event.offline.list", ("basic",), events.offline_list),
         MethodSpec("imbot.register", ("imbot",), imbot.imbot_register, is_write=True, app_only=True),
+        MethodSpec("imbot.command.register", ("imbot",), imbot.imbot_command_register, is_write=True,
+                   app_only=True),
+        MethodSpec("imbot.command.answer", ("imbot",), imbot.imbot_command_answer, is_write=True, app_only=True),
         MethodSpec("im.chat.add", ("im",), imbot.im_chat_add, is_write=True),
         MethodSpec("im.message.add", ("im",), imbot.im_message_add, is_write=True),
+        MethodSpec("im.notify.personal.add", ("im",), workspace.notify_personal_add, is_write=True),
+        MethodSpec("im.notify.system.add", ("im",), workspace.notify_system_add, is_write=True),
+        MethodSpec("task.checklistitem.add", ("task",), workspace.checklistitem_add, is_write=True,
+                   args=("TASKID", "FIELDS")),
+        MethodSpec("task.checklistitem.get", ("task",), workspace.checklistitem_get, args=("TASKID", "ITEMID")),
+        MethodSpec("task.checklistitem.getlist", ("task",), workspace.checklistitem_getlist,
+                   args=("TASKID", "ORDER")),
+        MethodSpec("task.checklistitem.complete", ("task",), workspace.checklistitem_complete, is_write=True,
+                   args=("TASKID", "ITEMID")),
+        MethodSpec("calendar.event.add", ("calendar",), workspace.calendar_event_add, is_write=True),
+        MethodSpec("calendar.event.getbyid", ("calendar",), workspace.calendar_event_getbyid),
+        MethodSpec("log.blogpost.add", ("log",), workspace.blogpost_add, is_write=True),
+        MethodSpec("log.blogpost.get", ("log",), workspace.blogpost_get),
+        MethodSpec("sonet_group.create", SONET_SCOPES, workspace.sonet_group_create, is_write=True),
+        MethodSpec("sonet_group.get", SONET_SCOPES, workspace.sonet_group_get),
+        MethodSpec("sonet_group.update", SONET_SCOPES, workspace.sonet_group_update, is_write=True),
+        MethodSpec("sonet_group.user.add", SONET_SCOPES, workspace.sonet_group_user_add, is_write=True),
+        MethodSpec("sonet_group.user.get", SONET_SCOPES, workspace.sonet_group_user_get),
+        MethodSpec("bizproc.workflow.template.list", ("bizproc",), workspace.template_list),
+        MethodSpec("bizproc.workflow.start", ("bizproc",), workspace.workflow_start, is_write=True),
+        MethodSpec("bizproc.workflow.instances", ("bizproc",), workspace.workflow_instances),
+        MethodSpec("disk.storage.getlist", ("disk",), disk.storage_getlist),
+        MethodSpec("disk.folder.get", ("disk",), disk.folder_get),
+        MethodSpec("disk.folder.uploadfile", ("disk",), disk.folder_uploadfile, is_write=True),
+        MethodSpec("disk.file.get", ("disk",), disk.file_get),
+        MethodSpec("disk.attachedobject.get", ("disk",), disk.attached_object_get),
+        MethodSpec("tasks.task.files.attach", ("task",), disk.task_files_attach, is_write=True),
+        MethodSpec("tasks.api.scrum.backlog.get", ("task",), scrum.backlog_get),
+        MethodSpec("tasks.api.scrum.epic.add", ("task",), scrum.epic_add, is_write=True),
+        MethodSpec("tasks.api.scrum.epic.list", ("task",), scrum.epic_list),
+        MethodSpec("tasks.api.scrum.sprint.add", ("task",), scrum.sprint_add, is_write=True),
+        MethodSpec("tasks.api.scrum.sprint.get", ("task",), scrum.sprint_get),
+        MethodSpec("tasks.api.scrum.sprint.start", ("task",), scrum.sprint_start, is_write=True),
+        MethodSpec("tasks.api.scrum.task.get", ("task",), scrum.task_get),
+        MethodSpec("tasks.api.scrum.task.update", ("task",), scrum.task_update, is_write=True),
+        MethodSpec("tasks.api.scrum.kanban.getstages", ("task",), scrum.kanban_get_stages),
+        MethodSpec("tasks.api.scrum.kanban.addtask", ("task",), scrum.kanban_add_task, is_write=True),
         MethodSpec("user.current", USER_SCOPES, system.user_current),
         MethodSpec("department.get", ("department",), system.department_get),
         MethodSpec("biconnector.connector.get", ("biconnector",), system.biconnector_connector_get),

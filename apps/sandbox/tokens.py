@@ -12,8 +12,8 @@ from django.conf import settings
 from . import clock
 from .models import SandboxOAuthClient, SandboxOAuthToken, SandboxPortal
 
-ALL_SCOPES = ("basic", "biconnector", "crm", "department", "im", "imbot", "task", "tasks", "user", "user_brief",
-              "user_basic")
+ALL_SCOPES = ("basic", "biconnector", "bizproc", "calendar", "crm", "department", "disk", "im", "imbot", "log",
+              "sonet_group", "task", "tasks", "user", "user_brief", "user_basic")
 REFRESH_LIFETIME = 180 * 86400
 _ALNUM = string.ascii_lowercase + string.digits
 
