@@ -35,7 +35,7 @@ def parse_after(value: str | None) -> int:
 
 
 def parse_types(value: str | None) -> frozenset[str] | None:
-    if not value:
+    if not value or not value.strip():
         return None
     names = [part.strip() for part in value.split(",") if part.strip()]
     if not names or len(names) > 100 or not all(EVENT_NAME.fullmatch(n) for n in names):
@@ -130,9 +130,10 @@ def subscriptions(request):
         portal = portals[0]
     types = body.get("types")
     if types is not None:
-        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-            raise InvalidRequest("types is a list of event codes.", field="types")
-        types = parse_types(",".join(types)) if types else None
+        if (not isinstance(types, list) or len(types) > 100
+                or not all(isinstance(t, str) and EVENT_NAME.fullmatch(t) for t in types)):
+            raise InvalidRequest("types is a list of event codes, e.g. [\"ONCRMLEADADD\"].", field="types")
+        types = frozenset(t.upper() for t in types) or None
     sub, secret = subs.subscription_create(agent=agent, callback_url=body.get("callback_url"), portal=portal,
                                            types=types)
     return render_subscription(sub, secret), 201

@@ -3,6 +3,8 @@ elsewhere) hooks it in with `add_events_paths(document)`; it only adds a path an
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from .choices import EventSource
 
 _ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -35,14 +37,16 @@ EVENTS_PATH = {
         "security": [{"bearer": []}],
         "parameters": [
             {"name": "portal", "in": "query", "schema": {"type": "string"}, "description": "Only this portal"},
-            {"name": "after", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-             "description": "next_cursor of the previous answer (default: from the start)"},
-            {"name": "types", "in": "query", "schema": {"type": "string"},
+            {"name": "after", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{0,18}$"},
+             "description": "next_cursor of the previous answer (empty or absent: from the start)"},
+            {"name": "types", "in": "query",
+             "schema": {"type": "string", "pattern": "^ *([A-Za-z0-9_.]{1,100} *(, *[A-Za-z0-9_.]{1,100} *){0,99})?$"},
              "description": "Comma-separated event codes, e.g. ONCRMLEADADD,ONCRMDEALUPDATE"},
             {"name": "limit", "in": "query",
              "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
             {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 30},
-             "description": "Hold the answer up to this many seconds until an event arrives"},
+             "description": "Hold the answer up to this many seconds until an event arrives (at most "
+                            "API_MAX_WAIT_SECONDS)"},
         ],
         "responses": {
             "200": {"description": "Events and the cursor to continue from", "content": {"application/json": {
@@ -91,17 +95,24 @@ SUBSCRIPTIONS_PATH = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["callback_url"], "additionalProperties": False, "properties": {
                 "callback_url": {"type": "string", "format": "uri", "maxLength": 500},
-                "portal": {"type": "string"}, "types": {"type": "array", "items": {"type": "string"}}}}}}},
+                "portal": {"type": "string"},
+                "types": {"type": "array", "maxItems": 100,
+                          "items": {"type": "string", "pattern": "^[A-Za-z0-9_.]{1,100}$"}}}}}}},
         "responses": {"201": {"description": "Subscribed (with the secret)",
                               "content": {"application/json": {"schema": _SUB}}},
-                      "400": {"description": "Invalid request (names the field)", **_ERR},
+                      "400": {"description": "Invalid request (names the field); also a callback_url "
+                                             "that does not resolve to public addresses only", **_ERR},
                       "401": {"description": "Missing or invalid bearer token", **_ERR},
-                      "404": {"description": "Unknown portal, or no grant on it", **_ERR}},
+                      "404": {"description": "Unknown portal, or no grant on it", **_ERR},
+                      "413": {"description": "Body too large", **_ERR},
+                      "415": {"description": "Send the body as application/json", **_ERR}},
     },
     "delete": {
         "operationId": "deleteEventSubscription", "summary": "Unsubscribe", "security": [{"bearer": []}],
-        "parameters": [{"name": "id", "in": "query", "required": True, "schema": {"type": "string"}}],
+        "parameters": [{"name": "id", "in": "query", "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}],
         "responses": {"200": {"description": "Deleted"}, "404": {"description": "No such subscription", **_ERR},
+                      "400": {"description": "Invalid parameter (names the field)", **_ERR},
                       "401": {"description": "Missing or invalid bearer token", **_ERR}},
     },
 }
@@ -109,6 +120,9 @@ SUBSCRIPTIONS_PATH = {
 
 def add_events_paths(document: dict) -> dict:
     """Add the feed and subscription paths and their schemas to an OpenAPI document (in place)."""
+    for parameter in EVENTS_PATH["get"]["parameters"]:
+        if parameter["name"] == "wait":  # the served cap, as for plans
+            parameter["schema"]["maximum"] = settings.API_MAX_WAIT_SECONDS
     paths = document.setdefault("paths", {})
     paths["/api/v1/events"] = EVENTS_PATH
     paths["/api/v1/events/subscriptions"] = SUBSCRIPTIONS_PATH

@@ -36,6 +36,8 @@ def server_env(data_dir: str) -> dict:
         "DEBUG": "0",
         "SECRET_KEY": "schemathesis-run-secret-key-not-for-production",
         "FIELD_ENCRYPTION_KEYS": "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDA=",
+        "AUDIT_KEYS": "k1:c2NoZW1hdGhlc2lzLWF1ZGl0LWtleS0wMDAwMDAwMDA=",
+        "ENV_FILE": "",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATA_DIR": data_dir,
         "CELERY_BROKER_URL": "memory://",
