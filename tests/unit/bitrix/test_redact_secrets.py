@@ -1,0 +1,34 @@
+"""Every secret name the redaction knows is masked in text and in log records (issue 12: removing
+`application_token` from the masks passed every test before these)."""
+
+import logging
+
+import pytest
+
+from apps.bitrix.redact import MASK, RedactFilter, redact
+
+NAMES = ["auth", "access_token", "refresh_token", "client_secret", "code", "application_token", "AUTH_ID",
+         "REFRESH_ID"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_secret_parameter_is_masked(name):
+    text = f"POST /rest/event.bind?member_id=m1&{name}=s3cr3tvalue42&x=1 HTTP/1.1"
+    out = redact(text)
+    assert "s3cr3tvalue42" not in out
+    assert f"{name}={MASK}" in out and "member_id=m1" in out and "x=1" in out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_secret_parameter_is_masked_in_a_log_record(name):
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1,
+                               '%s "%s" %s', ("http://portal:80", f"GET /x?{name}=s3cr3tvalue42", 200), None)
+    assert RedactFilter().filter(record) is True
+    assert "s3cr3tvalue42" not in record.getMessage()
+    assert f"{name}={MASK}" in record.getMessage()
+
+
+def test_webhook_code_in_a_path_and_given_secrets_are_masked():
+    out = redact("https://p.example/rest/1/abcdefcode123/crm.lead.add and app-token-xyz", secrets=("app-token-xyz",))
+    assert "abcdefcode123" not in out and "app-token-xyz" not in out
+    assert out == f"https://p.example/rest/1/{MASK}/crm.lead.add and {MASK}"
