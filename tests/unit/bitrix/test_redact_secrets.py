@@ -32,3 +32,10 @@ def test_webhook_code_in_a_path_and_given_secrets_are_masked():
     out = redact("https://p.example/rest/1/abcdefcode123/crm.lead.add and app-token-xyz", secrets=("app-token-xyz",))
     assert "abcdefcode123" not in out and "app-token-xyz" not in out
     assert out == f"https://p.example/rest/1/{MASK}/crm.lead.add and {MASK}"
+
+
+def test_given_secrets_from_four_characters_are_masked_shorter_ones_are_not():
+    # Shorter values would mask ordinary words; a real secret is far longer than four characters.
+    assert redact("key abcd in text", secrets=("abcd",)) == "key *** in text"
+    assert redact("key abc in text", secrets=("abc", "")) == "key abc in text"
+    assert MASK == "***"
