@@ -39,3 +39,12 @@ def test_given_secrets_from_four_characters_are_masked_shorter_ones_are_not():
     assert redact("key abcd in text", secrets=("abcd",)) == "key *** in text"
     assert redact("key abc in text", secrets=("abc", "")) == "key abc in text"
     assert MASK == "***"
+
+
+def test_a_record_whose_arguments_do_not_fit_is_still_masked():
+    # getMessage() raises (two placeholders, one argument): the raw message is masked instead.
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1,
+                               "GET /x?access_token=s3cr3tvalue42 %s %s", ("one",), None)
+    assert RedactFilter().filter(record) is True
+    assert "s3cr3tvalue42" not in record.msg and record.args == ()
+    assert record.msg == f"GET /x?access_token={MASK} %s %s"
