@@ -48,3 +48,11 @@ def test_a_record_whose_arguments_do_not_fit_is_still_masked():
     assert RedactFilter().filter(record) is True
     assert "s3cr3tvalue42" not in record.msg and record.args == ()
     assert record.msg == f"GET /x?access_token={MASK} %s %s"
+
+
+def test_every_logger_that_prints_request_lines_carries_the_filter():
+    # Installed when Django starts (apps.bitrix.apps): urllib3's and requests' request lines, and
+    # the runserver/request loggers of the process that serves the sandbox portal.
+    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests", "django.server",
+                 "django.request"):
+        assert sum(isinstance(f, RedactFilter) for f in logging.getLogger(name).filters) == 1, name

@@ -1,6 +1,8 @@
 """The state machine's errors as an agent or approver sees them."""
 
-from apps.plans.states import InvalidTransition, StaleState, can_transition
+import pytest
+
+from apps.plans.states import InvalidTransition, StaleState, can_transition, transition
 
 
 def test_stale_state_is_a_409_conflict_with_a_default_message():
@@ -16,3 +18,8 @@ def test_terminal_and_unknown_states_have_no_way_out():
         assert not any(can_transition(terminal, target) for target in ("approved", "executing", "pending_approval"))
     assert not can_transition("nonsense", "approved")
     assert issubclass(InvalidTransition, Exception) and not issubclass(InvalidTransition, StaleState)
+
+
+def test_a_move_outside_the_table_is_a_programming_error():
+    with pytest.raises(InvalidTransition, match="^succeeded → approved is not a plan transition$"):
+        transition(plan=None, source="succeeded", target="approved")

@@ -37,3 +37,13 @@ def test_an_unreadable_secret_says_which_setting_to_check(settings):
         crypto.decrypt(foreign)
     with pytest.raises(crypto.DecryptionError, match=message):
         crypto.rotate(foreign)
+
+
+def test_undecryptable_secrets_are_named_by_place_never_by_content():
+    where = [f"portals.Credential.access_token pk={pk}" for pk in range(25)]
+    error = crypto.UndecryptableSecrets(where)
+    assert error.where == where
+    text = str(error)
+    assert text.startswith("25 stored secret(s) cannot be decrypted with any key of FIELD_ENCRYPTION_KEYS: "
+                           "portals.Credential.access_token pk=0, ")
+    assert "pk=19" in text and "pk=20" not in text and text.endswith(" ...")
