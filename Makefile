@@ -6,8 +6,8 @@ DATA_DIR ?= var
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install migrate seed worker lint bench-limiter services-test services-worker-test prod-check \
-	schemathesis browser-deps clean
+.PHONY: run test install migrate seed worker lint bench-limiter mutate services-test services-worker-test \
+	prod-check schemathesis browser-deps clean
 PYTEST_FLAGS ?=
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -69,6 +69,43 @@ schemathesis: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/bandit -q -r apps controlplane -ll
+
+# Mutation testing (mutmut, pinned in requirements-dev.txt), not part of every CI run: slow. Each
+# module is mutated in its own scratch copy of HEAD under $(DATA_DIR)/mutate (mutmut 2 edits files
+# in place) against the tests that guard it; `make mutate MUTATE_ONLY=redact` runs one entry.
+# Results: $(DATA_DIR)/mutate/<name>.txt (`mutmut results`); the score is in bench/README.md. Decorator
+# mutants are off (here they only resize lru_caches).
+MUTATE_TARGETS ?= \
+	redact=apps/bitrix/redact.py=tests/unit/bitrix/test_redact_secrets.py,tests/unit/bitrix/test_urls_and_logging.py \
+	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py \
+	states=apps/plans/states.py=tests/integration/plans/test_states.py,tests/integration/plans/test_lifecycle_machine.py \
+	idempotency=apps/plans/idempotency.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_api_flow.py \
+	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py \
+	selectors=apps/plans/selectors.py=tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_admin_approvals.py \
+	services=apps/plans/services.py=tests/integration/plans/test_plan_decide.py,tests/integration/plans/test_tasks.py,tests/integration/plans/test_lifecycle_machine.py \
+	policy=apps/policy/decide.py,apps/policy/risk.py,apps/policy/normalize.py,apps/policy/batchparse.py,apps/policy/packs.py=tests/unit/policy \
+	audit=apps/audit/services.py=tests/integration/audit
+MUTATE_ONLY ?=
+# mutmut 2.5.1 sometimes loses a mutant in its cache ("Attribute Mutant.line is required") and then
+# waits forever: each run is cut at MUTATE_TIMEOUT seconds and resumed from its cache.
+MUTATE_TIMEOUT ?= 1800
+mutate: install
+	@set -e; mkdir -p $(DATA_DIR)/mutate; \
+	for entry in $(MUTATE_TARGETS); do \
+	  name=$${entry%%=*}; rest=$${entry#*=}; paths=$${rest%%=*}; tests=$$(echo "$${rest#*=}" | tr , ' '); \
+	  if [ -n "$(MUTATE_ONLY)" ] && ! echo " $(MUTATE_ONLY) " | grep -q " $$name "; then continue; fi; \
+	  dir=$(abspath $(DATA_DIR))/mutate/$$name; rm -rf $$dir; mkdir -p $$dir; \
+	  git archive HEAD | tar -x -C $$dir; ln -s $(abspath $(VENV)) $$dir/.venv; \
+	  echo "== mutmut: $$paths against $$tests"; \
+	  (cd $$dir && for try in 1 2 3 4 5 6 7 8; do \
+	     timeout $(MUTATE_TIMEOUT) .venv/bin/mutmut run --paths-to-mutate "$$paths" --no-progress --simple-output \
+	       --disable-mutation-types=decorator --runner ".venv/bin/python -m pytest -x -q -p no:cacheprovider $$tests" \
+	       > ../$$name.log 2>&1 || true; \
+	     .venv/bin/mutmut results > ../$$name.txt 2>&1 || true; \
+	     grep -q "^Untested" ../$$name.txt || break; \
+	   done); \
+	  grep -E "^(Survived|Timed out|Suspicious|Untested|Killed)" $(DATA_DIR)/mutate/$$name.txt || head -5 $(DATA_DIR)/mutate/$$name.txt; \
+	done
 
 bench-limiter: install
 	$(PY) bench/limiter_bench.py

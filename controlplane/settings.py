@@ -271,6 +271,9 @@ LOGGING = {
     "loggers": {
         # urllib3 logs full URLs at DEBUG; webhook URLs carry the secret in the path.
         "urllib3": {"level": "WARNING"},
+        # At DEBUG a failed variable lookup logs the whole template context: the agent token's
+        # one-time page would write the token to the log (tests/integration/test_secret_canaries.py).
+        "django.template": {"level": "INFO"},
     },
 }
 

@@ -1,6 +1,7 @@
 """BitrixClient against the sandbox portal over real HTTP (pytest-django live_server)."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -9,6 +10,7 @@ from apps.bitrix.client import BitrixClient
 from apps.bitrix.errors import AuthFailed, OutcomeUnknown, PortalError, WaitForReset
 from apps.bitrix.models import MethodBlock
 from apps.portals.models import AuthMode, Credential, CredentialStatus, OAuthApp, Portal
+from apps.sandbox import clock as sandbox_clock
 from apps.sandbox.selectors import sandbox_counters, sandbox_records, sandbox_token_endpoint_calls
 from apps.sandbox.services import (
     sandbox_expire_tokens,
@@ -141,28 +143,43 @@ def test_run_steps_batch_halts(hook_portal, sb):
     assert [r["TITLE"] for r in sandbox_records(portal=sb, entity="lead")] == ["one"]
 
 
+class FakeClock:
+    """One clock for the limiter and the sandbox portal: it moves only when someone sleeps, so the
+    waits are exact whatever the load on the machine."""
+
+    def __init__(self, start):
+        self.now = start
+        self.slept = []
+
+    def time(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += max(seconds, 0.0)
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+
 def test_limiter_waits_instead_of_hitting_the_limit(hook_portal, sb, monkeypatch):
-    # One request per second and room for one (burst 2 less the margin of 1): every call after
-    # the first must wait unless a call itself takes a second, so the waits do not depend on how
-    # busy the machine is. Without the waits the portal would refuse from the third call on.
+    # One request per second and room for one (burst 2 less the margin of 1). Time stands still
+    # unless the limiter sleeps, so every call after the first must wait exactly one second; without
+    # the waits the portal (same clock, burst 2) would refuse from the third call on.
+    fake = FakeClock(time.time())
+    monkeypatch.setattr(limiter, "time", SimpleNamespace(time=fake.time, sleep=fake.sleep))
+    monkeypatch.setattr(sandbox_clock, "now", fake.time)
+    monkeypatch.setattr(sandbox_clock, "sleep", fake.advance)  # the portal's own latency: not a wait
     sandbox_set_limits(portal=sb, rate=1.0, burst=2)
     Portal.objects.filter(pk=hook_portal.pk).update(rate_per_second=1.0, burst=2)
     hook_portal.refresh_from_db()
-    slept = []
-    real_sleep = time.sleep
-
-    def sleep(seconds):
-        slept.append(seconds)
-        real_sleep(seconds)
-
-    monkeypatch.setattr(limiter.time, "sleep", sleep)
     client = BitrixClient(hook_portal)
     for _ in range(5):
         client.call("server.time", {})
     counters = sandbox_counters(portal=sb)
     assert counters["query_limit_refusals"] == 0
     assert counters["requests_total"] == 5
-    assert len(slept) >= 3
+    assert fake.slept == pytest.approx([1.0, 1.0, 1.0, 1.0])
 
 
 def test_operation_time_limit_blocks_the_method(hook_portal, sb):
