@@ -109,9 +109,12 @@ def test_v2_list_form_and_command_without_query():
     assert parsed.canonical_params() == {"cmd": ["user.current", "server.time"], "halt": 0}
 
 
-@pytest.mark.parametrize("halt", [0, 1, True, False, "0", "1", "Y", "n", "true"])
-def test_halt_values(halt):
-    parse_batch({"cmd": ["user.current"], "halt": halt})
+@pytest.mark.parametrize(("halt", "expected"), [(0, False), (1, True), (True, True), (False, False), ("0", False),
+                                               ("1", True), ("Y", True), ("n", False), ("true", True)])
+def test_halt_values(halt, expected):
+    parsed = parse_batch({"cmd": ["user.current"], "halt": halt})
+    assert parsed.halt is expected
+    assert parsed.canonical_params() == {"cmd": ["user.current"], "halt": 1 if expected else 0}
 
 
 @pytest.mark.parametrize(
@@ -250,7 +253,9 @@ def test_file_transfer_inside_a_batch_is_forbidden(method):
 
 
 def test_names_merely_containing_upload_are_fine():
-    parse_batch({"cmd": {"a": "crm.item.list?filter[uploadedBy]=1", "b": "vendor.fileupload.get"}})
+    parsed = parse_batch({"cmd": {"a": "crm.item.list?filter[uploadedBy]=1", "b": "vendor.fileupload.get"}})
+    assert [c.method for c in parsed.commands] == ["crm.item.list", "vendor.fileupload.get"]
+    assert parsed.commands[0].params == {"filter": {"uploadedBy": "1"}}
 
 
 # ---------------------------------------------------------------- batch control keys in a command
