@@ -18,7 +18,7 @@ def sent(monkeypatch):
     calls = []
 
     class Recorder:
-        def __init__(self, portal):
+        def __init__(self, portal, **kwargs):
             self.portal = portal
 
         def run_steps(self, steps):
@@ -76,7 +76,7 @@ def refused(monkeypatch):
     state = {"exc": NotSent("QUERY_LIMIT_EXCEEDED", "Too many requests", retry_after=0.5), "calls": 0}
 
     class Refusing:
-        def __init__(self, portal):
+        def __init__(self, portal, **kwargs):
             pass
 
         def run_steps(self, steps):

@@ -61,7 +61,7 @@ class Portal:
         self.mode = "answer"
         self.sent: dict[str, int] = {}
 
-    def client(self, portal):
+    def client(self, portal, **kwargs):
         fake = self
 
         class FakeClient:
