@@ -21,7 +21,7 @@ def sent(monkeypatch):
         def __init__(self, portal, **kwargs):
             self.portal = portal
 
-        def run_steps(self, steps):
+        def run_steps(self, steps, **kwargs):
             calls.append((self.portal.slug, steps))
             return {"steps": {s["name"]: {"result": 1, "error": None, "total": None, "next": None} for s in steps}}
 
@@ -79,7 +79,7 @@ def refused(monkeypatch):
         def __init__(self, portal, **kwargs):
             pass
 
-        def run_steps(self, steps):
+        def run_steps(self, steps, **kwargs):
             state["calls"] += 1
             raise state["exc"]
 

@@ -65,7 +65,7 @@ class Portal:
         fake = self
 
         class FakeClient:
-            def run_steps(self, steps):
+            def run_steps(self, steps, **kwargs):
                 plan_id = fake.current
                 if fake.mode == "not_sent":
                     raise NotSent("QUERY_LIMIT_EXCEEDED", "Too many requests", retry_after=1.0)
@@ -87,6 +87,9 @@ class Portal:
 def lifecycle_world(monkeypatch, portal, make_agent, make_approver):
     fake = Portal()
     monkeypatch.setattr(executor, "BitrixClient", fake.client)
+    # One plan per execution, so the fake portal's answer belongs to that plan; auto-batching of
+    # several plans has its own tests (test_executor_batch.py, tests/services/test_batch_execution.py).
+    monkeypatch.setattr(executor, "_claim_companions", lambda leader, **kwargs: [])
     agent = make_agent("machine-agent", portal=portal, read="auto", write="approve", destructive="approve2")
     approvers = [make_approver(name, portals=[portal]) for name in ("ann", "ben", "cid")]
     return fake, agent, approvers
