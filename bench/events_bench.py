@@ -12,10 +12,10 @@ Handler:
   pool of `--concurrency` client threads, a new connection per request (sync workers close it);
 - prints events/s, latency percentiles, the answers by status and the rows stored.
 
-Offline drain (`--drain N`, default 1000): N records in the offline queue of the stub portal of
-tests/integration/events/stub.py (standard limits, 2 req/s burst 50) drained in this process by
-`apps.events.offline.offline_drain` (get clear=0 -> store -> process -> clear), printing events/s.
-The sandbox will replace the stub when it keeps an offline queue (issue 9 point 6).
+Offline drain (`--drain N`, default 1000): N records in the offline queue of a sandbox portal
+served by the same gunicorn (standard limits, 2 req/s burst 50; our OAuth app installed by its
+administrator) drained in this process by `apps.events.offline.offline_drain` (get clear=0 ->
+store -> process -> clear), printing events/s, requests and refusals.
 
 It asserts nothing: the figures are for people (bench/README.md keeps the latest).
 
@@ -24,6 +24,7 @@ Usage: .venv/bin/python bench/events_bench.py [--events 5000] [--concurrency 8] 
 """
 
 import argparse
+import base64
 import concurrent.futures
 import http.client
 import os
@@ -121,36 +122,55 @@ def bench_handler(args, port: int) -> None:
     print(f"events stored          : {InboundEvent.objects.count()} (incl. 50 warm-up)")
 
 
-def bench_drain(args) -> None:
+def bench_drain(args, port: int) -> None:
+    """N records in the sandbox portal's offline queue (served by the same gunicorn), drained in
+    this process through the transport and its limiter, at the standard limit."""
     from apps.events.models import InboundEvent
     from apps.events.offline import offline_drain
     from apps.events.services import event_settings_update
-    from apps.portals.models import AuthMode, Credential, Portal
-    from tests.integration.events.stub import ADMIN_TOKEN, OfflineQueueStub
+    from apps.portals.models import AuthMode, Credential, OAuthApp, Portal
+    from apps.sandbox.events import _data, _message_id
+    from apps.sandbox.models import SandboxOfflineEvent, SandboxPortal
+    from apps.sandbox.services import (
+        sandbox_application_token,
+        sandbox_oauth_client_create,
+        sandbox_oauth_issue,
+        sandbox_portal_ensure,
+    )
 
-    stub = OfflineQueueStub().start()
-    try:
-        portal = Portal.objects.create(slug="drain", base_url=stub.base_url, auth_mode=AuthMode.OAUTH,
-                                       member_id="d" * 32)
-        Credential.objects.create(portal=portal, access_token=ADMIN_TOKEN, refresh_token="r")
-        event_settings_update(portal=portal, offline_events=True)
-        for i in range(args.drain):
-            stub.add("ONCRMDEALUPDATE", {"FIELDS": {"ID": i + 1}})
-        start = time.perf_counter()
-        runs = 0
-        while stub.records() and runs < 1000:
-            result = offline_drain(portal_id=portal.pk, max_batches=1000)
-            runs += 1
-            if result.status == "error":
-                raise SystemExit(f"drain failed: {result.error}")
-        elapsed = time.perf_counter() - start
-        stored = InboundEvent.objects.filter(portal=portal, status="processed").count()
-        print(f"offline drain          : {stored}/{args.drain} events in {elapsed:.2f} s = "
-              f"{stored / elapsed:.0f} events/s ({stub.calls('event.offline.get')} get, "
-              f"{stub.calls('event.offline.clear')} clear, "
-              f"{stub.errors_answered['QUERY_LIMIT_EXCEEDED']} QUERY_LIMIT_EXCEEDED; stub portal 2 req/s burst 50)")
-    finally:
-        stub.stop()
+    served = f"http://127.0.0.1:{port}"
+    sandbox = sandbox_portal_ensure(slug="drain")  # standard limits: 2 req/s, burst 50
+    client_id, client_secret = sandbox_oauth_client_create()
+    tokens = sandbox_oauth_issue(portal=sandbox, client_id=client_id, user_id=1)
+    app = OAuthApp.objects.create(client_id=client_id, client_secret=client_secret, name="bench app",
+                                  token_url=f"{served}/sandbox/oauth/token/")
+    portal = Portal.objects.create(slug="drain", base_url=f"{served}/sandbox/drain", auth_mode=AuthMode.OAUTH,
+                                   member_id=tokens["member_id"])
+    Credential.objects.create(portal=portal, oauth_app=app, access_token=tokens["access_token"],
+                              refresh_token=tokens["refresh_token"],
+                              application_token=sandbox_application_token(portal=sandbox, client_id=client_id))
+    event_settings_update(portal=portal, offline_events=True)
+    now = time.time()
+    SandboxOfflineEvent.objects.bulk_create(
+        SandboxOfflineEvent(portal=sandbox, client_id=client_id, event_name="ONCRMDEALUPDATE",
+                            event_data=_data("deal", "update", i + 1), message_id=_message_id("deal", i + 1),
+                            timestamp=now + i / 1000)
+        for i in range(args.drain))
+    refusals = SandboxPortal.objects.get(pk=sandbox.pk).query_limit_refusals
+    requests_before = SandboxPortal.objects.get(pk=sandbox.pk).requests_total
+    start = time.perf_counter()
+    runs = 0
+    while SandboxOfflineEvent.objects.filter(portal=sandbox).exists() and runs < 1000:
+        result = offline_drain(portal_id=portal.pk, max_batches=1000)
+        runs += 1
+        if result.status == "error":
+            raise SystemExit(f"drain failed: {result.error}")
+    elapsed = time.perf_counter() - start
+    after = SandboxPortal.objects.get(pk=sandbox.pk)
+    stored = InboundEvent.objects.filter(portal=portal, status="processed").count()
+    print(f"offline drain          : {stored}/{args.drain} events in {elapsed:.2f} s = "
+          f"{stored / elapsed:.0f} events/s ({after.requests_total - requests_before} requests to the sandbox, "
+          f"{after.query_limit_refusals - refusals} QUERY_LIMIT_EXCEEDED; sandbox portal 2 req/s burst 50)")
 
 
 def main() -> int:
@@ -182,6 +202,9 @@ def main() -> int:
             "FIELD_ENCRYPTION_KEYS", "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDA="),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PORTAL_ALLOW_LOOPBACK_HTTP": "1",
+        "SANDBOX_BASE_URL": f"http://127.0.0.1:{port}",
+        "SANDBOX_ENABLED": "1",  # the drain's portal
+        "AUDIT_KEYS": os.environ.get("AUDIT_KEYS", "bench:" + base64.b64encode(secrets.token_bytes(32)).decode()),
         "DATABASE_URL": f"{parts.scheme}://{parts.netloc}/{db_name}",
         "CELERY_BROKER_URL": broker,
         "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/15"),
@@ -213,12 +236,9 @@ def main() -> int:
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_http(port)
         bench_handler(args, port)
-        gunicorn.send_signal(signal.SIGTERM)
-        gunicorn.wait(timeout=20)
-        gunicorn = None
         celery_app.control.purge()
         if args.drain:
-            bench_drain(args)
+            bench_drain(args, port)
         return 0
     finally:
         if gunicorn is not None:

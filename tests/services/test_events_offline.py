@@ -2,8 +2,9 @@
 workers): a worker killed (SIGKILL) between event.offline.get and event.offline.clear; the next
 worker re-fetches the reserved batch by its process_id, and every event is processed exactly once.
 
-The portal is the stub of tests/integration/events/stub.py (the documented offline-queue
-semantics over real HTTP) until the sandbox implements them (issue 9 point 6).
+Run twice: against the stub of tests/integration/events/stub.py (which records every request, so
+the re-fetch by process_id is seen on the wire) and against the sandbox portal's own offline queue
+served over real HTTP by this process (the path `make run` uses).
 """
 
 import os
@@ -121,4 +122,113 @@ def test_worker_killed_between_get_and_clear_processes_every_event_once(stub):
     refetches = [s.json for s in stub.requests if s.path.endswith("event.offline.get") and s.json.get("process_id")]
     assert refetches and refetches[0]["process_id"] == reserved
     assert stub.errors_answered["QUERY_LIMIT_EXCEEDED"] == 0
+    assert EventSettings.objects.get(portal=portal).process_id == ""
+
+
+@pytest.fixture
+def sandbox_offline(live_server, settings, monkeypatch):
+    """The sandbox portal served by this process's live server, our app installed by its
+    administrator, bound offline to ONCRMLEADADD, and `kill_at_clear(pid)` to make its
+    event.offline.clear kill that worker and fail (the worker dies between get and clear)."""
+    import dataclasses
+
+    import requests
+
+    from apps.events.bindings import binding_add
+    from apps.events.services import event_settings_update
+    from apps.portals.models import AuthMode, Credential, OAuthApp, Portal
+    from apps.sandbox import registry
+    from apps.sandbox.errors import SandboxError
+    from apps.sandbox.services import (
+        sandbox_application_token,
+        sandbox_oauth_client_create,
+        sandbox_oauth_issue,
+        sandbox_portal_ensure,
+        sandbox_reset_limits,
+        sandbox_set_limits,
+        sandbox_webhook_create,
+    )
+
+    settings.SANDBOX_BASE_URL = live_server.url
+    sandbox = sandbox_portal_ensure(slug="svc-sb-events")
+    client_id, client_secret = sandbox_oauth_client_create()
+    tokens = sandbox_oauth_issue(portal=sandbox, client_id=client_id, user_id=1)
+    app = OAuthApp.objects.create(client_id=client_id, client_secret=client_secret, name="sandbox app",
+                                  token_url=f"{live_server.url}/sandbox/oauth/token/")
+    portal = Portal.objects.create(slug="svc-sb-events", base_url=f"{live_server.url}/sandbox/svc-sb-events",
+                                   auth_mode=AuthMode.OAUTH, member_id=tokens["member_id"])
+    Credential.objects.create(portal=portal, oauth_app=app, access_token=tokens["access_token"],
+                              refresh_token=tokens["refresh_token"],
+                              application_token=sandbox_application_token(portal=sandbox, client_id=client_id))
+    event_settings_update(portal=portal, offline_events=True)
+    binding_add(portal=portal, event="ONCRMLEADADD", offline=True)
+
+    def add_leads(n):
+        sandbox_set_limits(portal=sandbox, burst=100_000)
+        user_id, code = sandbox_webhook_create(portal=sandbox, user_id=3, code="someoneelse0123")
+        hook = f"{live_server.url}/sandbox/svc-sb-events/rest/{user_id}/{code}"
+        ids = [requests.post(f"{hook}/crm.lead.add.json", json={"fields": {"TITLE": f"Lead {i}"}}, timeout=10)
+               .json()["result"] for i in range(n)]
+        sandbox_reset_limits(portal=sandbox)
+        return ids
+
+    killed: list[str] = []
+    real = registry.V2_METHODS["event.offline.clear"]
+
+    def kill_at_clear(pid):
+        def handler(ctx, params):
+            if not killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(params.get("process_id", ""))
+                raise SandboxError("INTERNAL_SERVER_ERROR", "the caller is gone", status=500)
+            return real.handler(ctx, params)
+
+        monkeypatch.setitem(registry.V2_METHODS, "event.offline.clear", dataclasses.replace(real, handler=handler))
+
+    return sandbox, portal, add_leads, kill_at_clear, killed
+
+
+def test_worker_killed_between_get_and_clear_on_the_sandbox(sandbox_offline):
+    """The same kill against the sandbox portal's own offline queue (point 6's semantics)."""
+    from apps.events.tasks import drain_offline_queue
+    from apps.sandbox.models import SandboxOfflineEvent
+    from controlplane.celery import app
+
+    sandbox, portal, add_leads, kill_at_clear, killed = sandbox_offline
+    app.control.purge()
+    ids = add_leads(120)
+    assert SandboxOfflineEvent.objects.filter(portal=sandbox).count() == 120
+    refusals_before = type(sandbox).objects.get(pk=sandbox.pk).query_limit_refusals
+
+    victim = start_worker("--pool=solo")
+    kill_at_clear(victim.pid)
+    try:
+        drain_offline_queue.delay(portal.pk)
+        victim.wait(timeout=60)
+    finally:
+        stop(victim)
+    assert killed, "the worker was not killed at event.offline.clear"
+    reserved = EventSettings.objects.get(portal=portal).process_id
+    assert reserved and reserved == killed[0]  # saved before processing, survives the kill
+    assert SandboxOfflineEvent.objects.filter(portal=sandbox).count() == 120  # nothing cleared
+    assert set(SandboxOfflineEvent.objects.filter(portal=sandbox).exclude(process_id="")
+               .values_list("process_id", flat=True)) == {reserved}
+    stored_before_kill = InboundEvent.objects.filter(portal=portal).count()
+    assert 0 < stored_before_kill < 120
+
+    survivor = start_worker("--pool=prefork", "--concurrency=2")
+    try:
+        wait_for(lambda: not SandboxOfflineEvent.objects.filter(portal=sandbox).exists(), 90,
+                 "the sandbox's offline queue was not drained",
+                 tick=lambda: [drain_offline_queue.delay(portal.pk) for _ in range(2)])
+    finally:
+        stop(survivor)
+    app.control.purge()
+
+    events = InboundEvent.objects.filter(portal=portal)
+    assert events.count() == 120
+    assert sorted(int(e.data["FIELDS"]["ID"]) for e in events) == sorted(ids)
+    assert {(e.status, e.attempts) for e in events} == {("processed", 1)}
+    assert len({e.feed_seq for e in events}) == 120
+    assert type(sandbox).objects.get(pk=sandbox.pk).query_limit_refusals == refusals_before
     assert EventSettings.objects.get(portal=portal).process_id == ""
