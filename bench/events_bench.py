@@ -29,6 +29,7 @@ import concurrent.futures
 import http.client
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -122,6 +123,103 @@ def bench_handler(args, port: int) -> None:
     print(f"events stored          : {InboundEvent.objects.count()} (incl. 50 warm-up)")
 
 
+WRK_SCRIPT = r"""
+-- Distinct ONCRMLEADADD deliveries: thread t posts IDs t*10^7 + n (wrk's threads have their own state).
+counter = 0
+local created = 0
+function setup(thread) created = created + 1; thread:set("tid", created) end
+function init(args) counter = 0 end
+local function enc(s) return (s:gsub("[^%w%-_%.~]", function(c) return string.format("%%%02X", string.byte(c)) end)) end
+local fixed = "&ts=TS&auth[access_token]=s6p6eclrvim6da22ft9ch94ekreb52lv&auth[expires_in]=3600&auth[scope]=crm"
+  .. "&auth[domain]=some-domain.bitrix24.com&auth[server_endpoint]=https%3A%2F%2Foauth.bitrix.info%2Frest%2F"
+  .. "&auth[status]=L&auth[client_endpoint]=https%3A%2F%2Fsome-domain.bitrix24.com%2Frest%2F"
+  .. "&auth[member_id]=MEMBER&auth[refresh_token]=4s386p3q0tr8dy89xvmt96234v3dljg8&auth[application_token]=TOKEN"
+function request()
+  counter = counter + 1
+  local id = tid * 10000000 + counter
+  local body = "event=ONCRMLEADADD&event_handler_id=707&" .. enc("data[FIELDS][ID]") .. "=" .. id .. fixed
+  return wrk.format("POST", "/hooks/bitrix24/events",
+    {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+end
+function done(summary, latency, requests)
+  io.write(string.format("WRK %d %d %d %d %d %d %.3f %.3f %.3f %.3f %.3f\n", summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, summary.duration, summary.errors.timeout, summary.errors.connect,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency.mean / 1000, latency.max / 1000))
+end
+"""
+
+
+def _cpu(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cpu_snapshot(gunicorn_pid: int, db_name: str) -> dict[str, float]:
+    """CPU seconds so far of the web processes, of the PostgreSQL backends serving the bench
+    database, and of the Redis server: a machine shared with other work distorts wall time, not
+    the CPU each request costs."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [db_name])
+        backends = [row[0] for row in cursor.fetchall()]
+    redis = [int(p) for p in subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True)
+             .stdout.split()]
+    return {"web": sum(_cpu(p) for p in [gunicorn_pid, *_children(gunicorn_pid)]),
+            "postgres": sum(_cpu(p) for p in backends), "redis": sum(_cpu(p) for p in redis),
+            "backends": backends}
+
+
+def bench_handler_wrk(args, port: int, gunicorn_pid: int, db_name: str) -> None:
+    """The load from wrk (C, one process, `--concurrency` connections on 2 threads), so the client
+    costs little of the 2 cores; the body is built in Lua with a distinct ID per request."""
+    from apps.events.models import InboundEvent
+
+    for body in [body_for(i) for i in range(50)]:  # warm-up
+        post(port, body)
+    script = ROOT / "var" / "bench" / "events_wrk.lua"
+    script.write_text(WRK_SCRIPT.replace("MEMBER", MEMBER_ID).replace("TOKEN", APP_TOKEN)
+                      .replace("TS", str(int(time.time()))))
+    before = _cpu_snapshot(gunicorn_pid, db_name)
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(args.concurrency), "-d", f"{args.duration}s", "--latency",
+                          "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
+    time.sleep(1)  # requests in flight when wrk stopped
+    after = _cpu_snapshot(gunicorn_pid, db_name)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    f = line.split()
+    total, socket_errors, bad_status, duration_us = int(f[1]), int(f[2]), int(f[3]), int(f[4])
+    p50, p95, p99, mean, worst = (float(x) for x in f[7:12])
+    seconds = duration_us / 1e6
+    stored = InboundEvent.objects.count() - 50
+    print(f"requests               : {total} in {seconds:.2f} s, wrk 2 threads {args.concurrency} connections, "
+          f"gunicorn {args.workers} sync workers")
+    print(f"events/s               : {total / seconds:.0f} answered, {stored / seconds:.0f} stored")
+    print(f"latency ms p50/p95/p99 : {p50:.1f} / {p95:.1f} / {p99:.1f} (mean {mean:.1f}, max {worst:.1f})")
+    print(f"errors                 : {bad_status} non-2xx answers, {socket_errors} socket errors")
+    print(f"events stored          : {stored} (+50 warm-up; includes requests still in flight when wrk stopped)")
+    # PostgreSQL backends that existed before the run (persistent connections) are the ones measured
+    pg = sum(_cpu(p) for p in before["backends"]) and after["postgres"] - before["postgres"]
+    web, redis = after["web"] - before["web"], after["redis"] - before["redis"]
+    per = {name: value / stored * 1000 for name, value in (("web", web), ("postgres", pg), ("redis", redis))}
+    cost = sum(per.values())
+    print(f"CPU per stored event   : web {per['web']:.2f} ms + PostgreSQL {per['postgres']:.2f} ms + Redis "
+          f"{per['redis']:.2f} ms = {cost:.2f} ms -> 2 cores serve at most {2000 / cost:.0f} events/s "
+          f"(wrk's own CPU not counted)")
+
+
 def bench_drain(args, port: int) -> None:
     """N records in the sandbox portal's offline queue (served by the same gunicorn), drained in
     this process through the transport and its limiter, at the standard limit."""
@@ -177,7 +275,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                        help="load generator (default wrk when installed: apt-get install wrk)")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of load (wrk)")
     parser.add_argument("--drain", type=int, default=1000, help="offline records to drain (0: skip)")
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
@@ -235,7 +336,10 @@ def main() -> int:
              "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_http(port)
-        bench_handler(args, port)
+        if args.client == "wrk":
+            bench_handler_wrk(args, port, gunicorn.pid, db_name)
+        else:
+            bench_handler(args, port)
         celery_app.control.purge()
         if args.drain:
             bench_drain(args, port)

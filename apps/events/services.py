@@ -137,17 +137,27 @@ def event_store(*, portal: Portal, event: str, ts: int, data: dict, payload_hash
                 enqueue: bool = True) -> tuple[InboundEvent, bool]:
     """Store an event once per (portal, event, payload hash, ts). Returns (event, created). A new
     online event's processing is enqueued on commit."""
-    try:
-        with transaction.atomic():
-            stored = InboundEvent.objects.create(
-                portal=portal, event=event, ts=ts, payload_hash=payload_hash, data=data, source=source,
-                additional=additional or {}, event_handler_id=event_handler_id, offline_id=offline_id,
-                message_id=message_id, process_id=process_id,
-            )
-            if enqueue:
-                from .tasks import process_event
+    def insert() -> InboundEvent:
+        row = InboundEvent.objects.create(
+            portal=portal, event=event, ts=ts, payload_hash=payload_hash, data=data, source=source,
+            additional=additional or {}, event_handler_id=event_handler_id, offline_id=offline_id,
+            message_id=message_id, process_id=process_id,
+        )
+        if enqueue:
+            from .tasks import process_event
 
-                process_event.delay_on_commit(stored.pk)
+            process_event.delay_on_commit(row.pk)
+        return row
+
+    try:
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate must not break the caller's transaction
+                stored = insert()
+        else:
+            # The hook's path: one INSERT is its own transaction (autocommit), so receiving costs two
+            # round trips (the portal's SELECT and this) instead of four; the task is queued once the
+            # row is durable, exactly as on commit.
+            stored = insert()
     except IntegrityError:
         existing = InboundEvent.objects.filter(portal=portal, event=event, payload_hash=payload_hash, ts=ts).first()
         if existing is None:  # not the natural key that failed
