@@ -18,12 +18,12 @@ from apps.approvals.notify import notify_schedule
 from apps.approvals.previews import preview_schedule
 from apps.approvals.services import callback_url_check
 from apps.audit import registry as audit_events
-from apps.audit.services import audit_record
+from apps.audit.services import audit_collected, audit_record
 from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotAllowed, NotFound, NotGranted
 from apps.policy.decide import Decision
 from apps.portals.models import Portal
 
-from . import executor, idempotency
+from . import executor, idempotency, states
 from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
 from .evaluation import content_hash, normalized_steps, plan_evaluate, status_after_submit
 from .models import Approval, Plan
@@ -141,21 +141,20 @@ def _raise_for_refusal(decision: Decision) -> None:
 def _plan_create(*, agent, portal: Portal, decision: Decision, reason: str, callback_url: str, record) -> Plan:
     steps = normalized_steps(decision)
     target = status_after_submit(decision)
-    with transaction.atomic():
-        plan = Plan.objects.create(
-            agent=agent, portal=portal, status=S.SUBMITTED, risk=decision.risk, steps=steps,
-            reason=reason, callback_url=callback_url,
-            content_hash=content_hash(portal_slug=portal.slug, steps=steps),
-            approvals_required=decision.approvals_required, packs=list(decision.packs),
-            policy_reasons=list(decision.reasons),
-            expires_at=timezone.now() + datetime.timedelta(seconds=settings.PLAN_TTL),
-        )
+    plan = Plan(
+        agent=agent, portal=portal, risk=decision.risk, steps=steps, reason=reason, callback_url=callback_url,
+        content_hash=content_hash(portal_slug=portal.slug, steps=steps),
+        approvals_required=decision.approvals_required, packs=list(decision.packs),
+        policy_reasons=list(decision.reasons),
+        expires_at=timezone.now() + datetime.timedelta(seconds=settings.PLAN_TTL),
+    )
+    with transaction.atomic(), audit_collected():  # both entries in one insert
         audit_record(
             action=audit_events.PLAN_SUBMITTED, actor=agent, portal=portal, plan=plan,
             data={"risk": plan.risk, "methods": plan.methods, "outcome": decision.outcome,
                   "content_hash": plan.content_hash},
         )
-        transition(plan=plan, source=S.SUBMITTED, target=target, actor=agent, data={"policy": decision.outcome})
+        states.create(plan=plan, target=target, actor=agent, data={"policy": decision.outcome})
         if target == S.APPROVED:
             enqueue_execution(plan.pk)
         else:
