@@ -59,7 +59,7 @@ from apps.policy.selectors import grant_views_for
 from apps.portals.models import Portal
 
 from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
-from .evaluation import content_hash
+from .evaluation import active_grants_json, content_hash, grant_views_from
 from .models import Approval, ExecutionAttempt, Plan
 from .states import StaleState, transition, transition_many
 
@@ -107,7 +107,8 @@ def _load(plan_id, attempt: int | None) -> Plan | None:
     A first run finds only an `approved` plan: most first deliveries on a busy portal find their
     plan sent already in another plan's batch, and answer from this one read."""
     plans = (Plan.objects.select_related("portal", "portal__credential", "agent", "preview")
-             .annotate(stale_approval=_stale_approval(), holds=limiter.holds_exist(), waiting=_others_waiting())
+             .annotate(stale_approval=_stale_approval(), holds=limiter.holds_exist(), waiting=_others_waiting(),
+                       grant_rows=active_grants_json())
              .filter(pk=plan_id))
     if attempt is None:
         plans = plans.filter(status=S.APPROVED)
@@ -179,7 +180,8 @@ def _check(plan: Plan, grants: dict | None = None) -> tuple[str, str, dict] | No
     grants = {} if grants is None else grants
     try:
         if plan.agent_id not in grants:
-            grants[plan.agent_id] = grant_views_for(agent=plan.agent, portal=plan.portal)
+            grants[plan.agent_id] = (grant_views_from(plan.grant_rows) if hasattr(plan, "grant_rows")
+                                     else grant_views_for(agent=plan.agent, portal=plan.portal))
         decision = decide(grants[plan.agent_id],
                           [Step(name=s["name"], method=s["method"], params=s.get("params") or {}) for s in plan.steps])
     except PolicyInputError as exc:
@@ -365,7 +367,8 @@ def _claim_companions(leader: Plan, *, room: int, held: set[str]) -> list[tuple[
     with transaction.atomic(), audit_collected():
         rows = (Plan.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(portal_id=leader.portal_id, status=S.APPROVED, preview__isnull=True)
-                .exclude(pk=leader.pk).select_related("agent").annotate(stale_approval=_stale_approval())
+                .exclude(pk=leader.pk).select_related("agent")
+                .annotate(stale_approval=_stale_approval(), grant_rows=active_grants_json())
                 .order_by("created_at")[: room * 2])
         chosen, refused = [], []
         for plan in rows:
