@@ -26,6 +26,7 @@ Usage: .venv/bin/python bench/batch_bench.py [--plans 1000] [--workers 2] [--rat
 
 import argparse
 import asyncio
+import base64
 import os
 import secrets
 import signal
@@ -103,6 +104,8 @@ def main() -> int:
         "FIELD_ENCRYPTION_KEYS": os.environ.get(
             "FIELD_ENCRYPTION_KEYS", "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMDAwMDA="
         ),
+        "AUDIT_KEYS": os.environ.get("AUDIT_KEYS", "b1:" + base64.b64encode(secrets.token_bytes(32)).decode()),
+        "ENV_FILE": "",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SANDBOX_ENABLED": "1",
         "PORTAL_ALLOW_LOOPBACK_HTTP": "1",
