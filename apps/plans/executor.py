@@ -21,7 +21,9 @@ The task (`apps.plans.tasks.execute_plan`) is a thin adapter around `execute()`.
 Auto-batching. A single-call plan with no stored preview (a plan whose records approvers saw runs
 alone, so its re-read stays simple) is a *leader*: once it is `executing`, has passed its
 preflight and recorded its attempt, it reserves one slot of the portal's bucket and then claims
-up to 49 other `approved` single-call plans of the same portal (oldest first; a
+up to 49 other `approved` single-call plans of the same portal (newest first: the oldest plans'
+tasks are next in the queue and each will lead a batch of its own at once, instead of the workers
+first wading through the tasks of plans already sent; no plan waits longer than its own task; a
 `SELECT ... FOR UPDATE SKIP LOCKED` plus the usual conditional transition, so two leaders never
 claim the same plan and each claimed plan is entered once). Each companion passes its own
 preflight and records its own attempt; then all go as one `batch` (halt=0) on that one slot. Each
@@ -369,7 +371,7 @@ def _claim_companions(leader: Plan, *, room: int, held: set[str]) -> list[tuple[
                 .filter(portal_id=leader.portal_id, status=S.APPROVED, preview__isnull=True)
                 .exclude(pk=leader.pk).select_related("agent")
                 .annotate(stale_approval=_stale_approval(), grant_rows=active_grants_json())
-                .order_by("created_at")[: room * 2])
+                .order_by("-created_at")[: room * 2])  # newest first: see the module docstring
         chosen, refused = [], []
         for plan in rows:
             if len(chosen) >= room:
