@@ -90,7 +90,7 @@ def test_submit_with_an_idempotency_key(api, writer, stub_portal, django_assert_
 def test_submit_for_approval(api, make_agent, stub_portal, django_assert_max_num_queries):
     agent = make_agent("qa", portal=stub_portal)  # writes need one approver
     api.post("/api/v1/plans", submit_body(stub_portal), token=agent.token)
-    with django_assert_max_num_queries(SUBMIT_MAX + 2):  # + the preview's and the notification's rows
+    with django_assert_max_num_queries(SUBMIT_MAX):
         response = api.post("/api/v1/plans", submit_body(stub_portal), token=agent.token)
     assert response.status_code == 201 and response.json()["status"] == "pending_approval"
 
