@@ -97,8 +97,11 @@ def _reserve_at_once(*, portal_id: int, rate: float, burst: float) -> bool:
     path). False when there is no room (or no row yet): the caller takes the locked path."""
     now = time.time()
     level = Greatest(F("level") - Greatest(Value(now) - F("updated_at"), Value(0.0)) * Value(rate), Value(0.0))
+    # `now` was read before the row lock: another process may have moved the row past it since.
+    # The clock never goes back (that would drain the same interval twice and let too much through).
     changed = (PortalLimiter.objects.filter(pk=portal_id).alias(drained=level)
-               .filter(drained__lte=Value(burst - 1.0)).update(level=level + Value(1.0), updated_at=Value(now)))
+               .filter(drained__lte=Value(burst - 1.0))
+               .update(level=level + Value(1.0), updated_at=Greatest(F("updated_at"), Value(now))))
     return bool(changed)
 
 
