@@ -111,15 +111,22 @@ def open_loop_process(*args) -> tuple[list[float], list[int], float]:
 # --- measuring -----------------------------------------------------------------------------------
 
 
-def cpu_seconds(pids) -> float:
-    total = 0
+def cpu_seconds(pids) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each process still alive."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+        out[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return out
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """What the processes spent in between; one that started in between counts whole (a backend
+    opened during the phase), one that ended in between is lost (an undercount)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def gunicorn_pids(master: int) -> list[int]:
@@ -175,8 +182,8 @@ def phase(name, *, site, port, method, path, body, token, args, pids):
     cpu_app, cpu_db = cpu_seconds(pids()[0]), cpu_seconds(pids()[1])
     latencies, statuses, span = open_loop_process("127.0.0.1", port, method, path,
                                                   body.encode() if body else None, headers, args.rate, args.duration)
-    app_cpu = cpu_seconds(pids()[0]) - cpu_app
-    db_cpu = cpu_seconds(pids()[1]) - cpu_db
+    app_cpu = cpu_spent(cpu_app, cpu_seconds(pids()[0]))
+    db_cpu = cpu_spent(cpu_db, cpu_seconds(pids()[1]))
     ok = [lat for lat, status in zip(latencies, statuses, strict=True) if 200 <= status < 300]
     bad = len(statuses) - len(ok)
     n = len(statuses)
@@ -189,8 +196,8 @@ def phase(name, *, site, port, method, path, body, token, args, pids):
     cpu_app, cpu_db = cpu_seconds(pids()[0]), cpu_seconds(pids()[1])
     found = wrk(site + path.replace("{i}", "0"), method, body.replace("{i}", "w") if body else None, token,
                 args.connections, args.duration)
-    app_cpu = cpu_seconds(pids()[0]) - cpu_app
-    db_cpu = cpu_seconds(pids()[1]) - cpu_db
+    app_cpu = cpu_spent(cpu_app, cpu_seconds(pids()[0]))
+    db_cpu = cpu_spent(cpu_db, cpu_seconds(pids()[1]))
     print(f"{name} closed loop (wrk, {args.connections} connections, {args.duration} s): "
           f"{found['rps']:.1f}/s sustained, {found['requests']} requests, {found['non2xx']} not 2xx"
           f"{', ' + found['errors'] if found['errors'] else ''}; "
