@@ -12,6 +12,8 @@ A database writer without the key cannot forge or re-hash an entry; what they ca
 `audit_checkpoint` publishes outside the database.
 """
 
+import contextlib
+import contextvars
 import csv
 import datetime
 import io
@@ -73,26 +75,74 @@ def _locked_head(chain: str) -> AuditHead:
     return head
 
 
-def audit_record(*, action: str, actor=None, portal=None, plan=None, data: dict | None = None) -> AuditEntry:
+_collector: contextvars.ContextVar[list | None] = contextvars.ContextVar("audit_collector", default=None)
+
+
+def _prepare(*, action: str, actor, portal, plan, data: dict | None) -> AuditEntry:
+    """The entry as it will be stored, short of its place in the chain (seq, prev_hash, hash)."""
     registry.get(action)  # unregistered actions fail loudly
     actor_type, actor_label = actor_of(actor)
     portal_slug = getattr(portal, "slug", portal) or ""
-    chain = chain_for(portal_slug)
     # Round-trip through JSON so the hash computed now equals the one computed after a read.
     payload = json.loads(canonical_json(scrub(data or {})))
-    plan_id = getattr(plan, "pk", plan)
+    return AuditEntry(
+        chain=chain_for(portal_slug), created_at=timezone.now(), action=action, actor_type=actor_type,
+        actor=actor_label, portal=portal_slug, plan_id=getattr(plan, "pk", plan), data=payload,
+    )
+
+
+def _append(entries: list[AuditEntry]) -> None:
+    """Chain `entries` (in order) onto their chains: per chain, lock its head, hash the entries
+    after it, insert them in one statement and move the head; all in one transaction."""
+    if not entries:
+        return
     kid = signing_kid()
-    with transaction.atomic():
-        head = _locked_head(chain)
-        entry = AuditEntry(
-            chain=chain, seq=head.seq + 1, created_at=timezone.now(), action=action, actor_type=actor_type,
-            actor=actor_label, portal=portal_slug, plan_id=plan_id, data=payload, prev_hash=head.hash, key_id=kid,
-        )
-        entry.hash = _hash_of(entry)
-        entry.save(force_insert=True)
-        head.seq, head.hash = entry.seq, entry.hash
-        head.save(update_fields=["seq", "hash"])
+    by_chain: dict[str, list[AuditEntry]] = {}
+    for entry in entries:
+        by_chain.setdefault(entry.chain, []).append(entry)
+    with transaction.atomic(savepoint=False):
+        for chain in sorted(by_chain):  # a fixed order: two multi-chain writers never deadlock
+            head = _locked_head(chain)
+            seq, prev = head.seq, head.hash
+            for entry in by_chain[chain]:
+                seq += 1
+                entry.seq, entry.prev_hash, entry.key_id = seq, prev, kid
+                entry.hash = prev = _hash_of(entry)
+            AuditEntry.objects.bulk_create(by_chain[chain])
+            AuditHead.objects.filter(chain=chain).update(seq=seq, hash=prev)
+
+
+def audit_record(*, action: str, actor=None, portal=None, plan=None, data: dict | None = None) -> AuditEntry:
+    """Append one entry to its portal's chain, in the caller's transaction. Inside
+    `audit_collected()` the entry is queued and written with the others when that block ends."""
+    entry = _prepare(action=action, actor=actor, portal=portal, plan=plan, data=data)
+    queued = _collector.get()
+    if queued is not None:
+        queued.append(entry)
+    else:
+        _append([entry])
     return entry
+
+
+@contextlib.contextmanager
+def audit_collected():
+    """Queue the entries `audit_record` makes inside the block and write them when it ends, one
+    multi-row insert per chain (a batch of plans costs three statements per chain, not three per
+    entry). Use it inside the transaction that makes the audited changes, around code that does
+    not catch errors from inner savepoints: an exception leaving the block drops the queue (the
+    transaction rolls back with it). Nested blocks share the outermost queue."""
+    if _collector.get() is not None:
+        yield
+        return
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_collected() must run inside the transaction it audits.")
+    queued: list[AuditEntry] = []
+    token = _collector.set(queued)
+    try:
+        yield
+    finally:
+        _collector.reset(token)
+    _append(queued)
 
 
 # --- checkpoints -------------------------------------------------------------------------------

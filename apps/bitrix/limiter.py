@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from apps.core.leakybucket import BucketState, drained, release, reserve
@@ -61,6 +63,8 @@ def _ensure_row(portal_id: int) -> None:
 def limiter_reserve(*, portal_id: int, rate: float, burst: float, limit: float | None = None) -> float:
     """Reserve a slot and return the wait before sending. If the wait would exceed `limit`,
     nothing is kept and Deferred(retry_after=wait) is raised."""
+    if _reserve_at_once(portal_id=portal_id, rate=float(rate), burst=_effective_burst(burst)):
+        return 0.0
     with transaction.atomic():
         row = PortalLimiter.objects.select_for_update().filter(pk=portal_id).first()
         if row is None:  # the portal's first request (get_or_create copes with a concurrent creator)
@@ -84,6 +88,21 @@ def limiter_reserve(*, portal_id: int, rate: float, burst: float, limit: float |
             retry_after=wait,
         )
     return wait
+
+
+def _reserve_at_once(*, portal_id: int, rate: float, burst: float) -> bool:
+    """The common case in one statement: when the bucket has room now (no wait), take the slot
+    with a conditional UPDATE that drains and adds 1 in the database (`leakybucket.reserve`'s
+    arithmetic for a zero wait; the row lock the UPDATE takes serialises it like the locked
+    path). False when there is no room (or no row yet): the caller takes the locked path."""
+    now = time.time()
+    level = Greatest(F("level") - Greatest(Value(now) - F("updated_at"), Value(0.0)) * Value(rate), Value(0.0))
+    # `now` was read before the row lock: another process may have moved the row past it since.
+    # The clock never goes back (that would drain the same interval twice and let too much through).
+    changed = (PortalLimiter.objects.filter(pk=portal_id).alias(drained=level)
+               .filter(drained__lte=Value(burst - 1.0))
+               .update(level=level + Value(1.0), updated_at=Greatest(F("updated_at"), Value(now))))
+    return bool(changed)
 
 
 def limiter_acquire(
@@ -169,6 +188,12 @@ def method_block_hold(*, portal_id: int, method: str, time_info: dict | None) ->
     method_block_set(portal_id=portal_id, method=method.lower(), until=dt.datetime.fromtimestamp(until, tz=dt.UTC))
     return until
 
+
+
+def holds_exist() -> Exists:
+    """An annotation for a query over plans (or anything with a `portal_id`): is any method held
+    on that portal now? Lets the executor skip `methods_held` in the usual case."""
+    return Exists(MethodBlock.objects.filter(portal_id=OuterRef("portal_id"), blocked_until__gt=timezone.now()))
 
 
 def methods_held(*, portal_id: int) -> set[str]:

@@ -21,7 +21,9 @@ The task (`apps.plans.tasks.execute_plan`) is a thin adapter around `execute()`.
 Auto-batching. A single-call plan with no stored preview (a plan whose records approvers saw runs
 alone, so its re-read stays simple) is a *leader*: once it is `executing`, has passed its
 preflight and recorded its attempt, it reserves one slot of the portal's bucket and then claims
-up to 49 other `approved` single-call plans of the same portal (oldest first; a
+up to 49 other `approved` single-call plans of the same portal (newest first: the oldest plans'
+tasks are next in the queue and each will lead a batch of its own at once, instead of the workers
+first wading through the tasks of plans already sent; no plan waits longer than its own task; a
 `SELECT ... FOR UPDATE SKIP LOCKED` plus the usual conditional transition, so two leaders never
 claim the same plan and each claimed plan is entered once). Each companion passes its own
 preflight and records its own attempt; then all go as one `batch` (halt=0) on that one slot. Each
@@ -48,7 +50,7 @@ from django.utils import timezone
 
 from apps.approvals import previews
 from apps.audit import registry as audit_events
-from apps.audit.services import audit_record
+from apps.audit.services import audit_collected, audit_record
 from apps.bitrix import limiter
 from apps.bitrix.address import is_rest3_only, method_path
 from apps.bitrix.client import MAX_BATCH, BitrixClient
@@ -59,9 +61,9 @@ from apps.policy.selectors import grant_views_for
 from apps.portals.models import Portal
 
 from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
-from .evaluation import content_hash
+from .evaluation import active_grants_json, content_hash, grant_views_from
 from .models import Approval, ExecutionAttempt, Plan
-from .states import StaleState, transition
+from .states import StaleState, transition, transition_many
 
 logger = logging.getLogger(__name__)
 S = PlanStatus
@@ -100,62 +102,108 @@ def _stale_approval():
                   .exclude(content_hash=OuterRef("content_hash")))
 
 
-def _start(plan_id, attempt: int | None) -> Plan | None:
-    """Enter `executing` (first run) or confirm this is the retry we scheduled. None = do nothing."""
+def _load(plan_id, attempt: int | None) -> Plan | None:
+    """The plan with everything a run reads, in one query: its portal, credential, agent and
+    preview; whether an approval saw other content (`stale_approval`), whether any method is held
+    on the portal (`holds`) and whether other plans wait there to share a batch (`waiting`).
+    A first run finds only an `approved` plan: most first deliveries on a busy portal find their
+    plan sent already in another plan's batch, and answer from this one read."""
+    plans = (Plan.objects.select_related("portal", "portal__credential", "agent", "preview")
+             .annotate(stale_approval=_stale_approval(), holds=limiter.holds_exist(), waiting=_others_waiting(),
+                       grant_rows=active_grants_json())
+             .filter(pk=plan_id))
     if attempt is None:
-        # Most first deliveries of a busy portal's plans find them already sent in another plan's
-        # batch: answer those with the cheapest read there is.
-        status = Plan.objects.filter(pk=plan_id).values_list("status", flat=True).first()
-        if status is not None and status != S.APPROVED:
-            logger.info("execute_plan: plan %s is %s; nothing to do", plan_id, status)
-            return None
-    plan = (Plan.objects.select_related("portal", "portal__credential", "agent", "preview")
-            .annotate(stale_approval=_stale_approval()).filter(pk=plan_id).first())
+        plans = plans.filter(status=S.APPROVED)
+    plan = plans.first()
     if plan is None:
-        logger.warning("execute_plan: plan %s does not exist", plan_id)
-        return None
-    if attempt is None:
-        if plan.status != S.APPROVED:
-            logger.info("execute_plan: plan %s is %s; nothing to do", plan_id, plan.status)
-            return None
-        try:
-            return transition(plan=plan, source=S.APPROVED, target=S.EXECUTING)
-        except StaleState:
-            return None
+        logger.info("execute_plan: plan %s does not exist or is not %s; nothing to do", plan_id,
+                    S.APPROVED if attempt is None else "executing")
+    return plan
+
+
+def _others_waiting():
+    """Annotation: other approved plans of the same portal that could join a batch."""
+    return Exists(Plan.objects.filter(portal_id=OuterRef("portal_id"), status=S.APPROVED, preview__isnull=True)
+                  .exclude(pk=OuterRef("pk")))
+
+
+def _retry_of(plan: Plan, attempt: int) -> Plan | None:
+    """The plan, if this run is the retry this executor scheduled for `attempt`."""
     last = plan.attempts.order_by("-number").first()
     legit = (
         plan.status == S.EXECUTING and last is not None and last.number == attempt == plan.attempt_count
         and last.outcome in (AttemptOutcome.NOT_SENT, AttemptOutcome.UNKNOWN)
     )
     if not legit:
-        logger.info("execute_plan: retry %s of plan %s is stale; nothing to do", attempt, plan_id)
+        logger.info("execute_plan: retry %s of plan %s is stale; nothing to do", attempt, plan.pk)
         return None
     return plan
 
 
-def _preflight(plan: Plan, grants: dict | None = None) -> Outcome | None:
-    """Integrity and policy, checked again right before sending. `plan` carries the
-    `stale_approval` annotation; `grants` caches each agent's grant views within one batch."""
+def _enter(plan: Plan) -> ExecutionAttempt | None:
+    """First run: `approved` → `executing` with its first attempt recorded, in one transaction
+    (one UPDATE, one INSERT, both audit entries in one insert). None if another run won."""
+    number = plan.attempt_count + 1
+    try:
+        with transaction.atomic(), audit_collected():
+            transition(plan=plan, source=S.APPROVED, target=S.EXECUTING, attempt_count=number)
+            return _attempt_row(plan, number)
+    except StaleState:
+        return None
+
+
+def _attempt_row(plan: Plan, number: int) -> ExecutionAttempt:
+    attempt = ExecutionAttempt.objects.create(plan=plan, number=number)
+    audit_record(action=audit_events.PLAN_ATTEMPT, portal=plan.portal, plan=plan,
+                 data={"attempt": number, "methods": plan.methods})
+    return attempt
+
+
+def _refuse(plan: Plan, problem: tuple) -> Outcome:
+    """A first run whose preflight failed: `executing` and at once `failed`, nothing sent."""
+    code, message, extra = problem
+    with transaction.atomic(), audit_collected():
+        try:
+            transition(plan=plan, source=S.APPROVED, target=S.EXECUTING)
+        except StaleState:
+            return Outcome("skipped")
+        return _fail(plan, code, message, **extra)
+
+
+def _check(plan: Plan, grants: dict | None = None) -> tuple[str, str, dict] | None:
+    """Integrity and policy, checked again right before sending: None, or why the plan must
+    fail (code, message, extra). `plan` carries the `stale_approval` annotation; `grants` caches
+    each agent's grant views within one batch."""
     current = content_hash(portal_slug=plan.portal.slug, steps=plan.steps)
     if current != plan.content_hash or plan.stale_approval:
-        return _fail(plan, "content_hash_mismatch", "The plan's content is not what was approved; nothing was sent.")
+        return "content_hash_mismatch", "The plan's content is not what was approved; nothing was sent.", {}
     if not plan.agent.is_active or not plan.portal.is_active:
-        return _fail(plan, "policy_refused", "The agent or the portal was deactivated; nothing was sent.")
+        return "policy_refused", "The agent or the portal was deactivated; nothing was sent.", {}
     grants = {} if grants is None else grants
     try:
         if plan.agent_id not in grants:
-            grants[plan.agent_id] = grant_views_for(agent=plan.agent, portal=plan.portal)
+            grants[plan.agent_id] = (grant_views_from(plan.grant_rows) if hasattr(plan, "grant_rows")
+                                     else grant_views_for(agent=plan.agent, portal=plan.portal))
         decision = decide(grants[plan.agent_id],
                           [Step(name=s["name"], method=s["method"], params=s.get("params") or {}) for s in plan.steps])
     except PolicyInputError as exc:
-        return _fail(plan, "policy_refused", exc.message)
+        return "policy_refused", exc.message, {}
     if not decision.allowed:
-        return _fail(plan, "policy_refused", "The grants no longer allow this plan; nothing was sent.",
-                     reasons=list(decision.reasons), outcome=decision.outcome)
+        return ("policy_refused", "The grants no longer allow this plan; nothing was sent.",
+                {"reasons": list(decision.reasons), "outcome": decision.outcome})
     if decision.approvals_required > plan.approvals_required:
-        return _fail(plan, "policy_refused", "The policy now needs more approvals than the plan had; nothing was sent.",
-                     approvals_required=decision.approvals_required)
+        return ("policy_refused", "The policy now needs more approvals than the plan had; nothing was sent.",
+                {"approvals_required": decision.approvals_required})
     return None
+
+
+def _preflight(plan: Plan, grants: dict | None = None) -> Outcome | None:
+    """`_check` for a plan already `executing` (a retry): fails it when the check does."""
+    problem = _check(plan, grants)
+    if problem is None:
+        return None
+    code, message, extra = problem
+    return _fail(plan, code, message, **extra)
 
 
 def record_attempt(plan: Plan) -> ExecutionAttempt | None:
@@ -166,9 +214,7 @@ def record_attempt(plan: Plan) -> ExecutionAttempt | None:
             attempt_count=number, updated_at=timezone.now())
         if not claimed:
             return None
-        attempt = ExecutionAttempt.objects.create(plan=plan, number=number)
-        audit_record(action=audit_events.PLAN_ATTEMPT, portal=plan.portal, plan=plan,
-                     data={"attempt": number, "methods": plan.methods})
+        attempt = _attempt_row(plan, number)
     plan.attempt_count = number
     return attempt
 
@@ -179,13 +225,21 @@ def close_attempt(attempt: ExecutionAttempt, outcome: str, detail: dict | None =
 
 
 def execute(*, plan_id, attempt: int | None = None) -> Outcome:
-    plan = _start(plan_id, attempt)
+    plan = _load(plan_id, attempt)
+    if plan is not None and attempt is not None:
+        plan = _retry_of(plan, attempt)
     if plan is None:
         return Outcome("skipped")
-    stopped = _preflight(plan)
-    if stopped:
-        return stopped
-    record = record_attempt(plan)
+    if attempt is None:  # checked before `executing`: a refused plan costs no attempt
+        problem = _check(plan)
+        if problem is not None:
+            return _refuse(plan, problem)
+        record = _enter(plan)
+    else:
+        stopped = _preflight(plan)
+        if stopped:
+            return stopped
+        record = record_attempt(plan)
     if record is None:
         return Outcome("skipped")
     if batchable(plan):
@@ -278,7 +332,7 @@ def _lead_batch(leader: Plan, record: ExecutionAttempt) -> Outcome:
     portal = leader.portal
     client = _client(leader)
     try:
-        held = limiter.methods_held(portal_id=portal.pk)
+        held = limiter.methods_held(portal_id=portal.pk) if getattr(leader, "holds", True) else set()
         if method_path(leader.steps[0]["method"]).lower() in held:
             return _send_alone(leader, record, client)  # the client defers it until the reset
         wait = limiter.limiter_reserve(portal_id=portal.pk, rate=portal.rate_per_second, burst=portal.burst,
@@ -290,7 +344,8 @@ def _lead_batch(leader: Plan, record: ExecutionAttempt) -> Outcome:
         time.sleep(wait)
     claim_started = time.monotonic()
     try:
-        members = [(leader, record), *_claim_companions(leader, room=MAX_BATCH - 1, held=held)]
+        others = getattr(leader, "waiting", True) or wait > 0  # plans approved while it waited may join
+        members = [(leader, record), *(_claim_companions(leader, room=MAX_BATCH - 1, held=held) if others else [])]
     except BaseException:
         client.release_reserved_slot()
         raise
@@ -306,36 +361,38 @@ def _lead_batch(leader: Plan, record: ExecutionAttempt) -> Outcome:
 
 def _claim_companions(leader: Plan, *, room: int, held: set[str]) -> list[tuple[Plan, ExecutionAttempt]]:
     """Up to `room` other approved single-call plans of the leader's portal, each entered into
-    `executing` once, preflighted and with its attempt recorded."""
-    claimed = []
-    with transaction.atomic():
+    `executing` once, preflighted and with its attempt recorded. One transaction with the rows
+    locked: one SELECT, the grants of each agent once, one UPDATE for all (status and attempt
+    number), one INSERT of the attempts and one of the audit entries. A plan whose preflight
+    fails is entered and failed on its own, as a lone plan would be."""
+    grants: dict = {}
+    with transaction.atomic(), audit_collected():
         rows = (Plan.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(portal_id=leader.portal_id, status=S.APPROVED, preview__isnull=True)
-                .exclude(pk=leader.pk).select_related("agent").annotate(stale_approval=_stale_approval())
-                .order_by("created_at")[: room * 2])
+                .exclude(pk=leader.pk).select_related("agent")
+                .annotate(stale_approval=_stale_approval(), grant_rows=active_grants_json())
+                .order_by("-created_at")[: room * 2])  # newest first: see the module docstring
+        chosen, refused = [], []
         for plan in rows:
-            if len(claimed) >= room:
+            if len(chosen) >= room:
                 break
             if not _batchable_step(plan.steps, held):
                 continue
             plan.portal = leader.portal
-            try:  # the row is locked (PostgreSQL) or the database single-writer (SQLite): a formality
-                claimed.append(transition(plan=plan, source=S.APPROVED, target=S.EXECUTING,
-                                          data={"batched": True}))
-            except StaleState:  # nothing was written: the conditional UPDATE matched no row
-                continue
-    grants: dict = {}
-    members = []
-    if not claimed:
-        return members
-    with transaction.atomic():
-        for plan in claimed:
-            if _preflight(plan, grants) is not None:
-                continue
-            attempt = record_attempt(plan)
-            if attempt is not None:
-                members.append((plan, attempt))
-    return members
+            problem = _check(plan, grants)
+            (chosen if problem is None else refused).append((plan, problem))
+        # the rows are locked (PostgreSQL) or the database single-writer (SQLite): every move lands
+        transition_many(moves=[(plan, {"batched": True}, {"attempt_count": plan.attempt_count + 1})
+                               for plan, _problem in chosen], source=S.APPROVED, target=S.EXECUTING)
+        attempts = ExecutionAttempt.objects.bulk_create(
+            [ExecutionAttempt(plan=plan, number=plan.attempt_count) for plan, _problem in chosen])
+        for plan, _problem in chosen:
+            audit_record(action=audit_events.PLAN_ATTEMPT, portal=plan.portal, plan=plan,
+                         data={"attempt": plan.attempt_count, "methods": plan.methods})
+        for plan, (code, message, extra) in refused:
+            transition(plan=plan, source=S.APPROVED, target=S.EXECUTING, data={"batched": True})
+            _fail(plan, code, message, **extra)
+    return [(plan, attempt) for (plan, _problem), attempt in zip(chosen, attempts, strict=True)]
 
 
 def _send_batch(client: BitrixClient, members: list[tuple[Plan, ExecutionAttempt]]) -> Outcome:
@@ -346,27 +403,60 @@ def _send_batch(client: BitrixClient, members: list[tuple[Plan, ExecutionAttempt
     try:
         result = client.batch(commands, halt=False, reserved=True)
     except NotSent as exc:
-        with transaction.atomic():
+        with transaction.atomic(), audit_collected():
             for plan, record in members:
                 close_attempt(record, AttemptOutcome.NOT_SENT, {**_not_sent_detail(exc), "batch": len(members)})
                 outcomes.append(_retry_or_fail(plan, record.number, exc))
         return _leader_outcome(members, outcomes)
     except OutcomeUnknown as exc:
-        with transaction.atomic():
+        with transaction.atomic(), audit_collected():
             for plan, record in members:
                 close_attempt(record, AttemptOutcome.UNKNOWN, {**exc.as_dict(), "batch": len(members)})
                 outcomes.append(_outcome_unknown(plan, record.number, exc))
         return _leader_outcome(members, outcomes)
     except BitrixError as exc:
-        with transaction.atomic():
+        with transaction.atomic(), audit_collected():
             for plan, record in members:
                 close_attempt(record, AttemptOutcome.ANSWERED, {**exc.as_dict(), "batch": len(members)})
                 outcomes.append(_fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict()))
         return _leader_outcome(members, outcomes)
-    with transaction.atomic():
-        for i, (plan, record) in enumerate(members):
-            outcomes.append(_settle_member(plan, record, result, f"p{i}", len(members)))
+    with transaction.atomic(), audit_collected():
+        outcomes = _settle_members(members, result)
     return _leader_outcome(members, outcomes)
+
+
+def _settle_members(members: list[tuple[Plan, ExecutionAttempt]], result) -> list[Outcome]:
+    """Every plan on its own command's answer. The plans the portal answered (the usual case)
+    are settled together: one UPDATE closes their attempts, one per final state moves them
+    (each with its own result and error); the rest go one by one (`_settle_member`)."""
+    size = len(members)
+    outcomes: list[Outcome | None] = []
+    answered, moves = [], {S.SUCCEEDED: [], S.FAILED: []}
+    for i, (plan, record) in enumerate(members):
+        command = f"p{i}"
+        error = result.errors.get(command)
+        if command not in result.results and error is None or error is not None and issubclass(
+                classify_error(None, error.get("error")), NotSent):
+            outcomes.append(_settle_member(plan, record, result, command, size))
+            continue
+        entry = {"result": result.results.get(command), "error": error,
+                 "total": result.totals.get(command), "next": result.nexts.get(command)}
+        answer = {"steps": {plan.steps[0]["name"]: entry}}
+        answered.append(record.pk)
+        if error is not None:
+            failed = {plan.steps[0]["name"]: error}
+            moves[S.FAILED].append((plan, {"failed_steps": sorted(failed)}, {
+                "result": answer, "error": {"code": "step_failed", "message": "The portal refused a step.",
+                                            "steps": failed}}))
+            outcomes.append(Outcome(S.FAILED))
+        else:
+            moves[S.SUCCEEDED].append((plan, None, {"result": answer}))
+            outcomes.append(Outcome(S.SUCCEEDED))
+    ExecutionAttempt.objects.filter(pk__in=answered).update(
+        outcome=AttemptOutcome.ANSWERED, finished_at=timezone.now(), detail={"batch": size})
+    for target, group in moves.items():
+        transition_many(moves=group, source=S.EXECUTING, target=target)
+    return outcomes
 
 
 def _settle_member(plan: Plan, record: ExecutionAttempt, result, command: str, size: int) -> Outcome:

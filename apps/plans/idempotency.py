@@ -41,7 +41,10 @@ def claim(*, agent, key: str, request_hash: str) -> Claim:
     (Claim.replay set). Raises 409/422 as the module docstring says."""
     now = timezone.now()
     try:
-        with transaction.atomic():
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint, so a duplicate key leaves the caller's transaction usable
+                record = IdempotencyRecord.objects.create(agent=agent, key=key, request_hash=request_hash)
+        else:  # autocommit: the INSERT commits at once, and a duplicate key fails alone
             record = IdempotencyRecord.objects.create(agent=agent, key=key, request_hash=request_hash)
         return Claim(record=record)
     except IntegrityError:

@@ -12,20 +12,22 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.approvals.notify import notify_schedule
 from apps.approvals.previews import preview_schedule
 from apps.approvals.services import callback_url_check
 from apps.audit import registry as audit_events
-from apps.audit.services import audit_record
+from apps.audit.services import audit_collected, audit_record
 from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotAllowed, NotFound, NotGranted
 from apps.policy.decide import Decision
+from apps.policy.models import PackGrant
 from apps.portals.models import Portal
 
-from . import executor, idempotency
+from . import executor, idempotency, states
 from .choices import ApprovalDecision, AttemptOutcome, PlanStatus, Risk
-from .evaluation import content_hash, normalized_steps, plan_evaluate, status_after_submit
+from .evaluation import active_grants_json, content_hash, normalized_steps, plan_evaluate, status_after_submit
 from .models import Approval, Plan
 from .selectors import personal_refusal, user_may_decide
 from .states import StaleState, transition
@@ -36,9 +38,12 @@ S = PlanStatus
 def portal_for_agent(*, agent, slug: str) -> Portal:
     """The portal by slug, if the agent holds any grant on it. A portal the agent has no grant on
     answers exactly like a portal that does not exist."""
-    portal = Portal.objects.filter(slug=slug, is_active=True, grants__agent=agent).distinct().first()
+    portal = (Portal.objects.filter(slug=slug, is_active=True)
+              .filter(Exists(PackGrant.objects.filter(agent=agent, portal=OuterRef("pk"))))
+              .annotate(grant_rows=active_grants_json(agent=agent, portal=OuterRef("pk"))).first())
     if portal is None:
         raise NotFound(f"No portal {slug!r} is available to this agent.", field="portal")
+    portal.grant_rows_agent = agent.pk  # the active grants came with it: the submission reads no more
     return portal
 
 
@@ -104,7 +109,9 @@ def plan_submit(*, agent, portal: Portal, steps: list[dict], reason: str = "", c
 def _evaluate(*, agent, portal: Portal, steps: list[dict], single_call: bool) -> Decision:
     """The policy decision; for a single call, errors name `method`/`params`, not `steps.0.…`."""
     try:
-        return plan_evaluate(agent=agent, portal=portal, steps=steps)
+        loaded = getattr(portal, "grant_rows_agent", None) == agent.pk  # by portal_for_agent
+        return plan_evaluate(agent=agent, portal=portal, steps=steps,
+                             grant_rows=(portal.grant_rows or []) if loaded else None)
     except InvalidRequest as exc:
         field = exc.extra.get("field", "")
         if single_call and isinstance(field, str) and field.startswith("steps.0."):
@@ -141,21 +148,20 @@ def _raise_for_refusal(decision: Decision) -> None:
 def _plan_create(*, agent, portal: Portal, decision: Decision, reason: str, callback_url: str, record) -> Plan:
     steps = normalized_steps(decision)
     target = status_after_submit(decision)
-    with transaction.atomic():
-        plan = Plan.objects.create(
-            agent=agent, portal=portal, status=S.SUBMITTED, risk=decision.risk, steps=steps,
-            reason=reason, callback_url=callback_url,
-            content_hash=content_hash(portal_slug=portal.slug, steps=steps),
-            approvals_required=decision.approvals_required, packs=list(decision.packs),
-            policy_reasons=list(decision.reasons),
-            expires_at=timezone.now() + datetime.timedelta(seconds=settings.PLAN_TTL),
-        )
+    plan = Plan(
+        agent=agent, portal=portal, risk=decision.risk, steps=steps, reason=reason, callback_url=callback_url,
+        content_hash=content_hash(portal_slug=portal.slug, steps=steps),
+        approvals_required=decision.approvals_required, packs=list(decision.packs),
+        policy_reasons=list(decision.reasons),
+        expires_at=timezone.now() + datetime.timedelta(seconds=settings.PLAN_TTL),
+    )
+    with transaction.atomic(), audit_collected():  # both entries in one insert
         audit_record(
             action=audit_events.PLAN_SUBMITTED, actor=agent, portal=portal, plan=plan,
             data={"risk": plan.risk, "methods": plan.methods, "outcome": decision.outcome,
                   "content_hash": plan.content_hash},
         )
-        transition(plan=plan, source=S.SUBMITTED, target=target, actor=agent, data={"policy": decision.outcome})
+        states.create(plan=plan, target=target, actor=agent, data={"policy": decision.outcome})
         if target == S.APPROVED:
             enqueue_execution(plan.pk)
         else:

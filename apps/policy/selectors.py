@@ -29,7 +29,11 @@ def pack_patterns(name: str, custom: dict[str, tuple[str, ...]]) -> tuple[str, .
 
 def grant_views_for(*, agent, portal, now=None) -> list[GrantView]:
     """The agent's active grants on the portal, with each pack's method patterns resolved."""
-    grants = list(active_grants(agent=agent, portal=portal, now=now))
+    return grant_views_of(list(active_grants(agent=agent, portal=portal, now=now)))
+
+
+def grant_views_of(grants: list) -> list[GrantView]:
+    """`GrantView`s of grants already read (in pack order), e.g. with the row that needs them."""
     custom = custom_pack_patterns() if any(g.pack not in BUILTIN_PACKS for g in grants) else {}
     return [
         GrantView(

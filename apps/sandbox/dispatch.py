@@ -9,6 +9,7 @@ portal -> "Https required" (when the portal requires it) -> portal-wide switched
 checked and counted against their own methods' operating time, the outer call is not.
 """
 
+import contextvars
 import dataclasses
 import logging
 import math
@@ -36,9 +37,23 @@ from .errors import (
     v3_error,
     wrong_auth_type,
 )
-from .limits import Operating, bucket_admit, operating_blocked, operating_cost, operating_record
+from .limits import (
+    Operating,
+    bucket_admit,
+    operating_blocked,
+    operating_cost,
+    operating_record,
+    operating_state,
+)
 from .methods import Ctx, MethodSpec, Outcome, iso
-from .models import FAULT_AFTER, SandboxMethodCount, SandboxOAuthToken, SandboxPortal, SandboxWebhook
+from .models import (
+    FAULT_AFTER,
+    SandboxMethodCount,
+    SandboxOAuthToken,
+    SandboxOperatingBucket,
+    SandboxPortal,
+    SandboxWebhook,
+)
 from .params import ParamsError, php_parse_query
 from .registry import V2_METHODS, V3_METHODS
 
@@ -170,7 +185,7 @@ def rest_call(
             _apply_fault(fault)
         ctx = _ctx(portal, caller, api)
         if spec.is_batch:
-            result = _batch_v3(ctx, caller, params) if api == V3 else _batch_v2(ctx, caller, params)
+            result = _run_batch(ctx, caller, api, params)  # the faults apply outside, as to any call
             outcome, operating = Outcome(result), None
         else:
             if api == V3 and not isinstance(params, dict):
@@ -309,16 +324,76 @@ def _count_method(portal: SandboxPortal, api: str, method: str) -> None:
         SandboxMethodCount.objects.filter(pk=row.pk).update(count=F("count") + 1)
 
 
+class _BatchTally:
+    """A batch's accounting, kept in memory while its transaction holds the portal row (every
+    writer of the counters takes that lock, so nobody else moves them meanwhile) and written once
+    at the end: calls per method, and operating seconds per (method, minute). Each sub-call is
+    checked against the operating time its method had when the batch started plus what the
+    batch's earlier sub-calls spent, exactly what the database would say at that moment."""
+
+    def __init__(self, portal: SandboxPortal, caller: str):
+        self.portal, self.caller = portal, caller
+        self.live: dict[str, float] = {}
+        self.spent: dict[tuple[str, int], list[float]] = {}  # (method, minute) -> [first_at, seconds]
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def blocked(self, method: str) -> bool:
+        if method not in self.live:
+            self.live[method] = operating_state(portal=self.portal, caller=self.caller, method=method).seconds
+        return self.live[method] > self.portal.operating_limit
+
+    def count(self, api: str, method: str) -> None:
+        self.calls[(api, method)] = self.calls.get((api, method), 0) + 1
+
+    def spend(self, method: str, seconds: float) -> None:
+        now = clock.now()
+        entry = self.spent.setdefault((method, int(now // 60)), [now, 0.0])
+        entry[1] += seconds
+        self.live[method] = self.live.get(method, 0.0) + seconds
+
+    def write(self) -> None:
+        for (api, method), calls in self.calls.items():
+            row, _ = SandboxMethodCount.objects.get_or_create(portal=self.portal, api=api, method=method)
+            SandboxMethodCount.objects.filter(pk=row.pk).update(count=F("count") + calls)
+        for (method, minute), (first_at, seconds) in self.spent.items():
+            bucket, created = SandboxOperatingBucket.objects.get_or_create(
+                portal=self.portal, caller=self.caller, method=method, minute=minute,
+                defaults={"first_at": first_at, "seconds": seconds})
+            if not created:
+                SandboxOperatingBucket.objects.filter(pk=bucket.pk).update(seconds=F("seconds") + seconds)
+
+
+def _run_batch(ctx: Ctx, caller: Caller, api: str, params):
+    """A batch's sub-calls in one transaction holding the portal row: one commit, and the
+    accounting written once (`_BatchTally`) instead of per sub-call. Each sub-call still does its
+    own checks and writes, in order; its error is its own (caught inside)."""
+    with transaction.atomic():
+        SandboxPortal.objects.select_for_update().filter(pk=ctx.portal.pk).first()
+        tally = _BatchTally(ctx.portal, caller.key)
+        token = _tally.set(tally)
+        try:
+            result = _batch_v3(ctx, caller, params) if api == V3 else _batch_v2(ctx, caller, params)
+        finally:
+            _tally.reset(token)
+        tally.write()
+    return result
+
+
+_tally: contextvars.ContextVar[_BatchTally | None] = contextvars.ContextVar("sandbox_batch_tally", default=None)
+
+
 def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcome, Operating, float]:
-    """Operating-time check, the method, accounting. Returns (outcome, operating, processing)."""
+    """Operating-time check, the method, accounting. Returns (outcome, operating, processing);
+    inside a batch `operating` is None (a sub-call's `time` carries none)."""
+    tally = _tally.get()
+    if tally is not None:
+        return _execute_in_batch(ctx, tally, spec, params)
     blocked, _ = operating_blocked(portal=ctx.portal, caller=caller.key, method=spec.name)
     if blocked:
         SandboxPortal.objects.filter(pk=ctx.portal.pk).update(
             operation_limit_refusals=F("operation_limit_refusals") + 1
         )
-        # Only the code and the status are documented (limits.md): the client takes
-        # `operating_reset_at` from its last successful answer.
-        raise SandboxError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", status=429)
+        raise _refuse_operating()
     _count_method(ctx.portal, ctx.api, spec.name)
     perf = time.perf_counter()
     try:
@@ -330,6 +405,30 @@ def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcom
         cost = operating_cost(portal=ctx.portal, method=spec.name)
         state = operating_record(portal=ctx.portal, caller=caller.key, method=spec.name, seconds=cost)
     return outcome, state, time.perf_counter() - perf
+
+
+def _refuse_operating() -> SandboxError:
+    # Only the code and the status are documented (limits.md): the client takes
+    # `operating_reset_at` from its last successful answer.
+    return SandboxError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", status=429)
+
+
+def _execute_in_batch(ctx: Ctx, tally: _BatchTally, spec: MethodSpec, params) -> tuple[Outcome, None, float]:
+    if tally.blocked(spec.name):
+        SandboxPortal.objects.filter(pk=ctx.portal.pk).update(
+            operation_limit_refusals=F("operation_limit_refusals") + 1
+        )
+        raise _refuse_operating()
+    tally.count(ctx.api, spec.name)
+    perf = time.perf_counter()
+    try:
+        connector = params.get("auth_connector") if isinstance(params, dict) else None
+        if isinstance(connector, str) and connector:
+            ctx = dataclasses.replace(ctx, auth_connector=connector)
+        outcome = spec.handler(ctx, bind_positional(spec, params))
+    finally:
+        tally.spend(spec.name, operating_cost(portal=ctx.portal, method=spec.name))
+    return outcome, None, time.perf_counter() - perf
 
 
 # ---------------------------------------------------------------------------- batch (v2)
