@@ -1,6 +1,7 @@
 """Parse an export request and render an export (JSON)."""
 
 import datetime
+import re
 from dataclasses import dataclass
 
 from apps.core.canonical import sha256_hex
@@ -13,6 +14,7 @@ from .selectors import export_file_ready, export_progress
 
 FIELDS = {"portal", "method", "select", "filter", "order", "format", "reason", "idempotency_key"}
 MAX_SELECT = 500
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,8 @@ def parse_export(body: dict, *, header_key: str | None) -> ExportRequest:
         raise InvalidRequest(f"Unknown field {unknown[0]!r}; an export takes {', '.join(sorted(FIELDS))}.",
                              field=unknown[0])
     portal = body.get("portal")
-    if not isinstance(portal, str) or not portal.strip() or len(portal) > 100:
-        raise InvalidRequest("portal is the slug of a portal (a non-empty string).", field="portal")
+    if not isinstance(portal, str) or not _SLUG.fullmatch(portal):
+        raise InvalidRequest("portal is the slug of a portal (letters, digits, - and _).", field="portal")
     method = body.get("method")
     if not isinstance(method, str) or not method.strip():
         raise InvalidRequest("method is the list method to export, e.g. crm.lead.list.", field="method")
@@ -54,8 +56,7 @@ def parse_export(body: dict, *, header_key: str | None) -> ExportRequest:
     order = body.get("order", {})
     if order is None or order == []:
         order = {}
-    if not isinstance(order, dict) or not all(isinstance(v, str) and v.strip().upper() in ("ASC", "DESC")
-                                              for v in order.values()):
+    if not isinstance(order, dict) or not all(v in ("ASC", "DESC", "asc", "desc") for v in order.values()):
         raise InvalidRequest("order is an object of field → \"ASC\" or \"DESC\".", field="order")
     fmt = body.get("format", ExportFormat.JSONL)
     if fmt not in ExportFormat.values:
