@@ -3,8 +3,9 @@
 
 - creates a throwaway PostgreSQL database (BENCH_PG_URL's server, default
   postgres://postgres@127.0.0.1:5432) and migrates it;
-- serves the sandbox portal with `manage.py runserver` (threaded): a standard-limit portal,
-  2 requests/s drain and a burst of 50;
+- serves the sandbox portal with gunicorn (2 gthread workers x 8 threads; `--server runserver`
+  for Django's threaded development server): a standard-limit portal, 2 requests/s drain and a
+  burst of 50;
 - seeds N leads straight into the sandbox's tables (bulk insert, not through the REST API);
 - drains the portal's bucket and ours (it mirrors it) so the run is paced by the drain from its
   first request, as on a portal other work has just used (`--with-burst` starts with the burst
@@ -22,7 +23,7 @@
   It asserts nothing: the figures are for people.
 
 Usage: .venv/bin/python bench/export_bench.py [--leads 100000] [--rate 2] [--burst 50]
-       [--with-burst] [--skip-fast-bitrix24] [--keep-db]
+       [--with-burst] [--server gunicorn|runserver] [--skip-fast-bitrix24] [--keep-db]
 """
 
 import argparse
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2.0)
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--with-burst", action="store_true")
+    parser.add_argument("--server", choices=("gunicorn", "runserver"), default="gunicorn")
     parser.add_argument("--skip-fast-bitrix24", action="store_true")
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
@@ -95,7 +97,7 @@ def main() -> int:
     python = sys.executable
     procs: list[subprocess.Popen] = []
     try:
-        print(f"database {db_name}, broker {broker}, sandbox at {site}, {args.leads} leads, "
+        print(f"database {db_name}, broker {broker}, sandbox at {site} ({args.server}), {args.leads} leads, "
               f"portal {args.rate:g} req/s burst {args.burst}, {'burst free' if args.with_burst else 'bucket drained'}")
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
 
@@ -128,9 +130,13 @@ def main() -> int:
         print(f"seeded                 : {args.leads} leads in {time.time() - t0:.1f} s (straight into the tables)")
 
         log = open(data_dir / "export_bench.log", "w")  # noqa: SIM115
-        procs.append(subprocess.Popen(
-            [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        if args.server == "runserver":
+            server = [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+        else:
+            server = [python, "-m", "gunicorn", "controlplane.wsgi:application", "--workers", "2", "--threads", "8",
+                      "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+                      "--backlog", "2048", "--timeout", "120"]
+        procs.append(subprocess.Popen(server, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
         wait_http(f"{site}/healthz")
         celery_app.control.purge()
         procs.append(subprocess.Popen(
