@@ -259,7 +259,7 @@ CELERY_BEAT_SCHEDULE = {
 # List exports (apps.exports): where the files go, how long they are kept, how long one task
 # fetches before handing over to the next, and how old a run's heartbeat may get before
 # another worker takes the export over (its worker is gone).
-EXPORTS_DIR = env("EXPORTS_DIR", default=str(DATA_DIR / "exports"))
+EXPORTS_DIR = env("EXPORTS_DIR", default="") or str(DATA_DIR / "exports")
 EXPORT_RETENTION_HOURS = env.float("EXPORT_RETENTION_HOURS", default=24.0)
 EXPORT_SLICE_SECONDS = env.int("EXPORT_SLICE_SECONDS", default=120)
 EXPORT_STALE_SECONDS = env.int("EXPORT_STALE_SECONDS", default=150)
