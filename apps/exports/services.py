@@ -347,6 +347,10 @@ def _save(export: Export, token: str, taken: paging.Taken, *, requests: int, sec
     """Append the rows to the file, then save the progress (with the file's new length) under
     the lease. A crash between the two leaves bytes past `file_bytes`: cut off on resume."""
     path = files.export_path(export)
+    # Still ours? Checked right before writing (a takeover needs EXPORT_STALE_SECONDS without a
+    # heartbeat, far longer than from here to the write), so two runs never write the file at once.
+    if not Export.objects.filter(pk=export.pk, lease=token, status=E.RUNNING).update(heartbeat_at=timezone.now()):
+        return False
     rows = taken.rows
     header = export.format == "csv" and export.file_bytes == 0
     if header and not export.columns and rows and isinstance(rows[0], dict):
