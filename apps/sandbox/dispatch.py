@@ -36,7 +36,7 @@ from .errors import (
     v3_error,
     wrong_auth_type,
 )
-from .limits import Operating, bucket_admit, operating_blocked, operating_cost, operating_record
+from .limits import Operating, bucket_admit, operating_blocked, operating_cost, operating_record, operating_state
 from .methods import Ctx, MethodSpec, Outcome, iso
 from .models import FAULT_AFTER, SandboxMethodCount, SandboxOAuthToken, SandboxPortal, SandboxWebhook
 from .params import ParamsError, php_parse_query
@@ -302,16 +302,63 @@ def _apply_fault(fault: FaultPlan) -> None:
         raise internal_server_error()
 
 
-def _count_method(portal: SandboxPortal, api: str, method: str) -> None:
+def _count_method(portal: SandboxPortal, api: str, method: str, runs: int = 1) -> None:
     with transaction.atomic():
         SandboxPortal.objects.select_for_update().filter(pk=portal.pk).first()
         row, _ = SandboxMethodCount.objects.get_or_create(portal=portal, api=api, method=method)
-        SandboxMethodCount.objects.filter(pk=row.pk).update(count=F("count") + 1)
+        SandboxMethodCount.objects.filter(pk=row.pk).update(count=F("count") + runs)
 
 
-def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcome, Operating, float]:
-    """Operating-time check, the method, accounting. Returns (outcome, operating, processing)."""
-    blocked, _ = operating_blocked(portal=ctx.portal, caller=caller.key, method=spec.name)
+class BatchLedger:
+    """The bookkeeping of one batch's sub-calls, kept in memory while the batch runs and written
+    in one transaction when it ends (`flush`), instead of two transactions per sub-call: the runs
+    counted per method, and the operating seconds each method used. The operating-time check
+    before each sub-call sees the stored seconds (read once per method) plus what this batch has
+    used so far, so a batch that crosses the limit is refused from the same sub-call on as
+    before. Only requests running at the same time see this batch's seconds a little later."""
+
+    def __init__(self, portal: SandboxPortal, caller: Caller, api: str):
+        self.portal, self.caller, self.api = portal, caller, api
+        self.stored: dict[str, Operating] = {}
+        self.seconds: dict[str, float] = {}
+        self.first_at: dict[str, float] = {}
+        self.runs: dict[str, int] = {}
+
+    def blocked(self, method: str) -> bool:
+        if method not in self.stored:
+            self.stored[method] = operating_state(portal=self.portal, caller=self.caller.key, method=method)
+        return self.stored[method].seconds + self.seconds.get(method, 0.0) > self.portal.operating_limit
+
+    def ran(self, method: str) -> None:
+        self.runs[method] = self.runs.get(method, 0) + 1
+
+    def used(self, method: str, seconds: float) -> None:
+        self.first_at.setdefault(method, clock.now())
+        self.seconds[method] = self.seconds.get(method, 0.0) + seconds
+
+    def flush(self) -> None:
+        if not self.runs and not self.seconds:
+            return
+        with transaction.atomic():
+            SandboxPortal.objects.select_for_update().filter(pk=self.portal.pk).first()
+            for method, runs in self.runs.items():
+                counted = SandboxMethodCount.objects.filter(portal=self.portal, api=self.api, method=method).update(
+                    count=F("count") + runs)
+                if not counted:
+                    _count_method(self.portal, self.api, method, runs)
+            for method, seconds in self.seconds.items():
+                operating_record(portal=self.portal, caller=self.caller.key, method=method, seconds=seconds,
+                                 at=self.first_at[method], state=False)
+
+
+def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params,
+             ledger: BatchLedger | None = None) -> tuple[Outcome, Operating | None, float]:
+    """Operating-time check, the method, accounting. Returns (outcome, operating, processing);
+    inside a batch (`ledger`) the accounting is the ledger's and `operating` is None."""
+    if ledger is not None:
+        blocked = ledger.blocked(spec.name)
+    else:
+        blocked, _ = operating_blocked(portal=ctx.portal, caller=caller.key, method=spec.name)
     if blocked:
         SandboxPortal.objects.filter(pk=ctx.portal.pk).update(
             operation_limit_refusals=F("operation_limit_refusals") + 1
@@ -319,8 +366,12 @@ def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcom
         # Only the code and the status are documented (limits.md): the client takes
         # `operating_reset_at` from its last successful answer.
         raise SandboxError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", status=429)
-    _count_method(ctx.portal, ctx.api, spec.name)
+    if ledger is not None:
+        ledger.ran(spec.name)
+    else:
+        _count_method(ctx.portal, ctx.api, spec.name)
     perf = time.perf_counter()
+    state = None
     try:
         connector = params.get("auth_connector") if isinstance(params, dict) else None
         if isinstance(connector, str) and connector:
@@ -328,7 +379,10 @@ def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcom
         outcome = spec.handler(ctx, bind_positional(spec, params))
     finally:
         cost = operating_cost(portal=ctx.portal, method=spec.name)
-        state = operating_record(portal=ctx.portal, caller=caller.key, method=spec.name, seconds=cost)
+        if ledger is not None:
+            ledger.used(spec.name, cost)
+        else:
+            state = operating_record(portal=ctx.portal, caller=caller.key, method=spec.name, seconds=cost)
     return outcome, state, time.perf_counter() - perf
 
 
@@ -428,6 +482,14 @@ def _batch_v2(ctx: Ctx, caller: Caller, params: dict) -> dict:
     cmd = params.get("cmd") if isinstance(params, dict) else None
     halt = _truthy(params.get("halt", 0)) if isinstance(params, dict) else False
     commands = _batch_commands(cmd)
+    ledger = BatchLedger(ctx.portal, caller, ctx.api)
+    try:
+        return _run_batch_v2(ctx, caller, commands, halt, ledger)
+    finally:
+        ledger.flush()
+
+
+def _run_batch_v2(ctx: Ctx, caller: Caller, commands: list, halt: bool, ledger: BatchLedger) -> dict:
     results, errors, totals, nexts, times = {}, {}, {}, {}, {}
     for key, method, query in commands:
         sub_start = clock.now()
@@ -445,7 +507,7 @@ def _batch_v2(ctx: Ctx, caller: Caller, params: dict) -> dict:
                 raise SandboxError("INVALID_REQUEST", str(exc), status=400) from None
             sub_params.pop("auth", None)
             sub_params = _substitute(sub_params, results)
-            outcome, _, processing = _execute(ctx, caller, spec, sub_params)
+            outcome, _, processing = _execute(ctx, caller, spec, sub_params, ledger)
         except SandboxError as exc:
             errors[key] = {"error": exc.code, "error_description": exc.description}
             if halt:
@@ -489,6 +551,14 @@ def _batch_v3(ctx: Ctx, caller: Caller, params) -> list:
         if method == "batch":
             raise SandboxError("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", status=405)
         calls.append((method, query))
+    ledger = BatchLedger(ctx.portal, caller, ctx.api)
+    try:
+        return _run_batch_v3(ctx, caller, calls, ledger)
+    finally:
+        ledger.flush()
+
+
+def _run_batch_v3(ctx: Ctx, caller: Caller, calls: list, ledger: BatchLedger) -> list:
     out = []
     for method, query in calls:
         try:
@@ -499,7 +569,7 @@ def _batch_v3(ctx: Ctx, caller: Caller, params) -> list:
                 raise _scope_error(V3)
             if spec.app_only and caller.client_id is None:
                 raise wrong_auth_type()
-            outcome, _, _ = _execute(ctx, caller, spec, query)
+            outcome, _, _ = _execute(ctx, caller, spec, query, ledger)
         except SandboxError as exc:
             out.append(exc.v3_body())
             continue

@@ -70,8 +70,11 @@ def operating_cost(*, portal: SandboxPortal, method: str) -> float:
     return max(0.0, cost) if math.isfinite(cost) else portal.default_cost
 
 
-def operating_record(*, portal: SandboxPortal, caller: str, method: str, seconds: float) -> Operating:
-    now = clock.now()
+def operating_record(*, portal: SandboxPortal, caller: str, method: str, seconds: float, at: float | None = None,
+                     state: bool = True) -> Operating | None:
+    """Add `seconds` to the minute bucket of `at` (now by default); the state afterwards, unless
+    `state` is False (a batch's ledger writes its sub-calls' seconds and needs no answer)."""
+    now = clock.now() if at is None else at
     minute = int(now // 60)
     with transaction.atomic():
         SandboxPortal.objects.select_for_update().filter(pk=portal.pk).first()
@@ -81,7 +84,7 @@ def operating_record(*, portal: SandboxPortal, caller: str, method: str, seconds
         )
         if not created:
             SandboxOperatingBucket.objects.filter(pk=bucket.pk).update(seconds=F("seconds") + seconds)
-    return operating_state(portal=portal, caller=caller, method=method)
+    return operating_state(portal=portal, caller=caller, method=method) if state else None
 
 
 def operating_reset(*, portal: SandboxPortal) -> None:
