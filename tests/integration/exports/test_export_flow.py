@@ -120,3 +120,34 @@ def test_rejected_plan_rejects_the_export(api, export_portal, make_agent, make_a
     final = api.get(f"/api/v1/exports/{export['id']}", token=agent.token).json()
     assert final["status"] == "rejected" and final["file"]["ready"] is False
     assert api.get(f"/api/v1/exports/{export['id']}/file", token=agent.token).status_code == 409
+
+
+def test_idempotency_key_replays_the_same_export(api, export_portal, make_agent):
+    agent = make_agent("exp-agent", portal=export_portal)
+    first = api.post("/api/v1/exports", {"portal": "exp", "method": "crm.lead.list", "select": ["ID"]},
+                     token=agent.token, headers={"Idempotency-Key": "k-1"})
+    again = api.post("/api/v1/exports", {"portal": "exp", "method": "crm.lead.list", "select": ["ID"]},
+                     token=agent.token, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201 and again.status_code == 200
+    assert again["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
+    other = api.post("/api/v1/exports", {"portal": "exp", "method": "crm.lead.list", "select": ["TITLE"]},
+                     token=agent.token, headers={"Idempotency-Key": "k-1"})
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_mismatch"
+    # a plan submitted with a key cannot be replayed as an export, nor the other way round
+    plan = api.post("/api/v1/plans", {"portal": "exp", "method": "crm.lead.list", "params": {"select": ["ID"]}},
+                    token=agent.token, headers={"Idempotency-Key": "k-2"})
+    assert plan.status_code == 201
+    clash = api.post("/api/v1/exports", {"portal": "exp", "method": "crm.lead.list", "select": ["ID"]},
+                     token=agent.token, headers={"Idempotency-Key": "k-2"})
+    assert clash.status_code == 422
+    assert Export.objects.count() == 1
+
+
+def test_the_plan_holds_the_call_as_sent_for_approvers(api, export_portal, make_agent):
+    agent = make_agent("exp-agent", portal=export_portal, read="approve")
+    export = _submit(api, agent, select=["ID", "TITLE"], filter={">OPPORTUNITY": 100}, order={"ID": "DESC"},
+                     reason="quarterly report").json()
+    plan = api.get(f"/api/v1/plans/{export['plan_id']}", token=agent.token).json()
+    assert plan["status"] == "pending_approval" and plan["risk"] == "read" and plan["reason"] == "quarterly report"
+    assert plan["steps"] == [{"name": "export", "method": "crm.lead.list", "params": {
+        "select": ["ID", "TITLE"], "filter": {">OPPORTUNITY": 100}, "order": {"ID": "DESC"}}}]
