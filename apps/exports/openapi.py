@@ -1,10 +1,11 @@
 """The exports' part of the OpenAPI document. `apps.plans.openapi.openapi_document` hooks it in
 with `add_exports_paths(document)`; it only adds paths and schemas."""
 
-from apps.plans.schemas import IDEMPOTENCY_KEY, METHOD, PORTAL_SLUG
+from apps.plans.schemas import IDEMPOTENCY_KEY, JSON_VALUE_REF, PORTAL_SLUG, TEXT_PATTERN
 
 from .choices import ExportFormat, ExportStatus, Strategy
 from .schemas import MAX_SELECT
+from .services import exportable_names
 
 _ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _EXPORT = {"$ref": "#/components/schemas/Export"}
@@ -20,19 +21,24 @@ SUBMIT_EXPORT = {
     "type": "object",
     "required": ["portal", "method"],
     "additionalProperties": False,
+    "description": "Strings never contain NUL (\\u0000) or lone UTF-16 surrogates, numbers are finite, "
+                   "no object repeats a key and nesting stays within 64 levels.",
     "properties": {
         "portal": PORTAL_SLUG,
-        "method": {**METHOD, "description": "A documented REST v2 list method (read, name ending in .list)",
-                   "examples": ["crm.lead.list"]},
-        "select": {"type": "array", "maxItems": MAX_SELECT, "items": {"type": "string", "minLength": 1,
-                                                                      "pattern": "\\S"},
+        "method": {"type": "string", "enum": list(exportable_names()), "examples": ["crm.lead.list"],
+                   "description": "A documented REST v2 list method (a read whose name ends in .list), as "
+                                  "documented or in lower case"},
+        "select": {"type": "array", "maxItems": MAX_SELECT,
+                   "items": {"type": "string", "minLength": 1, "pattern": TEXT_PATTERN},
                    "description": "Fields, as for the method (empty: its default fields)"},
-        "filter": {"type": "object", "description": "The method's filter, e.g. {\">DATE_CREATE\": \"2024-01-01\"}"},
+        "filter": {"type": "object", "propertyNames": {"pattern": TEXT_PATTERN},
+                   "additionalProperties": JSON_VALUE_REF,
+                   "description": "The method's filter, e.g. {\">DATE_CREATE\": \"2024-01-01\"}"},
         "order": {"type": "object", "additionalProperties": {"type": "string", "enum": ["ASC", "DESC", "asc", "desc"]},
                   "description": "Empty or {\"ID\": ...}: ID-ordered chained paging (fastest); any other order: "
                                  "page offsets"},
         "format": {"type": "string", "enum": ExportFormat.values, "default": "jsonl"},
-        "reason": {"type": "string", "maxLength": 2000, "description": "Shown to approvers"},
+        "reason": {"type": "string", "maxLength": 2000, "pattern": TEXT_PATTERN, "description": "Shown to approvers"},
         "idempotency_key": IDEMPOTENCY_KEY,
     },
 }

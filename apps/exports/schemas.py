@@ -42,20 +42,14 @@ def parse_export(body: dict, *, header_key: str | None) -> ExportRequest:
     if not isinstance(method, str) or not method.strip():
         raise InvalidRequest("method is the list method to export, e.g. crm.lead.list.", field="method")
     select = body.get("select", [])
-    if select is None:
-        select = []
-    if not isinstance(select, list) or not all(isinstance(s, str) and s.strip() for s in select):
+    if not isinstance(select, list) or not all(isinstance(s, str) and s for s in select):
         raise InvalidRequest("select is a list of field names.", field="select")
     if len(select) > MAX_SELECT:
         raise InvalidRequest(f"select names at most {MAX_SELECT} fields.", field="select")
     filter_ = body.get("filter", {})
-    if filter_ is None or filter_ == []:
-        filter_ = {}
     if not isinstance(filter_, dict):
         raise InvalidRequest("filter is an object, e.g. {\">DATE_CREATE\": \"2024-01-01\"}.", field="filter")
     order = body.get("order", {})
-    if order is None or order == []:
-        order = {}
     if not isinstance(order, dict) or not all(v in ("ASC", "DESC", "asc", "desc") for v in order.values()):
         raise InvalidRequest("order is an object of field → \"ASC\" or \"DESC\".", field="order")
     fmt = body.get("format", ExportFormat.JSONL)
@@ -68,13 +62,15 @@ def parse_export(body: dict, *, header_key: str | None) -> ExportRequest:
         raise InvalidRequest("Send one Idempotency-Key header; a key never contains a comma.",
                              field="Idempotency-Key")
     body_key = body.get("idempotency_key")
+    if "idempotency_key" in body and not isinstance(body_key, str):
+        raise InvalidRequest("An idempotency key is 1–255 printable ASCII characters.", field="idempotency_key")
     if header_key is not None and body_key is not None and header_key != body_key:
         raise InvalidRequest("The Idempotency-Key header and idempotency_key differ.", field="idempotency_key")
     key = header_key if header_key is not None else body_key
     if key is not None:
         validate_key(key)
     hashed = {"export": {k: v for k, v in body.items() if k != "idempotency_key"}}
-    return ExportRequest(portal=portal, method=method, select=[s.strip() for s in select], filter=filter_,
+    return ExportRequest(portal=portal, method=method, select=list(select), filter=filter_,
                          order=order, format=fmt, reason=reason, idempotency_key=key,
                          request_hash=sha256_hex(hashed))
 
