@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps.approvals",
     "apps.mcp",
     "apps.events",
+    "apps.exports",
 ]
 
 MIDDLEWARE = [
@@ -252,7 +253,16 @@ CELERY_BEAT_SCHEDULE = {
     "remind-approvers": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 60.0},
     "audit-checkpoint": {"task": "apps.audit.tasks.audit_checkpoint", "schedule": AUDIT_CHECKPOINT_INTERVAL},
     "drain-offline-events": {"task": "apps.events.tasks.schedule_offline_drains", "schedule": 30.0},
+    "dispatch-exports": {"task": "apps.exports.tasks.dispatch_exports", "schedule": 10.0},
+    "purge-export-files": {"task": "apps.exports.tasks.purge_export_files", "schedule": 600.0},
 }
+# List exports (apps.exports): where the files go, how long they are kept, how long one task
+# fetches before handing over to the next, and how old a run's heartbeat may get before
+# another worker takes the export over (its worker is gone).
+EXPORTS_DIR = env("EXPORTS_DIR", default="") or str(DATA_DIR / "exports")
+EXPORT_RETENTION_HOURS = env.float("EXPORT_RETENTION_HOURS", default=24.0)
+EXPORT_SLICE_SECONDS = env.int("EXPORT_SLICE_SECONDS", default=120)
+EXPORT_STALE_SECONDS = env.int("EXPORT_STALE_SECONDS", default=150)
 # Hard time limit of apps.plans.tasks.execute_plan (soft limit: 4/5 of it). A plan left
 # `executing` longer than this (plus a minute) belongs to a worker that is gone.
 PLAN_EXECUTION_TIME_LIMIT = 5 * 60

@@ -17,6 +17,7 @@ urlpatterns = [
     path("readyz", core_views.readyz, name="readyz"),
     path("api/v1/", include("apps.plans.urls")),
     path("api/v1/", include(events_urls.api_urlpatterns)),
+    path("api/v1/", include("apps.exports.urls")),
     path("hooks/bitrix24/", include(events_urls.hook_urlpatterns)),
     path("mcp", mcp_endpoint, name="mcp"),
     path("bitrix24/", include("apps.portals.urls")),

@@ -30,6 +30,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from .exceptions import (
@@ -213,7 +214,7 @@ def json_endpoint(*methods: str):
             except Exception:
                 logger.exception("Unhandled error in %s", view.__qualname__)
                 return internal_error_response(request)
-            if isinstance(result, JsonResponse):
+            if isinstance(result, HttpResponseBase):  # a JsonResponse, or a file (exports)
                 return result
             status, headers = 200, {}
             if isinstance(result, tuple):

@@ -110,9 +110,10 @@ PLAN_LINKS = {
 @lru_cache(maxsize=1)
 def openapi_document() -> dict:
     from apps.events.openapi import add_events_paths
+    from apps.exports.openapi import add_exports_paths
 
     WAIT = wait_parameter()  # noqa: N806 - reads like the other parameter constants
-    return add_events_paths({
+    return add_exports_paths(add_events_paths({
         "openapi": "3.1.0",
         "info": {
             "title": "Bitrix24 agent control plane",
@@ -234,4 +235,4 @@ def openapi_document() -> dict:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {**COMPONENTS, "Plan": PLAN, "DryRun": DRY_RUN, "Error": error_schema()},
         },
-    })
+    }))

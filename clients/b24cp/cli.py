@@ -16,6 +16,10 @@ Exit codes (the same for every command):
 | 5 | any other error the plane answered (`invalid_request`, `not_found`, `unauthenticated`, `rate_limited`, ...) |
 | 6 | the plane could not be reached |
 
+`export` (and `export-status`) exits 0 once the file is downloaded, 1 when the export ended
+without a file, 3 when it is still waiting or running after `--timeout`; while it waits it draws
+a progress bar on stderr (rows fetched of the estimated total, rate, time left).
+
 `cancel` exits 0 when the plan is now cancelled. `--json` prints the plane's answer (or
 `{"error": {...}}`) as JSON on stdout; without it a short human summary is printed.
 """
@@ -25,10 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from .client import FINAL_STATES, MAX_SERVER_WAIT, ApiError, Client, ClientError, Unreachable
+from .client import EXPORT_FINAL_STATES, FINAL_STATES, MAX_SERVER_WAIT, ApiError, Client, ClientError, Unreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_REFUSED, EXIT_ERROR, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5, 6
 FAILED_STATES = frozenset({"failed", "rejected", "expired", "cancelled"})
@@ -123,7 +128,88 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--after")
     events.add_argument("--wait", type=float, default=0)
     events.add_argument("--limit", type=int)
+
+    export = sub.add_parser("export", help="every row of a list method to a file, with a progress bar")
+    export.add_argument("method", help="a list method, e.g. crm.lead.list")
+    export.add_argument("--portal", required=True)
+    export.add_argument("--select", help="fields: ID,TITLE or a JSON array (or @file)")
+    export.add_argument("--filter", help="JSON object (or @file)")
+    export.add_argument("--order", help='JSON object, e.g. {"ID": "ASC"} (the default, and the fastest)')
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--reason", help="why: shown to the approvers if the policy asks for them")
+    export.add_argument("--idempotency-key")
+    _wait_args(export, submit=True)
+
+    status = sub.add_parser("export-status", help="an export's progress; waits and downloads with --output")
+    status.add_argument("export_id")
+    _wait_args(status, submit=False)
     return parser
+
+
+def _wait_args(parser: argparse.ArgumentParser, *, submit: bool) -> None:
+    parser.add_argument("-o", "--output", help="where to save the file (export: default <method>-<id>.<format>)")
+    parser.add_argument("--timeout", type=float, default=3600.0 if submit else 0.0,
+                        help="seconds to wait for the file" + (" (0: submit only)" if submit else ""))
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _select_arg(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    if value.startswith(("[", "@")):
+        return _json_arg(value, name="--select", kind=list)
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _number(value: Any) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "?"
+    value = int(round(value))
+    return f"{value // 60}m{value % 60:02d}s" if value >= 60 else f"{value}s"
+
+
+def progress_line(export: dict[str, Any], *, width: int = 30) -> str:
+    """One line for the terminal: [#####.....]  40.0%  40,000/100,000 rows  4,000 rows/s  15s left."""
+    progress = export.get("progress") or {}
+    percent = progress.get("percent")
+    filled = int(width * (percent or 0) / 100)
+    bar = "#" * filled + "." * (width - filled)
+    shown = "  ?  %" if percent is None else f"{percent:5.1f}%"
+    rate = progress.get("rows_per_second")
+    return (f"[{bar}] {shown}  {_number(progress.get('rows_fetched'))}/{_number(progress.get('estimated_total'))} "
+            f"rows  {_number(None if rate is None else int(rate))} rows/s  {_seconds(progress.get('seconds_left'))} "
+            f"left  ({export.get('status')})")
+
+
+def export_exit_code(export: dict[str, Any]) -> int:
+    status = export.get("status")
+    if status == "succeeded":
+        return EXIT_OK
+    if status in EXPORT_FINAL_STATES:
+        return EXIT_FAILED
+    return EXIT_PENDING
+
+
+def _follow_export(client: Client, export: dict[str, Any], args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """Poll until the export is final or --timeout passes, drawing the bar; download on success."""
+    deadline = time.monotonic() + max(0.0, args.timeout)
+    draw = not args.no_progress
+    while export.get("status") not in EXPORT_FINAL_STATES and time.monotonic() < deadline:
+        if draw:
+            print("\r" + progress_line(export), end="", file=sys.stderr, flush=True)
+        time.sleep(max(0.05, min(args.interval, deadline - time.monotonic())))
+        export = client.export_get(export["id"])
+    if draw:
+        print("\r" + progress_line(export), file=sys.stderr, flush=True)
+    if export.get("status") == "succeeded" and (args.output or args.timeout > 0):
+        path = args.output or f"{export['method']}-{export['id']}.{export['format']}"
+        export = {**export, "saved_to": path, "saved_bytes": client.export_download(export["id"], path)}
+    return export_exit_code(export), export
 
 
 def run(args: argparse.Namespace, client: Client) -> tuple[int, dict[str, Any]]:
@@ -161,10 +247,30 @@ def run(args: argparse.Namespace, client: Client) -> tuple[int, dict[str, Any]]:
         return EXIT_OK, client.describe(args.name, portal=args.portal)
     if args.command == "events":
         return EXIT_OK, client.events(after=args.after, wait=int(args.wait), limit=args.limit)
+    if args.command == "export":
+        if args.timeout < 0 or args.interval <= 0:
+            raise UsageError("--timeout must be 0 or more and --interval more than 0.")
+        answer = client.export(
+            args.portal, args.method, select=_select_arg(args.select),
+            filter=_json_arg(args.filter, name="--filter", kind=dict),
+            order=_json_arg(args.order, name="--order", kind=dict), format=args.format, reason=args.reason,
+            idempotency_key=args.idempotency_key)
+        return _follow_export(client, answer, args)
+    if args.command == "export-status":
+        if args.timeout < 0 or args.interval <= 0:
+            raise UsageError("--timeout must be 0 or more and --interval more than 0.")
+        return _follow_export(client, client.export_get(args.export_id), args)
     raise UsageError(f"Unknown command {args.command!r}.")  # argparse prevents this
 
 
 def _summary(command: str, answer: dict[str, Any]) -> str:
+    if command in ("export", "export-status"):
+        line = f"export {answer.get('id')}: {answer.get('status')} (plan {answer.get('plan_id')})"
+        if answer.get("saved_to"):
+            line += f"\nsaved {answer['saved_bytes']:,} bytes to {answer['saved_to']}"
+        if answer.get("error"):
+            line += f"\nerror: {json.dumps(answer['error'], ensure_ascii=False)}"
+        return line
     if "status" in answer and "id" in answer:
         line = f"plan {answer['id']}: {answer['status']} (risk {answer.get('risk')})"
         if answer["status"] == "pending_approval":

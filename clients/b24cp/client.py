@@ -12,6 +12,9 @@ One method per call of the API (the contract is `GET /api/v1/openapi.json`):
 | `capabilities`    | `GET /api/v1/capabilities`              |
 | `describe`        | `GET /api/v1/methods/<name>?portal=`    |
 | `events`          | `GET /api/v1/events` (if the plane serves the event feed) |
+| `export`          | `POST /api/v1/exports` (a whole list method to a JSON-lines or CSV file) |
+| `export_get`      | `GET /api/v1/exports/<id>` (status and progress)  |
+| `export_download` | `GET /api/v1/exports/<id>/file`, streamed to a local file |
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ MAX_SERVER_WAIT = 30  # the API holds an answer at most this long (API_MAX_WAIT_
 # Plan states (apps/plans/choices.py). needs_reconciliation ends a wait: a human must settle it.
 FINAL_STATES = frozenset({"succeeded", "failed", "rejected", "expired", "cancelled", "needs_reconciliation"})
 PENDING_STATES = frozenset({"submitted", "pending_approval", "approved", "executing"})
+# Export states (apps/exports/choices.py).
+EXPORT_FINAL_STATES = frozenset({"succeeded", "failed", "rejected", "expired", "cancelled"})
 
 Json = dict[str, Any]
 
@@ -184,6 +189,54 @@ class Client:
                                "(GET /api/v1/events answered 404).", exc.details) from None
             raise
 
+    # --- exports -------------------------------------------------------------------------------
+
+    def export(self, portal: str, method: str, *, select: Sequence[str] | None = None,
+               filter: Mapping[str, Any] | None = None, order: Mapping[str, str] | None = None,  # noqa: A002
+               format: str = "jsonl", reason: str | None = None,  # noqa: A002
+               idempotency_key: str | None = None) -> Json:
+        """Ask for every row of a list method (`crm.lead.list`) as a file. The request becomes a
+        read plan (approvers decide when the policy asks); poll `export_get` for progress."""
+        body: Json = {"portal": portal, "method": method, "format": format}
+        if select:
+            body["select"] = list(select)
+        if filter:
+            body["filter"] = dict(filter)
+        if order:
+            body["order"] = dict(order)
+        if reason:
+            body["reason"] = reason
+        if idempotency_key:
+            body["idempotency_key"] = idempotency_key
+        return self._request("POST", "/api/v1/exports", body=body)
+
+    def export_get(self, export_id: str) -> Json:
+        """The export: `status` and `progress` (rows_fetched, estimated_total, rows_per_second,
+        seconds_left, percent)."""
+        return self._request("GET", f"/api/v1/exports/{_segment(export_id)}")
+
+    def export_download(self, export_id: str, path: str, *, chunk: int = 1 << 16) -> int:
+        """Stream the finished export's file to `path`; returns the bytes written."""
+        url = f"{self.base_url}/api/v1/exports/{_segment(export_id)}/file"
+        headers = {"Authorization": f"Bearer {self._token}", "User-Agent": self.user_agent}
+        request = urllib.request.Request(url, method="GET", headers=headers)  # noqa: S310 (http(s) checked)
+        written = 0
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response, open(path, "wb") as out:  # noqa: S310
+                while True:
+                    data = response.read(chunk)
+                    if not data:
+                        break
+                    out.write(data)
+                    written += len(data)
+        except urllib.error.HTTPError as exc:
+            _remove(path)
+            _raise_api_error(exc, "GET", f"/api/v1/exports/{export_id}/file")
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            _remove(path)
+            raise Unreachable(f"Cannot reach the plane at {self.base_url}: {getattr(exc, 'reason', exc)}") from None
+        return written
+
     # --- transport -----------------------------------------------------------------------------
 
     def _request(self, verb: str, path: str, *, query: Mapping[str, Any] | None = None,
@@ -199,21 +252,32 @@ class Client:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 return _decode(response.status, response.read())
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload = None
-            error = payload.get("error") if isinstance(payload, dict) else None
-            if isinstance(error, dict) and "code" in error:
-                details = {k: v for k, v in error.items() if k not in ("code", "message")}
-                if "Retry-After" in exc.headers:
-                    details.setdefault("retry_after", exc.headers["Retry-After"])
-                raise ApiError(exc.code, str(error["code"]), str(error.get("message", "")), details) from None
-            raise ApiError(exc.code, f"http_{exc.code}", f"{verb} {path} answered HTTP {exc.code}.") from None
+            _raise_api_error(exc, verb, path)
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"Cannot reach the plane at {self.base_url}: {reason}") from None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _raise_api_error(exc: urllib.error.HTTPError, verb: str, path: str) -> None:
+    raw = exc.read()
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict) and "code" in error:
+        details = {k: v for k, v in error.items() if k not in ("code", "message")}
+        if "Retry-After" in exc.headers:
+            details.setdefault("retry_after", exc.headers["Retry-After"])
+        raise ApiError(exc.code, str(error["code"]), str(error.get("message", "")), details) from None
+    raise ApiError(exc.code, f"http_{exc.code}", f"{verb} {path} answered HTTP {exc.code}.") from None
 
 
 def _decode(status: int, raw: bytes) -> Json:

@@ -1,6 +1,7 @@
 """Agent API behaviour: BOLA, listing, idempotency, dry run, capabilities, methods, OpenAPI, secrets."""
 
 import json
+import re
 import uuid
 
 import pytest
@@ -129,7 +130,7 @@ def test_openapi_describes_what_is_served(client):
     assert doc["openapi"] == "3.1.0"
     served = {"/api/v1/" + str(p.pattern) for p in get_resolver().url_patterns
               if str(p.pattern) == "api/v1/" for p in p.url_patterns}
-    documented = {path.replace("{plan_id}", "<str:plan_id>").replace("{name}", "<path:name>")
+    documented = {re.sub(r"\{(\w+)\}", lambda m: "<path:name>" if m[1] == "name" else f"<str:{m[1]}>", path)
                   for path in doc["paths"] if path.startswith("/api/v1/")}
     assert served == documented
     Draft202012Validator.check_schema(doc["components"]["schemas"]["SubmitPlan"])
