@@ -280,6 +280,18 @@ LOGGING = {
 # --- cache (API rate limit counters) -----------------------------------------------------------
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
+# --- wake-ups of waiting requests (apps.core.wakeup) ----------------------------------------------
+# A `?wait=` request sleeps until the plan (or the event feed) changes: Redis pub/sub when Redis is
+# there, else a datagram to each waiting process's socket under WAKEUP_DIR (one host), `local` for
+# one process. The fallback re-read interval is a safety net for a lost signal, not the mechanism.
+_redis_schemes = ("redis://", "rediss://")
+_cache_url = env("CACHE_URL", default="")
+WAKEUP_URL = env("WAKEUP_URL", default=(
+    _cache_url if _cache_url.startswith(_redis_schemes)
+    else CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(_redis_schemes) else "unix"))
+WAKEUP_DIR = env("WAKEUP_DIR", default=str(DATA_DIR / "wakeup"))
+WAKEUP_CHANNEL = env("WAKEUP_CHANNEL", default="cp:wakeup")
+WAKEUP_FALLBACK_SECONDS = env.float("WAKEUP_FALLBACK_SECONDS", default=5.0)
 # Where the web process serving the sandbox is reached from workers (seed_demo's portal URL).
 SANDBOX_BASE_URL = env("SANDBOX_BASE_URL", default="http://127.0.0.1:8000")
 
