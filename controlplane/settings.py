@@ -228,6 +228,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # kombu polls the folder (1 s by default): a plan would wait up to that long for the worker.
+        "polling_interval": env.float("CELERY_FILESYSTEM_POLL_SECONDS", default=0.05),
     }
     # kombu does not create these; web and worker processes both need them to exist.
     for _folder in ("queue", "processed", "control"):
