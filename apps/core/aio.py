@@ -8,13 +8,36 @@ connection. The next `sync_to_async` call of the same request gets a fresh threa
 
 Under a sync caller (WSGI, Django's test client) the async view runs inside that caller's thread
 via `async_to_sync`; that thread waits anyway, and `park()` does nothing.
+
+`run_sync(fn, ...)` is how those views run their database work: at most `API_WAIT_DB_SLOTS`
+(default 8) at once per event loop, so a burst of hundreds of long polls arriving (or woken)
+together queues on the loop instead of opening hundreds of database connections at once.
 """
 
+import asyncio
+import weakref
+
 from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
+from django.conf import settings
 from django.db import connections
 
+_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
 
-def _close_connections() -> None:
+
+async def run_sync(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` in the request's thread, holding one of the loop's database slots."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(int(getattr(settings, "API_WAIT_DB_SLOTS", 8)))
+    async with slots:
+        return await sync_to_async(fn)(*args, **kwargs)
+
+
+def release_connections() -> None:
+    """Close this thread's database connections (none inside a transaction): called by a sync part
+    that hands over to a wait, so waiting requests never hold connections while they queue for a
+    slot or sleep."""
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close()
@@ -34,7 +57,7 @@ async def park() -> None:
     if context is None:
         return
     if context in SyncToAsync.context_to_thread_executor:
-        await sync_to_async(_close_connections)()
+        await sync_to_async(release_connections)()
     executor = SyncToAsync.context_to_thread_executor.pop(context, None)
     if executor is not None:
         executor.shutdown(wait=False)

@@ -10,7 +10,6 @@ import dataclasses
 import re
 import time
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.agents.auth import authenticate_agent
@@ -85,19 +84,19 @@ async def events_feed(request):
     """Async: the query runs as sync code; while nothing has arrived the wait is awaited on the
     portals' wake-up (`apps.core.wakeup`, signalled when an event is processed) and holds no
     thread and no database connection."""
-    feed = await sync_to_async(_feed_request)(request)
-    events, cursor = await sync_to_async(_page)(feed)
+    feed = await aio.run_sync(_feed_request, request)
+    events, cursor = await aio.run_sync(_page, feed)
     if not events and feed.wait:
         deadline = time.monotonic() + feed.wait
         with wakeup.subscribe([wakeup.events_key(p.pk) for p in feed.portals]) as sub:
             while True:
-                events, cursor = await sync_to_async(_page)(feed)  # after subscribing: nothing missed
+                events, cursor = await aio.run_sync(_page, feed)  # after subscribing: nothing missed
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0:
                     break
                 await aio.park()
                 await sub.wait(min(remaining, wakeup.fallback_seconds()))
-    return await sync_to_async(_render_feed)(events, cursor)
+    return await aio.run_sync(_render_feed, events, cursor)
 
 
 def _feed_request(request) -> _Feed:
@@ -114,9 +113,12 @@ def _feed_request(request) -> _Feed:
 
 
 def _page(feed: _Feed):
-    """One page after the feed's cursor; the cursor moves past what was scanned (shown or not)."""
+    """One page after the feed's cursor; the cursor moves past what was scanned (shown or not).
+    An empty page that will be waited on lets go of the database connection first."""
     events, feed.cursor = feed_page(agent=feed.agent, portals=feed.portals, after=feed.cursor, types=feed.types,
                                     limit=feed.limit)
+    if not events and feed.wait:
+        aio.release_connections()
     return events, feed.cursor
 
 

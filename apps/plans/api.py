@@ -2,11 +2,11 @@
 
 import dataclasses
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.agents.auth import authenticate_agent
 from apps.agents.ratelimit import check_rate
+from apps.core import aio
 from apps.core.api import json_endpoint, parse_json_body
 from apps.core.exceptions import InvalidRequest
 from apps.policy.decide import describe_method
@@ -58,12 +58,12 @@ class _Waiting:
 @json_endpoint("GET", "POST")
 async def plans(request):
     if request.method == "POST":
-        answer = await sync_to_async(_submit)(request)
+        answer = await aio.run_sync(_submit, request)
         if isinstance(answer, _Waiting):
             plan = await plan_await_final(agent=answer.agent, plan=answer.plan, seconds=answer.seconds)
-            answer = await sync_to_async(_submitted)(plan, answer.replayed)
+            answer = await aio.run_sync(_submitted, plan, answer.replayed)
         return answer
-    return await sync_to_async(_list)(request)
+    return await aio.run_sync(_list, request)
 
 
 def _submit(request):
@@ -81,6 +81,7 @@ def _submit(request):
     if wait or submission.replayed:
         plan = plans_for_agent(agent).get(pk=submission.plan.pk)
         if wait and plan.status not in FINAL_FOR_WAIT:
+            aio.release_connections()
             return _Waiting(agent, plan, wait, submission.replayed)
     else:
         plan = _as_created(submission.plan)
@@ -108,10 +109,10 @@ def _list(request):
 
 @json_endpoint("GET")
 async def plan_detail(request, plan_id):
-    answer = await sync_to_async(_detail)(request, plan_id)
+    answer = await aio.run_sync(_detail, request, plan_id)
     if isinstance(answer, _Waiting):
         plan = await plan_await_final(agent=answer.agent, plan=answer.plan, seconds=answer.seconds)
-        answer = await sync_to_async(render_plan)(plan)
+        answer = await aio.run_sync(render_plan, plan)
     return answer
 
 
@@ -120,6 +121,7 @@ def _detail(request, plan_id):
     wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
     plan = plan_get_for_agent(agent=agent, plan_id=plan_id)
     if wait and plan.status not in FINAL_FOR_WAIT:
+        aio.release_connections()
         return _Waiting(agent, plan, wait)
     return render_plan(plan)
 

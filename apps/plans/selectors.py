@@ -1,7 +1,6 @@
 import time
 import uuid
 
-from asgiref.sync import sync_to_async
 from django.db.models import Q
 
 from apps.core import aio, wakeup
@@ -36,7 +35,10 @@ def plan_wait_final(*, agent, plan: Plan, seconds: float) -> Plan:
 
 
 def _plan_reload(agent, plan_id) -> Plan:
-    return plans_for_agent(agent).get(pk=plan_id)
+    plan = plans_for_agent(agent).get(pk=plan_id)
+    if plan.status not in FINAL_FOR_WAIT:
+        aio.release_connections()  # it waits again; a final plan is rendered on this connection
+    return plan
 
 
 async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
@@ -45,16 +47,15 @@ async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
     if plan.status in FINAL_FOR_WAIT or seconds <= 0:
         return plan
     deadline = time.monotonic() + seconds
-    reload = sync_to_async(_plan_reload)
     with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub:
-        plan = await reload(agent, plan.pk)  # after subscribing: no change is missed
+        plan = await aio.run_sync(_plan_reload, agent, plan.pk)  # after subscribing: no change is missed
         while plan.status not in FINAL_FOR_WAIT:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             await aio.park()
             await sub.wait(min(remaining, wakeup.fallback_seconds()))
-            plan = await reload(agent, plan.pk)
+            plan = await aio.run_sync(_plan_reload, agent, plan.pk)
     return plan
 
 

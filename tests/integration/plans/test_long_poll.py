@@ -121,10 +121,14 @@ async def write_then_release(held_signals, fn, *args, **kwargs):
 @pytest.fixture
 def woken(monkeypatch):
     """How each Subscription.wait ended: True when a signal woke it."""
-    ends = []
+    class Ends(list):
+        entered = 0  # waits begun: the request has done its reads and is parked
+
+    ends = Ends()
     original = wakeup.Subscription.wait
 
     async def spy(self, timeout):
+        ends.entered += 1
         notified = await original(self, timeout)
         ends.append(notified)
         return notified
@@ -139,7 +143,7 @@ def test_a_waiting_get_is_answered_by_the_transition_signal(asgi_app, agent, por
     async def scenario():
         request = asyncio.ensure_future(asgi_call(asgi_app, "GET", f"/api/v1/plans/{plan_id}", token=agent.token,
                                                   query="wait=30"))
-        await until(lambda: wakeup.waiting_count() == 1, "the request parked")
+        await until(lambda: woken.entered == 1, "the request parked")
         assert not request.done()
         await write_then_release(held_signals, cancel, [plan_id], agent)
         return await request
@@ -158,7 +162,7 @@ def test_a_waiting_submit_replay_is_answered_with_the_replay_header(asgi_app, ag
         plan_id = json.loads(first[2])["id"]
         replay = asyncio.ensure_future(asgi_call(asgi_app, "POST", "/api/v1/plans", token=agent.token, body=body,
                                                  query="wait=30"))
-        await until(lambda: wakeup.waiting_count() == 1, "the replay parked")
+        await until(lambda: woken.entered == 1, "the replay parked")
         await write_then_release(held_signals, cancel, [plan_id], agent)
         return first, await replay
 
@@ -181,7 +185,7 @@ def test_many_waits_hold_no_thread_and_all_are_answered(asgi_app, agent, portal,
         before = threading.active_count()
         requests = [asyncio.ensure_future(asgi_call(asgi_app, "GET", f"/api/v1/plans/{plan_ids[i % 40]}",
                                                     token=agent.token, query="wait=30")) for i in range(waits)]
-        await until(lambda: wakeup.waiting_count() == waits, "every request parked")
+        await until(lambda: woken.entered == waits, "every request parked")
         await asyncio.sleep(0.2)  # let executors that were let go finish exiting
         parked_threads = threading.active_count()
         assert not any(r.done() for r in requests)
@@ -209,7 +213,7 @@ def test_the_event_feed_wait_is_woken_by_a_processed_event(asgi_app, agent, port
     async def scenario():
         request = asyncio.ensure_future(asgi_call(asgi_app, "GET", "/api/v1/events", token=agent.token,
                                                   query="wait=30"))
-        await until(lambda: wakeup.waiting_count() == 1, "the feed request parked")
+        await until(lambda: woken.entered == 1, "the feed request parked")
         event_id = await asyncio.get_running_loop().run_in_executor(None, in_thread, store)
         await write_then_release(held_signals, event_process, event_id=event_id)
         return await request
