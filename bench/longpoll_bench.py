@@ -3,6 +3,9 @@
 `GET /api/v1/plans/<id>?wait=30` held by ONE uvicorn process while another client's auto read
 submits (`POST /api/v1/plans?wait=10`) are timed.
 
+The waiters arrive spread over `--ramp` seconds (10; 0 sends all 500 at once, the worst case:
+their deadlines then coincide and all 500 re-poll in the same instant).
+
 A throwaway PostgreSQL + Redis deployment (bench/asgi_harness.py): one uvicorn process (pinned to
 `--cpus`, default the machine's two cores 0,1) serving `controlplane.asgi`, one Celery worker
 (2 processes) beside it, the demo seeded. `--plans` writes are submitted and left pending
@@ -16,7 +19,7 @@ the server process's threads and RSS while they were held, and the waiters' answ
 Asserts nothing (bench/README.md keeps the figures).
 
 Usage: .venv/bin/python bench/longpoll_bench.py [--waits 500] [--plans 100] [--calls 40] [--gap 0.6]
-       [--cpus 0,1]
+       [--cpus 0,1] [--ramp 10]
 """
 
 import argparse
@@ -33,8 +36,8 @@ from asgi_harness import Client, Deployment, summary  # noqa: E402
 
 
 class Waiters:
-    def __init__(self, port: int, token: str, plan_ids: list[str], count: int):
-        self.port, self.token, self.plan_ids, self.count = port, token, plan_ids, count
+    def __init__(self, port: int, token: str, plan_ids: list[str], count: int, ramp: float):
+        self.port, self.token, self.plan_ids, self.count, self.ramp = port, token, plan_ids, count, ramp
         self.outstanding = 0
         self.answers: Counter = Counter()
         self.stop = False
@@ -43,6 +46,7 @@ class Waiters:
         path = f"/api/v1/plans/{self.plan_ids[i % len(self.plan_ids)]}?wait=30"
         request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.token}\r\n\r\n").encode()
         reader = writer = None
+        await asyncio.sleep(self.ramp * i / self.count)  # arrivals spread over --ramp seconds
         while not self.stop:
             try:
                 if writer is None:
@@ -101,6 +105,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--gap", type=float, default=0.6)
     parser.add_argument("--cpus", default="0,1")
+    parser.add_argument("--ramp", type=float, default=10.0,
+                        help="seconds over which the waiters arrive (0: all at once; their 30 s deadlines then "
+                             "coincide and all re-poll together)")
     args = parser.parse_args()
     with open("/proc/loadavg") as fh:
         print(f"load average at start: {' '.join(fh.read().split()[:3])}")
@@ -120,7 +127,7 @@ def main() -> int:
         print(f"submits, no waiters      : {summary(alone)}; not succeeded {len(bad_alone)}")
         print(f"server idle              : {idle_threads} threads, RSS {idle_rss:.0f} MiB")
 
-        waiters = Waiters(d.port, d.token, plan_ids, args.waits)
+        waiters = Waiters(d.port, d.token, plan_ids, args.waits, args.ramp)
         thread = waiters.run_in_thread()
         deadline = time.time() + 60
         while waiters.outstanding < args.waits and time.time() < deadline:
@@ -143,8 +150,9 @@ def main() -> int:
         sampler.join()
         print(f"waits outstanding        : {held_at_start} when the submits started; during them min "
               f"{min(s[0] for s in samples)}, max {max(s[0] for s in samples)}")
-        print(f"server with waits held   : {held_threads} threads (max {max(s[1] for s in samples)} while "
-              f"submitting), RSS {held_rss:.0f} MiB")
+        threads = sorted(s[1] for s in samples)
+        print(f"server with waits held   : {held_threads} threads when the submits started; while submitting "
+              f"min {threads[0]}, median {threads[len(threads) // 2]}, max {threads[-1]}; RSS {held_rss:.0f} MiB")
         print(f"submits, {args.waits} waits held: {summary(loaded)}; not succeeded {len(bad_loaded)} "
               f"{bad_loaded[:3]}")
         waiters.stop = True

@@ -221,6 +221,7 @@ BITRIX_OAUTH_TOKEN_URL = env("BITRIX_OAUTH_TOKEN_URL", default="https://oauth.bi
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "controlplane.broker:Transport"  # kombu's, with an atomic publish
     _broker_dir = DATA_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
