@@ -11,7 +11,9 @@ from controlplane.broker import Transport
 def folders(tmp_path):
     queue = tmp_path / "queue"
     queue.mkdir()
-    return {"data_folder_in": str(queue), "data_folder_out": str(queue), "store_processed": False}
+    (tmp_path / "control").mkdir()
+    return {"data_folder_in": str(queue), "data_folder_out": str(queue), "store_processed": False,
+            "control_folder": str(tmp_path / "control")}
 
 
 def test_messages_are_published_atomically_under_a_concurrent_reader(tmp_path):
