@@ -19,7 +19,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 install: $(VENV)/.installed
 
 # The embedded default: SQLite and the filesystem broker under $(DATA_DIR), one real Celery
-# worker beside the web server, the sandbox portal served by the web process.
+# worker beside the web server, the sandbox portal served by the web process. The web server is
+# the production one (uvicorn, ASGI: long polls hold no worker); in DEBUG it serves static files.
 run: export DEBUG ?= 1
 run: export DATA_DIR := $(abspath $(DATA_DIR))
 run: export SANDBOX_BASE_URL ?= http://$(HOST):$(PORT)
@@ -34,7 +35,7 @@ run: install
 	    --schedule=$(DATA_DIR)/celerybeat-schedule & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Serving on http://$(HOST):$(PORT)/ (admin: /admin/, API: /api/v1/) — Ctrl-C stops web and worker"; \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	$(VENV)/bin/uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT) --lifespan off
 
 # Playwright drives Debian's chromium; nothing downloads a browser build.
 browser-deps:

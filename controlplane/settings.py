@@ -222,6 +222,7 @@ BITRIX_OAUTH_TOKEN_URL = env("BITRIX_OAUTH_TOKEN_URL", default="https://oauth.bi
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "controlplane.broker:Transport"  # kombu's, with an atomic publish
     _broker_dir = DATA_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -229,6 +230,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # kombu polls the folder (1 s by default): a plan would wait up to that long for the worker.
+        "polling_interval": env.float("CELERY_FILESYSTEM_POLL_SECONDS", default=0.05),
     }
     # kombu does not create these; web and worker processes both need them to exist.
     for _folder in ("queue", "processed", "control"):
@@ -290,6 +293,20 @@ LOGGING = {
 # --- cache (API rate limit counters) -----------------------------------------------------------
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)
+# --- wake-ups of waiting requests (apps.core.wakeup) ----------------------------------------------
+# A `?wait=` request sleeps until the plan (or the event feed) changes: Redis pub/sub when Redis is
+# there, else a datagram to each waiting process's socket under WAKEUP_DIR (one host), `local` for
+# one process. The fallback re-read interval is a safety net for a lost signal, not the mechanism.
+_redis_schemes = ("redis://", "rediss://")
+_cache_url = env("CACHE_URL", default="")
+WAKEUP_URL = env("WAKEUP_URL", default=(
+    _cache_url if _cache_url.startswith(_redis_schemes)
+    else CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(_redis_schemes) else "unix"))
+WAKEUP_DIR = env("WAKEUP_DIR", default=str(DATA_DIR / "wakeup"))
+WAKEUP_CHANNEL = env("WAKEUP_CHANNEL", default="cp:wakeup")
+WAKEUP_FALLBACK_SECONDS = env.float("WAKEUP_FALLBACK_SECONDS", default=5.0)
+# Database work of waiting requests running at once in one web process (apps.core.aio.run_sync).
+API_WAIT_DB_SLOTS = env.int("API_WAIT_DB_SLOTS", default=8)
 # Where the web process serving the sandbox is reached from workers (seed_demo's portal URL).
 SANDBOX_BASE_URL = env("SANDBOX_BASE_URL", default="http://127.0.0.1:8000")
 

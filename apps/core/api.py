@@ -22,6 +22,7 @@ Views return a dict/list (200), or `(payload, status)` / `(payload, status, head
 """
 
 import functools
+import inspect
 import json
 import logging
 import math
@@ -196,34 +197,58 @@ def _check_url_input(request: HttpRequest, kwargs: dict) -> None:
             raise InvalidRequest(f"The {key} in the URL contains a control character.", field=key)
 
 
+def _render(result) -> HttpResponseBase:
+    if isinstance(result, HttpResponseBase):  # a JsonResponse, or a file (exports)
+        return result
+    status, headers = 200, {}
+    if isinstance(result, tuple):
+        result, status, *rest = result
+        headers = rest[0] if rest else {}
+    response = JsonResponse(result, status=status, safe=False, json_dumps_params={"ensure_ascii": False})
+    for key, value in headers.items():
+        response[key] = value
+    return response
+
+
+def _refused(exc: Exception, request: HttpRequest, view) -> JsonResponse:
+    if isinstance(exc, ApplicationError):
+        return error_response(exc, request)
+    if isinstance(exc, SuspiciousOperation):  # e.g. TooManyFieldsSent, DisallowedHost
+        return error_response(InvalidRequest(f"The request was refused: {exc}", field="request"), request)
+    logger.error("Unhandled error in %s", view.__qualname__, exc_info=exc)
+    return internal_error_response(request)
+
+
 def json_endpoint(*methods: str):
+    """Also wraps an `async def` view (the long polls): the same checks and error answers, awaited."""
     allowed = sorted({m.upper() for m in methods})
 
+    def _check(request: HttpRequest, kwargs: dict) -> None:
+        if request.method not in allowed:
+            raise MethodNotAllowed(f"Use {', '.join(allowed)}.", allowed=allowed)
+        _check_url_input(request, kwargs)
+
     def decorator(view):
+        if inspect.iscoroutinefunction(view):
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args, **kwargs):
+                try:
+                    _check(request, kwargs)
+                    result = await view(request, *args, **kwargs)
+                except Exception as exc:  # noqa: BLE001 - rendered by _refused, unexpected ones logged
+                    return _refused(exc, request, view)
+                return _render(result)
+
+            return csrf_exempt(async_wrapper)
+
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
             try:
-                if request.method not in allowed:
-                    raise MethodNotAllowed(f"Use {', '.join(allowed)}.", allowed=allowed)
-                _check_url_input(request, kwargs)
+                _check(request, kwargs)
                 result = view(request, *args, **kwargs)
-            except ApplicationError as exc:
-                return error_response(exc, request)
-            except SuspiciousOperation as exc:  # e.g. TooManyFieldsSent, DisallowedHost
-                return error_response(InvalidRequest(f"The request was refused: {exc}", field="request"), request)
-            except Exception:
-                logger.exception("Unhandled error in %s", view.__qualname__)
-                return internal_error_response(request)
-            if isinstance(result, HttpResponseBase):  # a JsonResponse, or a file (exports)
-                return result
-            status, headers = 200, {}
-            if isinstance(result, tuple):
-                result, status, *rest = result
-                headers = rest[0] if rest else {}
-            response = JsonResponse(result, status=status, safe=False, json_dumps_params={"ensure_ascii": False})
-            for key, value in headers.items():
-                response[key] = value
-            return response
+            except Exception as exc:  # noqa: BLE001 - rendered by _refused, unexpected ones logged
+                return _refused(exc, request, view)
+            return _render(result)
 
         # Bearer-token API: no cookies are read, so CSRF does not apply; the session
         # middleware never authenticates these views (see apps.agents.auth).

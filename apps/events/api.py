@@ -3,9 +3,10 @@
 Events of portals the agent holds a grant on, filtered to those its packs may read
 (`apps.events.readable`), oldest first ("newest last"). The cursor is the feed sequence of the
 last event scanned: pass `next_cursor` back as `after` and nothing is skipped or repeated.
-`wait` (<= API_MAX_WAIT_SECONDS) holds the answer until an event arrives.
+`wait` (<= API_MAX_WAIT_SECONDS) holds the answer until an event arrives (woken when one is processed).
 """
 
+import dataclasses
 import re
 import time
 
@@ -13,6 +14,7 @@ from django.conf import settings
 
 from apps.agents.auth import authenticate_agent
 from apps.agents.ratelimit import check_rate
+from apps.core import aio, wakeup
 from apps.core.api import json_endpoint, parse_json_body
 from apps.core.exceptions import InvalidRequest, NotFound
 from apps.plans.schemas import parse_wait
@@ -23,7 +25,6 @@ from .selectors import feed_page, feed_portals
 
 MAX_LIMIT = 500
 _CURSOR = re.compile(r"[0-9]{1,18}")
-POLL_INTERVAL = 0.25
 
 
 def parse_after(value: str | None) -> int:
@@ -68,8 +69,37 @@ def render_event(event) -> dict:
     }
 
 
+@dataclasses.dataclass
+class _Feed:
+    agent: object
+    portals: list
+    types: frozenset | None
+    limit: int
+    wait: int
+    cursor: int
+
+
 @json_endpoint("GET")
-def events_feed(request):
+async def events_feed(request):
+    """Async: the query runs as sync code; while nothing has arrived the wait is awaited on the
+    portals' wake-up (`apps.core.wakeup`, signalled when an event is processed) and holds no
+    thread and no database connection."""
+    feed = await aio.run_sync(_feed_request, request)
+    events, cursor = await aio.run_sync(_page, feed)
+    if not events and feed.wait:
+        deadline = time.monotonic() + feed.wait
+        with wakeup.subscribe([wakeup.events_key(p.pk) for p in feed.portals]) as sub:
+            while True:
+                events, cursor = await aio.run_sync(_page, feed)  # after subscribing: nothing missed
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0:
+                    break
+                await aio.park()
+                await sub.wait(min(remaining, wakeup.fallback_seconds()))
+    return await aio.run_sync(_render_feed, events, cursor)
+
+
+def _feed_request(request) -> _Feed:
     agent = _agent(request)
     slug = request.GET.get("portal") or None
     after = parse_after(request.GET.get("after"))
@@ -79,14 +109,20 @@ def events_feed(request):
     portals = feed_portals(agent=agent, slug=slug)
     if slug is not None and not portals:
         raise NotFound(f"No portal {slug!r} is available to this agent.", field="portal")
-    deadline = time.monotonic() + wait
-    cursor = after
-    while True:
-        events, cursor = feed_page(agent=agent, portals=portals, after=cursor, types=types, limit=limit)
-        remaining = deadline - time.monotonic()
-        if events or remaining <= 0:
-            break
-        time.sleep(min(POLL_INTERVAL, remaining))
+    return _Feed(agent=agent, portals=list(portals), types=types, limit=limit, wait=wait, cursor=after)
+
+
+def _page(feed: _Feed):
+    """One page after the feed's cursor; the cursor moves past what was scanned (shown or not).
+    An empty page that will be waited on lets go of the database connection first."""
+    events, feed.cursor = feed_page(agent=feed.agent, portals=feed.portals, after=feed.cursor, types=feed.types,
+                                    limit=feed.limit)
+    if not events and feed.wait:
+        aio.release_connections()
+    return events, feed.cursor
+
+
+def _render_feed(events, cursor) -> dict:
     return {"events": [render_event(e) for e in events], "next_cursor": str(cursor)}
 
 

@@ -27,6 +27,7 @@ from django.utils.crypto import constant_time_compare
 
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
+from apps.core import wakeup
 from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound, Unauthenticated
 from apps.plans.choices import PlanStatus
 from apps.plans.models import Plan
@@ -235,6 +236,7 @@ def event_process(*, event_id: int) -> str:
         event.processed_at = timezone.now()
         event.feed_seq = _next_feed_seq()
         event.save(update_fields=["attempts", "status", "processed_at", "feed_seq"])
+        wakeup.notify_on_commit(wakeup.events_key(event.portal_id))  # answers the feed's `wait=` after commit
         from .subscriptions import fan_out
 
         fan_out(event)

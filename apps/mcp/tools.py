@@ -6,6 +6,7 @@ server, so both transports offer the same tools with the same words.
 
 import json
 
+from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
 
@@ -88,7 +89,7 @@ def _events(request, agent, args):
             query[key] = str(args[key])
     inner.GET = query
     inner.request_id = getattr(request, "request_id", None)
-    response = view(inner)
+    response = async_to_sync(view)(inner) if iscoroutinefunction(view) else view(inner)  # the feed is async
     try:
         payload = json.loads(response.content)
     except ValueError:

@@ -6,12 +6,14 @@ from django.conf import settings
 
 from apps.agents.auth import authenticate_agent
 from apps.agents.ratelimit import check_rate
+from apps.core import aio
 from apps.core.api import json_endpoint, parse_json_body
 from apps.core.exceptions import InvalidRequest
 from apps.policy.decide import describe_method
 from apps.policy.selectors import agent_capabilities, grant_views_for
 
 from . import services
+from .choices import FINAL_FOR_WAIT
 from .models import Approval, Plan
 from .openapi import openapi_document
 from .schemas import (
@@ -23,17 +25,13 @@ from .schemas import (
     parse_wait,
     render_plan,
 )
-from .selectors import plan_get_for_agent, plan_list_for_agent, plan_wait_final, plans_for_agent
+from .selectors import plan_await_final, plan_get_for_agent, plan_list_for_agent, plans_for_agent
 
 
 def _agent(request):
     agent = authenticate_agent(request)
     check_rate(agent)
     return agent
-
-
-def _wait_for_final(agent, plan, seconds: int):
-    return plan_wait_final(agent=agent, plan=plan, seconds=seconds)
 
 
 def _as_created(plan: Plan) -> Plan:
@@ -44,15 +42,32 @@ def _as_created(plan: Plan) -> Plan:
     return plan
 
 
+# `?wait=` views are async: the submit, the reads and the rendering run as sync code (one
+# `sync_to_async` call each), the wait itself is awaited on the plan's wake-up and holds no
+# thread (`plan_await_final`). `_Waiting` is what the sync part hands to the wait.
+
+
+@dataclasses.dataclass
+class _Waiting:
+    agent: object
+    plan: Plan
+    seconds: int
+    replayed: bool = False
+
+
 @json_endpoint("GET", "POST")
-def plans(request):
-    agent = _agent(request)
+async def plans(request):
     if request.method == "POST":
-        return _submit(request, agent)
-    return _list(request, agent)
+        answer = await aio.run_sync(_submit, request)
+        if isinstance(answer, _Waiting):
+            plan = await plan_await_final(agent=answer.agent, plan=answer.plan, seconds=answer.seconds)
+            answer = await aio.run_sync(_submitted, plan, answer.replayed)
+        return answer
+    return await aio.run_sync(_list, request)
 
 
-def _submit(request, agent):
+def _submit(request):
+    agent = _agent(request)
     dry_run = parse_flag(request.GET.get("dry_run"), field="dry_run")
     wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
     req = parse_submit(parse_json_body(request), header_key=request.headers.get("Idempotency-Key"))
@@ -64,15 +79,23 @@ def _submit(request, agent):
     if submission.dry_run is not None:
         return {"dry_run": True, **dataclasses.asdict(submission.dry_run)}
     if wait or submission.replayed:
-        plan = _wait_for_final(agent, plans_for_agent(agent).get(pk=submission.plan.pk), wait)
+        plan = plans_for_agent(agent).get(pk=submission.plan.pk)
+        if wait and plan.status not in FINAL_FOR_WAIT:
+            aio.release_connections()
+            return _Waiting(agent, plan, wait, submission.replayed)
     else:
         plan = _as_created(submission.plan)
-    if submission.replayed:
+    return _submitted(plan, submission.replayed)
+
+
+def _submitted(plan: Plan, replayed: bool):
+    if replayed:
         return render_plan(plan), 200, {"Idempotent-Replayed": "true"}
     return render_plan(plan), 201, {"Location": f"/api/v1/plans/{plan.pk}"}
 
 
-def _list(request, agent):
+def _list(request):
+    agent = _agent(request)
     limit = parse_limit(request.GET.get("limit"))
     cursor = request.GET.get("cursor")
     rows = plan_list_for_agent(
@@ -85,11 +108,22 @@ def _list(request, agent):
 
 
 @json_endpoint("GET")
-def plan_detail(request, plan_id):
+async def plan_detail(request, plan_id):
+    answer = await aio.run_sync(_detail, request, plan_id)
+    if isinstance(answer, _Waiting):
+        plan = await plan_await_final(agent=answer.agent, plan=answer.plan, seconds=answer.seconds)
+        answer = await aio.run_sync(render_plan, plan)
+    return answer
+
+
+def _detail(request, plan_id):
     agent = _agent(request)
     wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
     plan = plan_get_for_agent(agent=agent, plan_id=plan_id)
-    return render_plan(_wait_for_final(agent, plan, wait))
+    if wait and plan.status not in FINAL_FOR_WAIT:
+        aio.release_connections()
+        return _Waiting(agent, plan, wait)
+    return render_plan(plan)
 
 
 @json_endpoint("POST")

@@ -3,6 +3,7 @@ import uuid
 
 from django.db.models import Q
 
+from apps.core import aio, wakeup
 from apps.core.exceptions import InvalidRequest, NotFound
 from apps.portals.models import Portal
 
@@ -17,14 +18,44 @@ def plans_for_agent(agent):
 
 
 def plan_wait_final(*, agent, plan: Plan, seconds: float) -> Plan:
-    """The plan once it is final, or as it is after `seconds` (the API's and MCP's `wait`)."""
+    """The plan once it is final, or as it is after `seconds` (MCP's `wait`, sync callers). Woken
+    by the transition (`apps.core.wakeup`); it blocks its thread meanwhile."""
+    if plan.status in FINAL_FOR_WAIT or seconds <= 0:
+        return plan
     deadline = time.monotonic() + seconds
-    while plan.status not in FINAL_FOR_WAIT:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        time.sleep(min(0.25, remaining))
-        plan = plans_for_agent(agent).get(pk=plan.pk)
+    with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub:
+        plan = plans_for_agent(agent).get(pk=plan.pk)  # after subscribing: no change is missed
+        while plan.status not in FINAL_FOR_WAIT:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sub.wait_sync(min(remaining, wakeup.fallback_seconds()))
+            plan = plans_for_agent(agent).get(pk=plan.pk)
+    return plan
+
+
+def _plan_reload(agent, plan_id) -> Plan:
+    plan = plans_for_agent(agent).get(pk=plan_id)
+    if plan.status not in FINAL_FOR_WAIT:
+        aio.release_connections()  # it waits again; a final plan is rendered on this connection
+    return plan
+
+
+async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
+    """`plan_wait_final` for async views (the API's `?wait=`): between reads it holds no thread and
+    no database connection (`apps.core.aio.park`); the transition's notify wakes it."""
+    if plan.status in FINAL_FOR_WAIT or seconds <= 0:
+        return plan
+    deadline = time.monotonic() + seconds
+    with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub:
+        plan = await aio.run_sync(_plan_reload, agent, plan.pk)  # after subscribing: no change is missed
+        while plan.status not in FINAL_FOR_WAIT:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await aio.park()
+            await sub.wait(min(remaining, wakeup.fallback_seconds()))
+            plan = await aio.run_sync(_plan_reload, agent, plan.pk)
     return plan
 
 

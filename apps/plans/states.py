@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
+from apps.core import wakeup
 from apps.core.exceptions import Conflict
 
-from .choices import TERMINAL_STATES, PlanStatus
+from .choices import FINAL_FOR_WAIT, TERMINAL_STATES, PlanStatus
 from .models import Plan
 
 S = PlanStatus
@@ -76,6 +77,8 @@ def _recorded(plan: Plan, source: str, target: str, actor, data: dict | None) ->
         action=audit_events.PLAN_TRANSITION, actor=actor, portal=plan.portal, plan=plan,
         data={"from": source, "to": target, **(data or {})},
     )
+    if target in FINAL_FOR_WAIT:
+        wakeup.notify_on_commit(wakeup.plan_key(plan.pk))  # answers `?wait=` requests after commit
     if target in TERMINAL_STATES and plan.callback_url:
         from apps.approvals.services import callback_schedule
 

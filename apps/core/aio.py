@@ -1,0 +1,89 @@
+"""What async views need to wait without holding a thread (the API's `?wait=` long polls).
+
+Django under ASGI gives each request a one-thread executor for its sync code (middleware hooks,
+signals) that lives as long as the request. A long poll `park()`s before it waits: that thread
+is let go (its database connections closed first), so a waiting request holds a coroutine and a
+socket, no thread and no connection. A later sync call of the same request gets a fresh thread.
+
+Under a sync caller (WSGI, Django's test client) the async view runs inside that caller's thread
+via `async_to_sync`; that thread waits anyway, and `park()` does nothing.
+
+`run_sync(fn, ...)` is how those views run their database work. Under ASGI it runs in a pool
+of `API_WAIT_DB_SLOTS` (default 8) threads per process whose database connections are kept
+(closed after a database error), so hundreds of long polls arriving or woken together queue for
+a thread instead of each opening a connection (PostgreSQL forks a backend per connection). Under
+a sync caller it runs in that caller's thread, as `sync_to_async` does.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+_pool: dict = {"pid": None, "executor": None}
+_thread = threading.local()
+
+
+def _mark_pooled() -> None:
+    _thread.pooled = True
+
+
+def _executor() -> ThreadPoolExecutor:
+    import os
+
+    if _pool["pid"] != os.getpid():  # first use, or a forked child
+        _pool["pid"] = os.getpid()
+        _pool["executor"] = ThreadPoolExecutor(int(getattr(settings, "API_WAIT_DB_SLOTS", 8)),
+                                               thread_name_prefix="api-wait-db", initializer=_mark_pooled)
+    return _pool["executor"]
+
+
+def _pooled(fn):
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DatabaseError:
+            for conn in connections.all(initialized_only=True):
+                conn.close()  # a broken connection is not kept for the next request
+            raise
+    return run
+
+
+async def run_sync(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)`: in the pool under ASGI, in the sync caller's thread otherwise."""
+    if _request_executor_context() is None:
+        return await sync_to_async(fn)(*args, **kwargs)
+    return await sync_to_async(_pooled(fn), thread_sensitive=False, executor=_executor())(*args, **kwargs)
+
+
+def release_connections() -> None:
+    """Close this thread's database connections (none inside a transaction, and none of the pool's,
+    which are kept): called by a sync part that hands over to a wait, so a waiting request holds no
+    connection."""
+    if getattr(_thread, "pooled", False):
+        return
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
+def _request_executor_context():
+    """The request's thread-sensitive context when its sync code runs in an executor of its own
+    (ASGI), else None (a sync caller's thread, or no request)."""
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return None
+    return SyncToAsync.thread_sensitive_context.get(None)
+
+
+async def park() -> None:
+    """Let go of this request's thread and database connections before a long wait."""
+    context = _request_executor_context()
+    if context is None:
+        return
+    if context in SyncToAsync.context_to_thread_executor:
+        await sync_to_async(release_connections)()
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
