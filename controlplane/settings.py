@@ -111,6 +111,19 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # the server dropped is replaced instead of failing the request.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+# The ASGI web process (controlplane/asgi.py sets CONTROLPLANE_ASGI=1) runs each request's sync code in
+# a thread that ends with the request, so a connection kept per thread would be left behind: on
+# PostgreSQL it borrows connections from psycopg's pool instead (opened once, checked on borrow).
+# Elsewhere (Celery workers, commands, WSGI) the persistent connection above is kept.
+if (os.environ.get("CONTROLPLANE_ASGI") == "1" and env.bool("DATABASE_POOL", default=True)
+        and DATABASES["default"]["ENGINE"].endswith("postgresql")):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=20),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

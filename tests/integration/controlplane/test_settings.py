@@ -103,3 +103,24 @@ def test_database_connections_persist_and_are_health_checked_from_the_environmen
     tuned = manage("shell", "--no-imports", "-c", probe,
                    env=clean_env(**base, CONN_MAX_AGE="0", CONN_HEALTH_CHECKS="0"))
     assert tuned.stdout.split() == ["0", "False"], tuned.stderr
+
+
+def test_the_asgi_web_process_borrows_postgresql_connections_from_a_pool(tmp_path):
+    """Under ASGI each request's sync code runs in a thread that ends with it, so the web process
+    (controlplane/asgi.py sets CONTROLPLANE_ASGI=1) uses psycopg's pool on PostgreSQL unless
+    DATABASE_POOL=0; other processes and SQLite keep the persistent connection."""
+    probe = ("from django.db import connection as c; "
+             "print(c.settings_dict['CONN_MAX_AGE'], c.settings_dict['CONN_HEALTH_CHECKS'], "
+             "c.settings_dict['OPTIONS'].get('pool', {}).get('max_size'))")
+    base = {"DEBUG": "1", "DATA_DIR": str(tmp_path), "ENV_FILE": "",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused"}
+    pooled = manage("shell", "--no-imports", "-c", probe, env=clean_env(**base, CONTROLPLANE_ASGI="1"))
+    assert pooled.stdout.split() == ["0", "False", "20"], pooled.stderr
+    worker = manage("shell", "--no-imports", "-c", probe, env=clean_env(**base, DATABASE_POOL="1"))
+    assert worker.stdout.split() == ["60", "True", "None"], worker.stderr
+    opted_out = manage("shell", "--no-imports", "-c", probe,
+                       env=clean_env(**base, CONTROLPLANE_ASGI="1", DATABASE_POOL="0"))
+    assert opted_out.stdout.split() == ["60", "True", "None"], opted_out.stderr
+    sqlite = manage("shell", "--no-imports", "-c", probe,
+                    env=clean_env(DEBUG="1", DATA_DIR=str(tmp_path), ENV_FILE="", CONTROLPLANE_ASGI="1"))
+    assert sqlite.stdout.split() == ["60", "True", "None"], sqlite.stderr

@@ -263,7 +263,7 @@ def test_plan_lifecycle_state_machine(lifecycle_world, portal):
                     assert sends <= 1
 
     run_state_machine_as_test(PlanLifecycle, settings=settings(
-        max_examples=50, stateful_step_count=40, deadline=None,
+        max_examples=100, stateful_step_count=40, deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
     # the machine got everywhere that matters (guards against rules that silently never fire)
     assert {("write", "needs_reconciliation"), ("write", "succeeded"), ("read", "succeeded"), ("write", "failed"),
