@@ -79,9 +79,9 @@ MUTATE_TARGETS ?= \
 	redact=apps/bitrix/redact.py=tests/unit/bitrix/test_redact_secrets.py,tests/unit/bitrix/test_urls_and_logging.py \
 	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py \
 	states=apps/plans/states.py=tests/integration/plans/test_states.py,tests/integration/plans/test_lifecycle_machine.py \
-	idempotency=apps/plans/idempotency.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_api_flow.py \
+	idempotency=apps/plans/idempotency.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_api_flow.py,tests/integration/plans/test_tasks.py \
 	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py \
-	selectors=apps/plans/selectors.py=tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_admin_approvals.py \
+	selectors=apps/plans/selectors.py=tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_api_flow.py \
 	services=apps/plans/services.py=tests/integration/plans/test_plan_decide.py,tests/integration/plans/test_tasks.py,tests/integration/plans/test_lifecycle_machine.py \
 	policy=apps/policy/decide.py,apps/policy/risk.py,apps/policy/normalize.py,apps/policy/batchparse.py,apps/policy/packs.py=tests/unit/policy \
 	audit=apps/audit/services.py=tests/integration/audit
