@@ -30,8 +30,14 @@ class FakeClock:
         self.now = 100.0  # exact in binary: 100 + 4 × 0.25 is exactly 101
         self.sleeps = []
         self.on_sleep = on_sleep
-        monkeypatch.setattr(time, "monotonic", lambda: self.now)
+        self.reads = 0
+        monkeypatch.setattr(time, "monotonic", self.monotonic)
         monkeypatch.setattr(time, "sleep", self.sleep)
+
+    def monotonic(self):
+        self.reads += 1
+        assert self.reads < 100, "spinning on the clock without sleeping"
+        return self.now
 
     def sleep(self, seconds):
         assert len(self.sleeps) < 20, f"still waiting after {self.sleeps}"
