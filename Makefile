@@ -79,7 +79,7 @@ lint: install
 # and load-sensitive to run once per mutant).
 MUTATE_TARGETS ?= \
 	redact=apps/bitrix/redact.py=tests/unit/bitrix/test_redact_secrets.py,tests/unit/bitrix/test_urls_and_logging.py \
-	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py \
+	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py,tests/integration/portals/test_rotate_keys_mutants.py \
 	states=apps/plans/states.py=tests/unit/plans/test_state_errors.py,tests/integration/plans/test_states.py,tests/integration/plans/test_states_mutants.py,tests/integration/plans/test_plan_decide.py \
 	idempotency=apps/plans/idempotency.py=tests/integration/plans/test_idempotency_mutants.py,tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_api_flow.py,tests/integration/plans/test_tasks.py \
 	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py \
