@@ -75,17 +75,19 @@ lint: install
 # module is mutated in its own scratch copy of HEAD under $(DATA_DIR)/mutate (mutmut 2 edits files
 # in place) against the tests that guard it; `make mutate MUTATE_ONLY=redact` runs one entry.
 # Results: $(DATA_DIR)/mutate/<name>.txt (`mutmut results`); the score is in bench/README.md. Decorator
-# mutants are off (here they only resize lru_caches).
+# mutants are off (here they only resize lru_caches). Each set is the narrowest fast one that guards
+# its module (seconds per run, SQLite in memory, no browser, no lifecycle state machine: too slow
+# and load-sensitive to run once per mutant).
 MUTATE_TARGETS ?= \
 	redact=apps/bitrix/redact.py=tests/unit/bitrix/test_redact_secrets.py,tests/unit/bitrix/test_urls_and_logging.py \
-	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py \
-	states=apps/plans/states.py=tests/integration/plans/test_states.py,tests/integration/plans/test_lifecycle_machine.py \
-	idempotency=apps/plans/idempotency.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_api_flow.py \
+	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py,tests/integration/portals/test_rotate_keys_mutants.py \
+	states=apps/plans/states.py=tests/unit/plans/test_state_errors.py,tests/integration/plans/test_states.py,tests/integration/plans/test_states_mutants.py,tests/integration/plans/test_plan_decide.py \
+	idempotency=apps/plans/idempotency.py=tests/integration/plans/test_idempotency_mutants.py,tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_api_flow.py,tests/integration/plans/test_tasks.py \
 	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py \
-	selectors=apps/plans/selectors.py=tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_admin_approvals.py \
-	services=apps/plans/services.py=tests/integration/plans/test_plan_decide.py,tests/integration/plans/test_tasks.py,tests/integration/plans/test_lifecycle_machine.py \
+	selectors=apps/plans/selectors.py=tests/integration/plans/test_selectors_mutants.py,tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_api_flow.py \
+	services=apps/plans/services.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_plan_decide.py,tests/integration/plans/test_tasks.py,tests/integration/plans/test_reconcile.py \
 	policy=apps/policy/decide.py,apps/policy/risk.py,apps/policy/normalize.py,apps/policy/batchparse.py,apps/policy/packs.py=tests/unit/policy \
-	audit=apps/audit/services.py=tests/integration/audit
+	audit=apps/audit/services.py=tests/integration/audit/test_audit_chain.py,tests/integration/audit/test_audit_masking.py,tests/integration/audit/test_audit_secrets.py,tests/integration/audit/test_audit_checkpoint.py,tests/integration/audit/test_audit_export.py
 MUTATE_ONLY ?=
 # mutmut 2.5.1 sometimes loses a mutant in its cache ("Attribute Mutant.line is required") and then
 # waits forever: each run is cut at MUTATE_TIMEOUT seconds and resumed from its cache.
