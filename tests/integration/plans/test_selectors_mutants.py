@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from apps.core import wakeup
 from apps.core.exceptions import InvalidRequest, NotFound
 from apps.plans import selectors, services
 from apps.plans.choices import PlanStatus
@@ -23,8 +24,9 @@ def pending(agent, portal):
 
 
 class FakeClock:
-    """time.monotonic and time.sleep on a clock that moves only when slept on; `on_sleep` runs
-    after each sleep (a worker finishing the plan meanwhile)."""
+    """time.monotonic, and a wake-up subscription's wait, on a clock that moves only when waited
+    on (no signal ever comes, so each wait lasts its whole timeout; the safety-net re-read interval
+    is 0.25 s); `on_sleep` runs after each wait (a worker finishing the plan meanwhile)."""
 
     def __init__(self, monkeypatch, on_sleep=None):
         self.now = 100.0  # exact in binary: 100 + 4 × 0.25 is exactly 101
@@ -32,7 +34,8 @@ class FakeClock:
         self.on_sleep = on_sleep
         self.reads = 0
         monkeypatch.setattr(time, "monotonic", self.monotonic)
-        monkeypatch.setattr(time, "sleep", self.sleep)
+        monkeypatch.setattr(wakeup.Subscription, "wait_sync", lambda sub, timeout: bool(self.sleep(timeout)))
+        monkeypatch.setattr(wakeup, "fallback_seconds", lambda: 0.25)
 
     def monotonic(self):
         self.reads += 1
@@ -47,7 +50,7 @@ class FakeClock:
             self.on_sleep(len(self.sleeps))
 
 
-def test_waiting_on_a_plan_that_stays_pending_polls_every_quarter_second_until_the_deadline(
+def test_waiting_on_a_plan_that_stays_pending_rereads_every_interval_until_the_deadline(
         monkeypatch, agent, portal):
     plan = pending(agent, portal)
     clock = FakeClock(monkeypatch)
@@ -113,7 +116,8 @@ def test_another_agents_plan_is_not_found(agent, portal, make_agent):
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (str(uuid.uuid4()), True), (uuid.uuid4(), True), ("not-a-uuid", False), ("", False), (None, False)])
+    ("4ab8bf8c-ce0f-4491-8c78-0ce94ef75863", True), (uuid.UUID("7e68eec2-cea7-4e5d-a794-6473d1333a61"), True),
+    ("not-a-uuid", False), ("", False), (None, False)])
 def test_is_uuid(value, expected):
     assert selectors.is_uuid(value) is expected
 
