@@ -1,7 +1,9 @@
 """Bearer-token authentication for the agent API. Sessions and cookies are never consulted."""
 
 import datetime
+import logging
 
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.core.exceptions import Unauthenticated
@@ -10,6 +12,7 @@ from .models import Agent
 from .tokens import hash_token
 
 _LAST_USED_GRANULARITY = datetime.timedelta(minutes=1)
+logger = logging.getLogger(__name__)
 
 
 def authenticate_agent(request) -> Agent:
@@ -27,5 +30,20 @@ def authenticate_agent(request) -> Agent:
         raise Unauthenticated("The bearer token is not valid or was revoked.")
     now = timezone.now()
     if agent.last_used_at is None or now - agent.last_used_at > _LAST_USED_GRANULARITY:
-        Agent.objects.filter(pk=agent.pk).update(last_used_at=now)
+        _touch(agent, now)
     return agent
+
+
+def _touch(agent: Agent, now) -> None:
+    """Record when the agent was last seen. Bookkeeping only: when the database refuses the write
+    (SQLite answers "locked" while another connection writes), the request goes on and the next
+    one a minute later tries again. Inside a caller's transaction the write gets a savepoint so
+    a refusal cannot break that transaction."""
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                Agent.objects.filter(pk=agent.pk).update(last_used_at=now)
+        else:
+            Agent.objects.filter(pk=agent.pk).update(last_used_at=now)
+    except DatabaseError as exc:
+        logger.warning("agent %s: last_used_at not recorded (%s)", agent.slug, exc)
