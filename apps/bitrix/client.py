@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from apps.policy.risk import READ, classify
 from apps.portals.models import AuthMode, Credential, CredentialStatus, Portal
 
 from . import limiter
@@ -59,13 +60,17 @@ _WEBHOOK_CODE = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 class BitrixClient:
     """Calls one portal with its stored credential. Build it inside the worker (tasks get ids)."""
 
-    def __init__(self, portal: Portal | int, *, use_limiter: bool = True, credential: Credential | None = None):
+    def __init__(self, portal: Portal | int, *, use_limiter: bool = True, credential: Credential | None = None,
+                 auth_connector: str = ""):
         """`credential`: the portal's credential row just read with it (a caller's
-        `select_related("portal__credential")`), saving a query; by default it is read here."""
+        `select_related("portal__credential")`), saving a query; by default it is read here.
+        `auth_connector`: the source key our offline event bindings use; every write this client
+        sends carries it, so the portal does not queue our own changes back to us (FACTS §11)."""
         if not isinstance(portal, Portal):
             portal = Portal.objects.get(pk=portal)
         self.portal = portal
         self.use_limiter = use_limiter
+        self.auth_connector = auth_connector
         self._load_credential(credential)
 
     # --- public API ------------------------------------------------------------------------------
@@ -81,6 +86,8 @@ class BitrixClient:
             raise InvalidCall("INVALID_CALL", "Use BitrixClient.batch() for batch.")
         if rest3 is None:
             rest3 = is_rest3_only(name)
+        if not rest3:
+            params = self._marked(name, params)
         status, body = self._exchange(method=name, params=params, rest3=rest3, held=[name.lower()],
                                       reserved=reserved)
         limiter.operating_time_seen(portal_id=self.portal.pk, method=name, time_info=body.get("time"))
@@ -186,6 +193,22 @@ class BitrixClient:
             method=method_path(first_method),
         )
 
+    def _marked(self, method: str, params: Any) -> Any:
+        """`params` with our `auth_connector` added when this is a write (a v2 call with named
+        parameters that the risk classifier does not call a read; a method it cannot classify
+        counts as a write). A caller's own `auth_connector` is left as it is."""
+        if not self.auth_connector or not isinstance(params, (dict, type(None))):
+            return params
+        if params and "auth_connector" in params:
+            return params
+        try:
+            risk = classify(method, params)
+        except Exception:  # noqa: BLE001 - unclassifiable: treated as a write (fail closed)
+            risk = None
+        if risk == READ:
+            return params
+        return {**(params or {}), "auth_connector": self.auth_connector}
+
     def _batch_commands(self, commands: list) -> tuple[dict[str, str], dict[str, str]]:
         """Check and encode batch commands: ({name: "method?query"}, {name: method})."""
         if not commands:
@@ -212,7 +235,7 @@ class BitrixClient:
             if params is not None and not isinstance(params, (dict, list, tuple)):
                 raise InvalidCall("INVALID_PARAMS", f"params of {name!r} must be an object.")
             if isinstance(params, dict):
-                params = {k: v for k, v in params.items() if k != "auth"}
+                params = self._marked(method, {k: v for k, v in params.items() if k != "auth"})
             cmd[name] = batch_command(method, params)
             sub_methods[name] = method
         return cmd, sub_methods

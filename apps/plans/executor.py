@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -108,7 +109,7 @@ def _load(plan_id, attempt: int | None) -> Plan | None:
     on the portal (`holds`) and whether other plans wait there to share a batch (`waiting`).
     A first run finds only an `approved` plan: most first deliveries on a busy portal find their
     plan sent already in another plan's batch, and answer from this one read."""
-    plans = (Plan.objects.select_related("portal", "portal__credential", "agent", "preview")
+    plans = (Plan.objects.select_related("portal", "portal__credential", "portal__event_settings", "agent", "preview")
              .annotate(stale_approval=_stale_approval(), holds=limiter.holds_exist(), waiting=_others_waiting(),
                        grant_rows=active_grants_json())
              .filter(pk=plan_id))
@@ -264,7 +265,16 @@ def _client(plan: Plan) -> BitrixClient:
             credential = portal.credential
         except Portal.credential.RelatedObjectDoesNotExist:
             credential = None
-    return BitrixClient(portal, credential=credential)
+    return BitrixClient(portal, credential=credential, auth_connector=_auth_connector(portal))
+
+
+def _auth_connector(portal: Portal) -> str:
+    """The source key of the portal's offline event bindings (read with the plan), which every
+    write carries so our own changes are not queued back to us as events."""
+    try:
+        return portal.event_settings.auth_connector
+    except ObjectDoesNotExist:
+        return ""
 
 
 def _not_sent_detail(exc: NotSent) -> dict:

@@ -94,3 +94,69 @@ def test_our_own_writes_do_not_echo_back(offline_sandbox):
 
     offline_drain(portal_id=portal.pk, max_batches=2)
     assert [e.event for e in InboundEvent.objects.filter(portal=portal)] == ["ONCRMLEADADD"]
+
+
+def _run(agent, portal, method, params):
+    from apps.plans import executor, services
+
+    plan = services.plan_submit(agent=agent, portal=portal,
+                                steps=[{"name": "call", "method": method, "params": params}]).plan
+    executor.execute(plan_id=plan.pk)
+    plan.refresh_from_db()
+    assert plan.status == "succeeded", plan.error
+    return plan
+
+
+def test_an_agents_writes_through_plans_carry_our_auth_connector(offline_sandbox, make_agent, monkeypatch):
+    """The executor adds the portal's auth_connector to every write it sends (alone or inside an
+    auto-batch), never to a read, and never to what the plan stored or the approvers saw."""
+    import apps.bitrix.client as client_module
+    from apps.plans import executor, services
+
+    sent = []
+    real_send = client_module.http_send
+
+    def spy(http_method, url, *, json_body=None, **kwargs):
+        sent.append(json_body or {})
+        return real_send(http_method, url, json_body=json_body, **kwargs)
+
+    monkeypatch.setattr(client_module, "http_send", spy)
+    sandbox, portal, hook = offline_sandbox
+    agent = make_agent("writer", portal=portal, packs=("core",), write="auto")
+    binding_add(portal=portal, event="ONCRMLEADADD", offline=True)
+
+    plan = _run(agent, portal, "crm.lead.add", {"fields": {"TITLE": "ours, alone"}})
+    assert sent[-1]["auth_connector"] == "cp_ours"
+    assert "auth_connector" not in plan.steps[0]["params"]
+    _run(agent, portal, "crm.lead.list", {"select": ["ID"]})
+    assert "auth_connector" not in sent[-1]
+
+    # two writes queued together go out as one batch: each command carries the connector
+    plans = [services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": f"ours {i}"}}}]).plan
+        for i in range(2)]
+    executor.execute(plan_id=plans[0].pk)
+    batch = sent[-1]
+    assert set(batch["cmd"]) and all("auth_connector=cp_ours" in c for c in batch["cmd"].values()), batch
+    for p in plans:
+        p.refresh_from_db()
+    assert {p.status for p in plans} == {"succeeded"}
+
+    requests.post(f"{hook}/crm.lead.add.json", json={"fields": {"TITLE": "theirs"}}, timeout=10)
+    offline_drain(portal_id=portal.pk, max_batches=2)
+    titles = [e.data for e in InboundEvent.objects.filter(portal=portal)]
+    assert len(titles) == 1  # only someone else's lead came back; our three did not echo
+
+
+def test_without_an_auth_connector_nothing_is_added(offline_sandbox, make_agent, monkeypatch):
+    import apps.bitrix.client as client_module
+
+    sent = []
+    real_send = client_module.http_send
+    monkeypatch.setattr(client_module, "http_send", lambda m, u, *, json_body=None, **kw: (
+        sent.append(json_body or {}), real_send(m, u, json_body=json_body, **kw))[1])
+    sandbox, portal, hook = offline_sandbox
+    event_settings_update(portal=portal, auth_connector="")
+    agent = make_agent("writer", portal=portal, packs=("core",), write="auto")
+    _run(agent, portal, "crm.lead.add", {"fields": {"TITLE": "plain"}})
+    assert "auth_connector" not in sent[-1]
