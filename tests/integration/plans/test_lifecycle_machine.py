@@ -196,7 +196,10 @@ def test_plan_lifecycle_state_machine(lifecycle_world, portal):
             if outcome.status == "needs_reconciliation":
                 self.lost[plan_id] = fake.sent.get(plan_id, 0)
 
-        @rule(pick=st.integers(0, 99), mode=st.sampled_from(["answer", "step_error", "not_sent", "lose", "die"]))
+        # a refused step weighs double: with it once in five, a run of 100 examples now and then
+        # never saw a write fail, and the reachability guard below failed the suite by chance
+        @rule(pick=st.integers(0, 99),
+              mode=st.sampled_from(["answer", "step_error", "step_error", "not_sent", "lose", "die"]))
         @precondition(lambda self: self._ours("approved"))
         def execute_an_approved_plan(self, pick, mode):
             plan_id = self._pick(pick, "approved")
