@@ -27,7 +27,9 @@ os.environ["CONTROLPLANE_ASGI"] = "1"  # settings: the web process pools Postgre
 from django.conf import settings  # noqa: E402 - after the environment above
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-application = get_asgi_application()
+from apps.core.handlers import ASGIRouter  # noqa: E402 - after the settings
+
+application = ASGIRouter(get_asgi_application())
 
 from apps.core.warmup import warm_web_process  # noqa: E402 - needs the apps loaded
 

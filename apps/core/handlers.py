@@ -1,0 +1,59 @@
+"""The web process's applications: requests to the agent API and the event hook go through a
+shorter middleware stack than the pages people use.
+
+Those paths authenticate with a bearer token or a signed form and answer JSON: sessions, the
+logged-in user, messages, CSRF cookies and allauth's account state are never read there, yet
+each of those middlewares costs every request its hooks (under ASGI, a thread hop per hook).
+`API_MIDDLEWARE` (settings) is their stack; `API_PATH_PREFIXES` the paths it serves. The URL
+configuration, error handlers, signals and database handling are Django's, shared by both.
+"""
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+
+
+def _with_middleware(handler_class, middleware: list[str]):
+    class Handler(handler_class):
+        def load_middleware(self, is_async=False):
+            # BaseHandler.load_middleware reads settings.MIDDLEWARE; swapped only while this
+            # handler is built, once, when the process starts.
+            full = settings.MIDDLEWARE
+            settings.MIDDLEWARE = list(middleware)
+            try:
+                super().load_middleware(is_async=is_async)
+            finally:
+                settings.MIDDLEWARE = full
+
+    Handler.__name__ = Handler.__qualname__ = f"Api{handler_class.__name__}"
+    return Handler
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith(tuple(settings.API_PATH_PREFIXES))
+
+
+class ASGIRouter:
+    """HTTP requests under `API_PATH_PREFIXES` to the API handler, everything else to `pages`."""
+
+    def __init__(self, pages):
+        self.pages = pages
+        self.api = _with_middleware(ASGIHandler, settings.API_MIDDLEWARE)()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and _is_api(scope.get("path", "")):
+            return await self.api(scope, receive, send)
+        return await self.pages(scope, receive, send)
+
+
+class WSGIRouter:
+    """The same split for the WSGI application (gunicorn's sync workers)."""
+
+    def __init__(self, pages):
+        self.pages = pages
+        self.api = _with_middleware(WSGIHandler, settings.API_MIDDLEWARE)()
+
+    def __call__(self, environ, start_response):
+        if _is_api(environ.get("PATH_INFO", "")):
+            return self.api(environ, start_response)
+        return self.pages(environ, start_response)
