@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from apps.core.admin import ReadOnlyAdminMixin
 
+from .choices import WAITING_STATES, ExportStatus
 from .models import Export
 from .selectors import export_file_ready, export_progress
 
@@ -52,9 +53,22 @@ class ExportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_summary(self, obj):
-        """The bar, and under it the rate and the time left (the list has little room)."""
-        return format_html('{}<br><small class="export-rate">{} · {} left</small>', self.progress_bar(obj),
-                           self.rate(obj), self.time_left(obj))
+        """The bar, and under it what is happening in words: the rate and the time left while
+        rows are fetched, else the export's state (the list has little room)."""
+        return format_html('{}<br><small class="export-rate">{}</small>', self.progress_bar(obj),
+                           self.progress_words(obj))
+
+    def progress_words(self, obj) -> str:
+        if obj.status == ExportStatus.RUNNING:
+            progress = export_progress(obj)
+            if progress["rows_per_second"] is None:
+                return "starting"
+            if progress["seconds_left"] is None:
+                return f"{self.rate(obj)}, total not known"
+            return f"{self.rate(obj)} · {self.time_left(obj)} left"
+        if obj.status == ExportStatus.SUCCEEDED:
+            return f"done in {_seconds(obj.active_seconds)}" if obj.active_seconds else "done"
+        return "not started" if obj.status in WAITING_STATES else "stopped"  # the status column says why
 
     @admin.display(description="rows / estimated")
     def rows(self, obj):

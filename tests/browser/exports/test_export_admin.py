@@ -40,6 +40,8 @@ def test_admin_shows_export_progress(live_server, new_page, login, portal, make_
     expect(row.locator("progress.export-progress")).to_have_attribute("value", "40.0")
     waiting_row = page.locator("#result_list tbody tr", has_text=str(waiting.pk)[:8])
     expect(waiting_row).to_contain_text("Approved, about to run")
+    expect(waiting_row.locator(".export-rate")).to_have_text("not started")  # not "— · — left"
+    expect(page.locator(".breadcrumbs")).to_have_text("Home › Exports › Exports")
     _shot(page, "exports-admin-list")
 
     page.locator("#result_list a", has_text=str(running.pk)[:8]).click()
