@@ -1,10 +1,11 @@
 """Serve the app on a free local port with a seeded agent token and run schemathesis against the
 served OpenAPI document with every check (`make schemathesis`, called by .ci/run).
 
-The server runs with DEBUG off on a fresh SQLite database in a temporary directory, or on
-SCHEMATHESIS_DATABASE_URL when that is set (a PostgreSQL database the run may fill). The run is
-bounded (`--max-examples` per operation, SCHEMATHESIS_MAX_EXAMPLES, default 50) and stops by
-itself; the exit status is schemathesis's (0: no failure).
+The server (uvicorn with controlplane.asgi, as production) runs with DEBUG off on a fresh SQLite
+database in a temporary directory, or on SCHEMATHESIS_DATABASE_URL when that is set (a PostgreSQL
+database the run may fill). The run is bounded (`--max-examples` per operation,
+SCHEMATHESIS_MAX_EXAMPLES, default 50) and stops by itself; the exit status is schemathesis's
+(0: no failure).
 """
 
 import os
@@ -78,7 +79,9 @@ def main() -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = open(Path(data_dir) / "server.log", "w")  # noqa: SIM115 - closed below
-        server = subprocess.Popen([PY, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        # the production server and application (uvicorn, controlplane.asgi), as `make run` serves it
+        server = subprocess.Popen([str(Path(PY).with_name("uvicorn")), "controlplane.asgi:application", "--host",
+                                   "127.0.0.1", "--port", str(port), "--lifespan", "off", "--log-level", "warning"],
                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             for _ in range(100):
