@@ -61,22 +61,22 @@ INSTALLED_APPS = [
     "apps.exports",
 ]
 
-# Security, Common and XFrameOptions are Django's, with hooks that only compute run on the event
-# loop under ASGI (apps.core.middleware.inline_hooks) instead of a thread hop each.
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
-    "apps.core.middleware.SecurityMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "apps.core.middleware.CommonMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "apps.core.middleware.XFrameOptionsMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
 # The agent API and the Bitrix24 event hook (bearer tokens and signed forms, JSON answers: no
 # session, user, messages or CSRF cookie) are served through this shorter stack by the web
-# process's applications (apps.core.handlers); Django's test client uses MIDDLEWARE.
+# process's applications (apps.core.handlers); Django's test client uses MIDDLEWARE. Its
+# Security, Common and XFrameOptions are Django's, whose hooks only compute, run on the event
+# loop under ASGI (apps.core.middleware.inline_hooks) instead of a thread hop per hook.
 API_PATH_PREFIXES = ("/api/", "/hooks/")
 API_MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",

@@ -265,8 +265,10 @@ def test_plan_lifecycle_state_machine(lifecycle_world, portal):
                 if Plan.objects.get(pk=plan_id).risk != "read":
                     assert sends <= 1
 
+    # derandomize: the same 100 examples every run, so the reachability guard below is a fact of
+    # the code, not of a run's luck (random runs missed a write failing about one time in four)
     run_state_machine_as_test(PlanLifecycle, settings=settings(
-        max_examples=100, stateful_step_count=40, deadline=None,
+        max_examples=100, stateful_step_count=40, deadline=None, derandomize=True,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
     # the machine got everywhere that matters (guards against rules that silently never fire)
     assert {("write", "needs_reconciliation"), ("write", "succeeded"), ("read", "succeeded"), ("write", "failed"),
