@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -115,13 +115,14 @@ def _fetchone(sql: str, params: list) -> tuple | None:
     prepared statement (parsed and planned once per connection: about half the server CPU of
     Django's client-side binding, which never prepares); Django's connection handling is kept:
     its health check, (re)connection and error translation."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each `connection.x` is a thread-local lookup
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
 

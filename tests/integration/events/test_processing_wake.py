@@ -147,3 +147,19 @@ def test_a_broker_that_refuses_the_run_still_stores_and_leaves_the_flag_clear(po
     assert event.status == "received" and flag(portal) is None
     monkeypatch.undo()
     assert events_wake(portal_id=portal.pk) is True  # the next delivery wakes it at once
+
+
+def test_a_run_clears_the_flag_before_it_reads_anything(portal, deliver):
+    """The order that makes a lost wake-up impossible: a delivery that lands after the run's last
+    read finds the flag already clear and queues the next run."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    deliver(1)
+    with CaptureQueriesContext(connection) as queries:
+        assert events_process_pending(portal_id=portal.pk) == 1
+    statements = [q["sql"] for q in queries.captured_queries]
+    clear = next(i for i, sql in enumerate(statements) if sql.startswith('UPDATE "events_processingwake"'))
+    first_read = next(i for i, sql in enumerate(statements) if 'FROM "events_inboundevent"' in sql)
+    assert clear < first_read
+    assert flag(portal) is None
