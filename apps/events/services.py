@@ -384,8 +384,9 @@ def event_process(*, event_id: int) -> str:
 
 
 def events_recover_stale(*, older_than_seconds: int | None = None) -> int:
-    """Enqueue online events still open after a while (a worker died with the message). Offline
-    events are retried by their drain."""
+    """Enqueue online events still open after a while (a worker died with the message or its
+    processing run; the safety net behind `events_wake`). Offline events are retried by their
+    drain."""
     from .tasks import process_event
 
     age = older_than_seconds if older_than_seconds is not None else settings.EVENTS_STALE_SECONDS
