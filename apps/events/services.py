@@ -177,13 +177,19 @@ def event_store(*, portal: Portal, event: str, ts: int, data: dict, payload_hash
     """Store an event once per (portal, event, payload hash, ts). Returns (event, created). The
     offline drain's path: it processes what it stored itself (online deliveries go through
     `online_event_store`)."""
+    def insert() -> InboundEvent:
+        return InboundEvent.objects.create(
+            portal=portal, event=event, ts=ts, payload_hash=payload_hash, data=data, source=source,
+            additional=additional or {}, event_handler_id=event_handler_id, offline_id=offline_id,
+            message_id=message_id, process_id=process_id,
+        )
+
     try:
-        with transaction.atomic():  # a savepoint: a duplicate must not break the caller's transaction
-            stored = InboundEvent.objects.create(
-                portal=portal, event=event, ts=ts, payload_hash=payload_hash, data=data, source=source,
-                additional=additional or {}, event_handler_id=event_handler_id, offline_id=offline_id,
-                message_id=message_id, process_id=process_id,
-            )
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate must not break the caller's transaction
+                stored = insert()
+        else:
+            stored = insert()  # one INSERT is its own transaction (autocommit): no BEGIN/COMMIT round trips
     except IntegrityError:
         existing = InboundEvent.objects.filter(portal=portal, event=event, payload_hash=payload_hash, ts=ts).first()
         if existing is None:  # not the natural key that failed
