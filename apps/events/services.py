@@ -110,11 +110,20 @@ def event_settings_update(*, portal: Portal, offline_events: bool | None = None,
 # --- receiving -------------------------------------------------------------------------------
 
 
+def _prepare_statements(db) -> bool:
+    """Whether the hot path prepares its statements: unless the database's OPTIONS name a
+    `prepare_threshold` (Django turns psycopg's prepared statements off by default for the sake of
+    transaction-mode poolers; an operator behind such a pooler sets `prepare_threshold: None`
+    explicitly and gets plain server-side binding here)."""
+    return "prepare_threshold" not in db.settings_dict.get("OPTIONS", {})
+
+
 def _fetchone(sql: str, params: list) -> tuple | None:
     """One statement of the hook's hot path, its first row. On PostgreSQL it runs as a server-side
     prepared statement (parsed and planned once per connection: about half the server CPU of
-    Django's client-side binding, which never prepares); Django's connection handling is kept:
-    its health check, (re)connection and error translation."""
+    Django's client-side binding, which never prepares; only these cursors prepare, Django's own
+    keep binding on the client); Django's connection handling is kept: its health check,
+    (re)connection and error translation."""
     db = connections[DEFAULT_DB_ALIAS]  # looked up once: each `connection.x` is a thread-local lookup
     if db.vendor != "postgresql":
         with db.cursor() as cursor:
@@ -122,8 +131,14 @@ def _fetchone(sql: str, params: list) -> tuple | None:
             return cursor.fetchone()
     db.close_if_health_check_failed()
     db.ensure_connection()
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+    raw = db.connection
+    prepare = _prepare_statements(db)
+    if prepare and raw.prepare_threshold is None:
+        # psycopg prepares only when a threshold is set; this one is never reached by itself
+        # (Django's client-side cursors never prepare), `prepare=True` below prepares at once.
+        raw.prepare_threshold = 2**31 - 1
+    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=prepare or None)
         return cursor.fetchone()
 
 
