@@ -206,3 +206,16 @@ def test_a_changed_or_revoked_token_is_seen_at_once(client, portal_a, settings):
     portal_a.save()
     assert post(client, lead_body(ts="6", **new)).status_code == 401
     assert sorted(InboundEvent.objects.values_list("ts", flat=True)) == [3, 4, 5, 1742807175]
+
+
+def test_hot_path_prepares_statements_unless_the_database_options_say_otherwise(monkeypatch):
+    """An operator behind a transaction-mode pooler sets OPTIONS prepare_threshold (None):
+    the hook then binds on the server without preparing."""
+    from django.db import connection
+
+    from apps.events.services import _prepare_statements
+
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {})
+    assert _prepare_statements(connection) is True
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"prepare_threshold": None})
+    assert _prepare_statements(connection) is False
