@@ -5,12 +5,15 @@ Handler:
 - creates a throwaway PostgreSQL database (BENCH_PG_URL's server, default
   postgres://postgres@127.0.0.1:5432) and migrates it; registers one OAuth portal with its
   member_id and (encrypted) application_token;
-- serves the project with gunicorn (2 sync workers by default) on 127.0.0.1; each stored event
-  enqueues its processing on Redis (BENCH_BROKER_URL, default redis://127.0.0.1:6379/7, purged
-  before and after; no worker consumes it, so only the handler is measured);
-- posts `--events` distinct ONCRMLEADADD deliveries (the sample's form body, one ID each) from a
-  pool of `--concurrency` client threads, a new connection per request (sync workers close it);
-- prints events/s, latency percentiles, the answers by status and the rows stored.
+- serves the project with gunicorn (`--workers` sync workers, 4 by default) on 127.0.0.1; a stored
+  event wakes its portal's processing (one queued run per portal while none is pending, on Redis:
+  BENCH_BROKER_URL, default redis://127.0.0.1:6379/7, purged before and after; no worker consumes
+  it, so only the handler is measured);
+- loads it with wrk (`--duration` seconds, `--concurrency` connections, a distinct ONCRMLEADADD
+  delivery per request built in Lua; sync workers close each connection) or, without wrk, posts
+  `--events` deliveries from `--concurrency` Python client threads;
+- prints events/s, latency percentiles, the answers by status, the rows stored, the CPU each
+  stored event costs (web, PostgreSQL, Redis, wrk) and the load average before and after.
 
 Offline drain (`--drain N`, default 1000): N records in the offline queue of a sandbox portal
 served by the same gunicorn (standard limits, 2 req/s burst 50; our OAuth app installed by its
@@ -19,8 +22,8 @@ store -> process -> clear), printing events/s, requests and refusals.
 
 It asserts nothing: the figures are for people (bench/README.md keeps the latest).
 
-Usage: .venv/bin/python bench/events_bench.py [--events 5000] [--concurrency 8] [--workers 2] [--drain 1000]
-       [--keep-db]
+Usage: .venv/bin/python bench/events_bench.py [--duration 20] [--concurrency 8] [--workers 4] [--drain 1000]
+       [--client wrk|python] [--events 5000] [--keep-db]
 """
 
 import argparse
@@ -28,6 +31,7 @@ import base64
 import concurrent.futures
 import http.client
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -151,6 +155,10 @@ end
 """
 
 
+def _load() -> str:
+    return "{:.2f} {:.2f} {:.2f} (1, 5, 15 min)".format(*os.getloadavg())
+
+
 def _cpu(pid: int) -> float:
     """utime + stime of one process, in seconds (0 if it is gone)."""
     try:
@@ -194,10 +202,14 @@ def bench_handler_wrk(args, port: int, gunicorn_pid: int, db_name: str) -> None:
     script.write_text(WRK_SCRIPT.replace("MEMBER", MEMBER_ID).replace("TOKEN", APP_TOKEN)
                       .replace("TS", str(int(time.time()))))
     before = _cpu_snapshot(gunicorn_pid, db_name)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t", "2", "-c", str(args.concurrency), "-d", f"{args.duration}s", "--latency",
                           "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk has been waited for: its CPU is in
     time.sleep(1)  # requests in flight when wrk stopped
     after = _cpu_snapshot(gunicorn_pid, db_name)
+    wrk_cpu = (children_after.ru_utime + children_after.ru_stime
+               - children_before.ru_utime - children_before.ru_stime)
     line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
     f = line.split()
     total, socket_errors, bad_status, duration_us = int(f[1]), int(f[2]), int(f[3]), int(f[4])
@@ -215,9 +227,10 @@ def bench_handler_wrk(args, port: int, gunicorn_pid: int, db_name: str) -> None:
     web, redis = after["web"] - before["web"], after["redis"] - before["redis"]
     per = {name: value / stored * 1000 for name, value in (("web", web), ("postgres", pg), ("redis", redis))}
     cost = sum(per.values())
+    client = wrk_cpu / stored * 1000
     print(f"CPU per stored event   : web {per['web']:.2f} ms + PostgreSQL {per['postgres']:.2f} ms + Redis "
-          f"{per['redis']:.2f} ms = {cost:.2f} ms -> 2 cores serve at most {2000 / cost:.0f} events/s "
-          f"(wrk's own CPU not counted)")
+          f"{per['redis']:.2f} ms = {cost:.2f} ms -> 2 cores serve at most {2000 / cost:.0f} events/s; "
+          f"with wrk's {client:.2f} ms: {2000 / (cost + client):.0f} events/s")
 
 
 def bench_drain(args, port: int) -> None:
@@ -336,10 +349,12 @@ def main() -> int:
              "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_http(port)
+        print(f"load average before    : {_load()}")
         if args.client == "wrk":
             bench_handler_wrk(args, port, gunicorn.pid, db_name)
         else:
             bench_handler(args, port)
+        print(f"load average after     : {_load()}")
         celery_app.control.purge()
         if args.drain:
             bench_drain(args, port)

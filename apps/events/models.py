@@ -112,3 +112,16 @@ class EventSubscription(TimeStampedModel):
 
     def type_set(self) -> frozenset[str]:
         return frozenset(t.strip().upper() for t in self.types.split(",") if t.strip())
+
+
+class ProcessingWake(models.Model):
+    """One row per portal that received online events: `requested_at` is set when a processing
+    run (`tasks.process_portal_events`) was queued and has not started yet, so a busy portal's
+    deliveries queue one run, not one task each. The run clears it before it reads (see
+    `services.events_wake`); a flag older than `WAKE_TTL_SECONDS` counts as cleared (a lost run)."""
+
+    portal = models.OneToOneField("portals.Portal", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"processing wake of portal {self.portal_id}"

@@ -120,7 +120,7 @@ def _drain_batch(client: BitrixClient, row: EventSettings, result: DrainResult) 
         event, created = event_store(
             portal=portal, event=record.event, ts=record.ts, data=record.data, payload_hash=record.payload_hash,
             source=EventSource.OFFLINE, additional=record.additional, offline_id=record.offline_id,
-            message_id=record.message_id, process_id=process_id, enqueue=False,
+            message_id=record.message_id, process_id=process_id,
         )
         result.stored += int(created)
         status = event.status

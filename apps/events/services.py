@@ -1,11 +1,13 @@
 """Event services: the only writers of inbound events, event settings and dead letters.
 
 - `inbound_receive`: one online delivery (the hook view's one call): authenticate it against the
-  portal's stored `application_token` (constant time), store it once per natural key, enqueue its
-  processing on commit. Nothing is stored for a delivery that does not authenticate.
-- `event_store` / `event_process`: store a parsed event; process it once (status under a row
-  lock; handler failures counted, dead-lettered after `EVENTS_MAX_ATTEMPTS`), giving it its feed
-  sequence number under the `FeedHead` lock.
+  portal's stored `application_token` (constant time), store it once per natural key, and once
+  it is committed wake the portal's processing (`events_wake`: one queued run per portal, not one
+  task per event). Nothing is stored for a delivery that does not authenticate.
+- `events_process_pending`: a portal's processing run, every stored online event in order.
+- `event_store` / `event_process`: store a parsed (offline) event; process it once (status under
+  a row lock; handler failures counted, dead-lettered after `EVENTS_MAX_ATTEMPTS`), giving it its
+  feed sequence number under the `FeedHead` lock.
 - `event_settings_update`, `dead_letter_replay`, `portal_app_uninstalled`: audited in the same
   transaction (house rule 3).
 
@@ -18,10 +20,14 @@ uninstall) is audited.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import logging
+from dataclasses import dataclass
 
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -32,11 +38,12 @@ from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound, Una
 from apps.plans.choices import PlanStatus
 from apps.plans.models import Plan
 from apps.plans.states import StaleState, transition
+from apps.portals import crypto
 from apps.portals.models import AuthMode, Credential, CredentialStatus, Portal
 from apps.portals.services import credential_set_status
 
 from .choices import OPEN_STATES, EventSource, EventStatus
-from .models import EventSettings, FeedHead, InboundEvent
+from .models import EventSettings, FeedHead, InboundEvent, ProcessingWake
 from .parsing import Delivery
 
 logger = logging.getLogger(__name__)
@@ -103,62 +110,101 @@ def event_settings_update(*, portal: Portal, offline_events: bool | None = None,
 # --- receiving -------------------------------------------------------------------------------
 
 
-def _credential_for(*, slug: str | None, member_id: str) -> Credential | None:
-    qs = Credential.objects.select_related("portal").only(
-        "application_token", "status", "portal__id", "portal__slug", "portal__member_id", "portal__is_active",
-        "portal__auth_mode", "portal__base_url",
-    ).filter(portal__is_active=True)
-    if slug is not None:
-        return qs.filter(portal__slug=slug).first()
-    if not member_id:
+def _prepare_statements(db) -> bool:
+    """Whether the hot path prepares its statements: unless the database's OPTIONS name a
+    `prepare_threshold` (Django turns psycopg's prepared statements off by default for the sake of
+    transaction-mode poolers; an operator behind such a pooler sets `prepare_threshold: None`
+    explicitly and gets plain server-side binding here)."""
+    return "prepare_threshold" not in db.settings_dict.get("OPTIONS", {})
+
+
+def _fetchone(sql: str, params: list) -> tuple | None:
+    """One statement of the hook's hot path, its first row. On PostgreSQL it runs as a server-side
+    prepared statement (parsed and planned once per connection: about half the server CPU of
+    Django's client-side binding, which never prepares; only these cursors prepare, Django's own
+    keep binding on the client); Django's connection handling is kept: its health check,
+    (re)connection and error translation."""
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each `connection.x` is a thread-local lookup
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
+    prepare = _prepare_statements(db)
+    if prepare and raw.prepare_threshold is None:
+        # psycopg prepares only when a threshold is set; this one is never reached by itself
+        # (Django's client-side cursors never prepare), `prepare=True` below prepares at once.
+        raw.prepare_threshold = 2**31 - 1
+    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=prepare or None)
+        return cursor.fetchone()
+
+
+def _credential_sql(where: str) -> str:
+    credential, portal = Credential._meta.db_table, Portal._meta.db_table
+    return (f"SELECT c.application_token, p.id, p.member_id FROM {credential} c "  # noqa: S608 - table names from
+            f"JOIN {portal} p ON p.id = c.portal_id WHERE p.is_active AND {where} ORDER BY c.id LIMIT 1")  # the models
+
+
+_CREDENTIAL_BY_MEMBER_ID = _credential_sql("p.member_id = %s")
+_CREDENTIAL_BY_SLUG = _credential_sql("p.slug = %s")
+
+
+def _credential_for(*, slug: str | None, member_id: str) -> tuple[str, int, str] | None:
+    """(application_token, portal id, portal member_id) of the active portal a delivery names, or
+    None. One statement on the hook's hot path instead of the ORM; the ciphertext is read from the
+    row every time and only its decryption is cached (`crypto.decrypt_cached`), so a rotated,
+    revoked or changed token is seen at once."""
+    if slug is None and not member_id:
         return None
-    return qs.filter(portal__member_id=member_id).first()
+    if slug is not None:
+        row = _fetchone(_CREDENTIAL_BY_SLUG, [slug])
+    else:
+        row = _fetchone(_CREDENTIAL_BY_MEMBER_ID, [member_id])
+    if row is None:
+        return None
+    ciphertext, portal_id, portal_member_id = row
+    return (crypto.decrypt_cached(ciphertext) if ciphertext else ""), portal_id, portal_member_id
 
 
-def authenticate_delivery(*, delivery: Delivery, slug: str | None = None) -> Portal:
-    """The portal a delivery belongs to, or Unauthenticated. The portal is found by
+def authenticate_delivery(*, delivery: Delivery, slug: str | None = None) -> int:
+    """The id of the portal a delivery belongs to, or Unauthenticated. The portal is found by
     `auth[member_id]` (app events) or by the per-portal handler URL (outgoing webhooks, `slug`);
     `auth[application_token]` must equal the stored one (constant time). With a per-portal URL a
     `member_id` that is not the portal's is refused too."""
-    credential = _credential_for(slug=slug, member_id=delivery.member_id)
-    stored = (credential.application_token or "") if credential else ""
+    found = _credential_for(slug=slug, member_id=delivery.member_id)
+    stored = found[0] if found else ""
     given = delivery.application_token or ""
     matches = constant_time_compare(stored or _DUMMY_TOKEN, given)
-    if credential is None or not stored or not given or not matches:
+    if found is None or not stored or not given or not matches:
         raise Unauthenticated("The event's application_token does not match a registered portal.")
-    portal = credential.portal
-    if slug is not None and portal.member_id and delivery.member_id and delivery.member_id != portal.member_id:
+    _, portal_id, portal_member_id = found
+    if slug is not None and portal_member_id and delivery.member_id and delivery.member_id != portal_member_id:
         raise Unauthenticated("The event's member_id is not this portal's.")
-    return portal
+    return portal_id
 
 
 def event_store(*, portal: Portal, event: str, ts: int, data: dict, payload_hash: str,
-                source: str = EventSource.ONLINE, additional: dict | None = None, event_handler_id: str = "",
-                offline_id: str = "", message_id: str = "", process_id: str = "",
-                enqueue: bool = True) -> tuple[InboundEvent, bool]:
-    """Store an event once per (portal, event, payload hash, ts). Returns (event, created). A new
-    online event's processing is enqueued on commit."""
+                source: str = EventSource.OFFLINE, additional: dict | None = None, event_handler_id: str = "",
+                offline_id: str = "", message_id: str = "", process_id: str = "") -> tuple[InboundEvent, bool]:
+    """Store an event once per (portal, event, payload hash, ts). Returns (event, created). The
+    offline drain's path: it processes what it stored itself (online deliveries go through
+    `online_event_store`)."""
     def insert() -> InboundEvent:
-        row = InboundEvent.objects.create(
+        return InboundEvent.objects.create(
             portal=portal, event=event, ts=ts, payload_hash=payload_hash, data=data, source=source,
             additional=additional or {}, event_handler_id=event_handler_id, offline_id=offline_id,
             message_id=message_id, process_id=process_id,
         )
-        if enqueue:
-            from .tasks import process_event
-
-            process_event.delay_on_commit(row.pk)
-        return row
 
     try:
         if transaction.get_connection().in_atomic_block:
             with transaction.atomic():  # a savepoint: a duplicate must not break the caller's transaction
                 stored = insert()
         else:
-            # The hook's path: one INSERT is its own transaction (autocommit), so receiving costs two
-            # round trips (the portal's SELECT and this) instead of four; the task is queued once the
-            # row is durable, exactly as on commit.
-            stored = insert()
+            stored = insert()  # one INSERT is its own transaction (autocommit): no BEGIN/COMMIT round trips
     except IntegrityError:
         existing = InboundEvent.objects.filter(portal=portal, event=event, payload_hash=payload_hash, ts=ts).first()
         if existing is None:  # not the natural key that failed
@@ -167,24 +213,139 @@ def event_store(*, portal: Portal, event: str, ts: int, data: dict, payload_hash
     return stored, True
 
 
-def inbound_receive(*, delivery: Delivery, flat_form: dict, slug: str | None = None,
-                    app_client_id: str | None = None) -> tuple[InboundEvent, bool]:
+@dataclass(frozen=True)
+class Received:
+    """What the hook answers: the stored row's id (None for a duplicate) and whether it is new."""
+
+    event: str
+    event_id: int | None
+    created: bool
+
+
+_EVENTS = InboundEvent._meta.db_table
+_INSERT_ONLINE = (
+    f"INSERT INTO {_EVENTS} (portal_id, event, ts, payload_hash, data, additional, source, "  # noqa: S608 - values
+    "event_handler_id, offline_id, message_id, process_id, status, attempts, last_error, offline_error_marked, "
+    "feed_seq, received_at, processed_at) "  # are parameters; the table name is the model's
+    "VALUES (%s, %s, %s, %s, %s, '{}', %s, %s, '', '', '', %s, 0, '', %s, NULL, %s, NULL) "
+    "ON CONFLICT (portal_id, event, payload_hash, ts) DO NOTHING RETURNING id")
+
+
+def online_event_store(*, portal_id: int, delivery: Delivery) -> Received:
+    """Store an online delivery once per natural key with one `INSERT ... ON CONFLICT DO NOTHING`
+    (its own transaction on the hook's path, autocommit) and, when the row is new, wake the
+    portal's processing once it is committed (`events_wake`). A duplicate changes nothing."""
+    data = json.dumps(delivery.data, ensure_ascii=False, allow_nan=False)
+    params = [portal_id, delivery.event, delivery.ts, delivery.payload_hash, data, EventSource.ONLINE,
+              delivery.event_handler_id, EventStatus.RECEIVED, False,
+              connection.ops.adapt_datetimefield_value(timezone.now())]
+    row = _fetchone(_INSERT_ONLINE, params)
+    if row is None:
+        return Received(event=delivery.event, event_id=None, created=False)
+    transaction.on_commit(functools.partial(events_wake, portal_id=portal_id))
+    return Received(event=delivery.event, event_id=row[0], created=True)
+
+
+def inbound_receive(*, delivery: Delivery, flat_form=None, slug: str | None = None,
+                    app_client_id: str | None = None) -> Received:
     """One online delivery. ONAPPINSTALL goes through the install flow (its tokens are verified
     with app.info there, since no application_token is stored yet for a new install); every other
-    event must authenticate with the stored application_token."""
+    event must authenticate with the stored application_token. `flat_form` (the form's fields,
+    or a callable giving them) is read only for ONAPPINSTALL."""
     if delivery.event == INSTALL_EVENT and slug is None:
         from apps.portals.oauth import portal_install_from_callback
 
+        form = flat_form() if callable(flat_form) else flat_form
         try:
-            portal = portal_install_from_callback(form=flat_form, app_client_id=app_client_id)
+            portal = portal_install_from_callback(form=form, app_client_id=app_client_id)
         except ApplicationError as exc:
             raise Unauthenticated(f"The install event could not be verified: {exc.message}") from None
+        portal_id = portal.pk
     else:
-        portal = authenticate_delivery(delivery=delivery, slug=slug)
-    return event_store(
-        portal=portal, event=delivery.event, ts=delivery.ts, data=delivery.data, payload_hash=delivery.payload_hash,
-        source=EventSource.ONLINE, event_handler_id=delivery.event_handler_id,
-    )
+        portal_id = authenticate_delivery(delivery=delivery, slug=slug)
+    return online_event_store(portal_id=portal_id, delivery=delivery)
+
+
+# --- waking the processing ---------------------------------------------------------------------
+
+#: A wake flag older than this is taken for a lost run (a worker died with its message): the next
+#: delivery queues another run. Runs overlapping after that are safe (event_process locks the row).
+WAKE_TTL_SECONDS = 60
+#: Events one run processes before it hands over to a fresh run (stays well inside the time limit).
+PROCESS_RUN_LIMIT = 1000
+
+
+_WAKES = ProcessingWake._meta.db_table
+_WAKE = (  # set the flag only when it is clear or stale; RETURNING says whether it was set
+    f"INSERT INTO {_WAKES} (portal_id, requested_at) VALUES (%s, %s) ON CONFLICT (portal_id) DO UPDATE "  # noqa: S608
+    f"SET requested_at = excluded.requested_at WHERE {_WAKES}.requested_at IS NULL "
+    f"OR {_WAKES}.requested_at < %s RETURNING portal_id")
+
+
+_WAKE_READ = f"SELECT requested_at FROM {_WAKES} WHERE portal_id = %s"  # noqa: S608 - the model's table
+
+
+def _as_aware(value) -> dt.datetime:
+    """A datetime read with a raw cursor: aware on PostgreSQL, a naive UTC string or datetime on SQLite."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
+
+
+def events_wake(*, portal_id: int, now: dt.datetime | None = None) -> bool:
+    """Queue one processing run for the portal unless one is already queued and not started.
+    Called after the event's row is committed. True when a run was queued.
+
+    No wake-up is lost: the flag is set with one atomic upsert that succeeds only when it is clear
+    (or stale); a run clears it *before* it reads the stored events. So either this upsert finds it
+    clear and queues a run, or a run has not cleared it yet and will read after clearing, when this
+    event's row (committed before the upsert) is visible to it."""
+    now = now or timezone.now()
+    stale = now - dt.timedelta(seconds=WAKE_TTL_SECONDS)
+    # A plain read first: while a run is queued (a busy portal) every delivery stops here, and a
+    # read writes nothing (the upsert locks the row even when its WHERE fails, which costs a WAL
+    # flush and serialises the portal's deliveries). Seeing the flag set is as safe as the upsert
+    # failing: the run clears it later and reads after that.
+    row = _fetchone(_WAKE_READ, [portal_id])
+    if row is not None and row[0] is not None and _as_aware(row[0]) >= stale:
+        return False
+    adapt = connection.ops.adapt_datetimefield_value
+    woken = _fetchone(_WAKE, [portal_id, adapt(now), adapt(stale)]) is not None
+    if not woken:
+        return False
+    from .tasks import process_portal_events
+
+    try:
+        process_portal_events.delay_on_commit(portal_id)
+    except Exception:  # noqa: BLE001 - the event is stored; events_recover_stale re-queues it
+        logger.warning("could not queue event processing for portal %s; stale recovery will", portal_id,
+                       exc_info=True)
+        ProcessingWake.objects.filter(portal_id=portal_id).update(requested_at=None)
+        return False
+    return True
+
+
+def events_process_pending(*, portal_id: int, limit: int = PROCESS_RUN_LIMIT) -> int:
+    """One processing run: every stored online event of the portal that was not processed yet, in
+    the order stored. Clears the wake flag first (see `events_wake`). A failed event is retried on
+    its own (`process_event`, with back-off) and does not hold up the others. Returns the number of
+    events processed (any outcome)."""
+    from .tasks import process_event
+
+    ProcessingWake.objects.filter(portal_id=portal_id).update(requested_at=None)
+    done = 0
+    pending = InboundEvent.objects.filter(portal_id=portal_id, source=EventSource.ONLINE,
+                                          status=EventStatus.RECEIVED).order_by("pk")
+    while done < limit:
+        ids = list(pending.values_list("pk", flat=True)[:min(100, limit - done)])
+        if not ids:
+            return done
+        for event_id in ids:
+            if event_process(event_id=event_id) == EventStatus.FAILED:
+                process_event.apply_async((event_id,), countdown=10)
+            done += 1
+    events_wake(portal_id=portal_id)  # the budget is spent with events left: hand over to a new run
+    return done
 
 
 # --- processing ------------------------------------------------------------------------------
@@ -244,8 +405,9 @@ def event_process(*, event_id: int) -> str:
 
 
 def events_recover_stale(*, older_than_seconds: int | None = None) -> int:
-    """Enqueue online events still open after a while (a worker died with the message). Offline
-    events are retried by their drain."""
+    """Enqueue online events still open after a while (a worker died with the message or its
+    processing run; the safety net behind `events_wake`). Offline events are retried by their
+    drain."""
     from .tasks import process_event
 
     age = older_than_seconds if older_than_seconds is not None else settings.EVENTS_STALE_SECONDS

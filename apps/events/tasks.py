@@ -48,3 +48,11 @@ def schedule_offline_drains():
     events_recover_stale()
     events_purge_old()
     return len(ids)
+
+
+@shared_task(ignore_result=True)
+def process_portal_events(portal_id: int):
+    """One processing run of a portal's stored online events (queued by `events_wake`)."""
+    from .services import events_process_pending
+
+    return events_process_pending(portal_id=portal_id)

@@ -23,9 +23,9 @@ def _receive(request, slug=None):
         raise UnsupportedMediaType(f"Bitrix24 posts {FORM}.", field="Content-Type")
     pairs = form_pairs(read_body(request, limit=settings.EVENTS_MAX_BODY_BYTES), max_fields=settings.EVENTS_MAX_FIELDS)
     delivery = parse_delivery(parse_pairs(pairs))
-    event, created = services.inbound_receive(
-        delivery=delivery, flat_form=dict(pairs), slug=slug, app_client_id=request.GET.get("app"))
-    return {"status": "stored" if created else "duplicate", "event": event.event}
+    received = services.inbound_receive(
+        delivery=delivery, flat_form=lambda: dict(pairs), slug=slug, app_client_id=request.GET.get("app"))
+    return {"status": "stored" if received.created else "duplicate", "event": received.event}
 
 
 @json_endpoint("POST")

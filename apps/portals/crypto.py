@@ -51,6 +51,26 @@ def decrypt(token: str) -> str:
         raise DecryptionError("A stored secret cannot be decrypted with FIELD_ENCRYPTION_KEYS.") from exc
 
 
+_decrypted: dict[tuple[tuple[str, ...], str], str] = {}
+_DECRYPTED_MAX = 1024
+
+
+def decrypt_cached(token: str) -> str:
+    """`decrypt` for a hot path (the event hook checks a portal's application_token on every
+    delivery): the plaintext is kept in this process, keyed by the keys and the exact ciphertext.
+    Fernet ciphertexts are never reused (a random IV each time), so a rotated key or a changed,
+    revoked or re-encrypted secret is a different key here and is decrypted afresh at once; the
+    caller still reads the ciphertext from its row on every call."""
+    key = (tuple(settings.FIELD_ENCRYPTION_KEYS), token)
+    plaintext = _decrypted.get(key)
+    if plaintext is None:
+        plaintext = decrypt(token)
+        if len(_decrypted) >= _DECRYPTED_MAX:
+            _decrypted.clear()
+        _decrypted[key] = plaintext
+    return plaintext
+
+
 def rotate(token: str) -> str:
     """The token re-encrypted under the first key (DecryptionError if no key opens it)."""
     try:

@@ -5,8 +5,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from apps.events.models import InboundEvent
-from apps.events.tasks import process_event
+from apps.events.models import InboundEvent, ProcessingWake
+from apps.events.tasks import process_portal_events
+from apps.portals.crypto import generate_key, secrets_rotate
 from apps.portals.services import portal_upsert
 
 from .conftest import APP_TOKEN, MEMBER_ID, make_oauth_portal, sample
@@ -41,8 +42,8 @@ def lead_body(**override):
 def test_a_valid_event_is_stored_and_processed_on_commit(client, portal_a, django_capture_on_commit_callbacks,
                                                          monkeypatch):
     sent = []
-    monkeypatch.setattr(process_event, "delay", lambda *a, **k: sent.append(a))
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    monkeypatch.setattr(process_portal_events, "delay", lambda *a, **k: sent.append(a))
+    with django_capture_on_commit_callbacks() as callbacks:
         response = post(client, lead_body())
     assert response.status_code == 200, response.content
     assert response.json() == {"status": "stored", "event": "ONCRMLEADADD"}
@@ -50,7 +51,13 @@ def test_a_valid_event_is_stored_and_processed_on_commit(client, portal_a, djang
     assert (event.portal, event.event, event.ts, event.data) == (portal_a, "ONCRMLEADADD", 1742807175,
                                                                  {"FIELDS": {"ID": "1000983"}})
     assert event.event_handler_id == "707" and event.status == "received"
-    assert len(callbacks) == 1 and sent == [(event.pk,)]
+    assert (event.source, event.additional, event.attempts, event.feed_seq) == ("online", {}, 0, None)
+    assert len(callbacks) == 1 and sent == []  # nothing is queued before the commit
+    assert not ProcessingWake.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        callbacks[0]()  # the commit: the portal's processing is woken, a run queued once more on commit
+    assert sent == [(portal_a.pk,)]
+    assert ProcessingWake.objects.get(portal=portal_a).requested_at is not None
 
 
 def test_five_deliveries_store_one_event(client, portal_a, django_capture_on_commit_callbacks):
@@ -178,3 +185,37 @@ def test_the_events_domain_and_endpoints_are_not_stored(client, portal_a):
 
 def test_member_id_of_the_sample_matches_the_fixture():
     assert dict(sample("event_oncrmleadadd")["form_fields"])["auth[member_id]"] == MEMBER_ID
+
+
+def test_a_changed_or_revoked_token_is_seen_at_once(client, portal_a, settings):
+    """The decrypted token is cached by ciphertext: a new token, re-encrypted keys and a
+    deactivated portal all take effect with the next delivery."""
+    new = {"auth[application_token]": "a-new-application-token-0000000"}
+    assert post(client, lead_body()).status_code == 200  # the old token, now cached
+    credential = portal_a.credential
+    credential.application_token = new["auth[application_token]"]
+    credential.save()
+    assert post(client, lead_body(ts="2")).status_code == 401
+    assert post(client, lead_body(ts="3", **new)).status_code == 200
+    settings.FIELD_ENCRYPTION_KEYS = [generate_key(), *settings.FIELD_ENCRYPTION_KEYS]
+    assert secrets_rotate().rotated
+    assert post(client, lead_body(ts="4", **new)).status_code == 200
+    settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]  # the old key dropped after rotation
+    assert post(client, lead_body(ts="5", **new)).status_code == 200
+    portal_a.is_active = False
+    portal_a.save()
+    assert post(client, lead_body(ts="6", **new)).status_code == 401
+    assert sorted(InboundEvent.objects.values_list("ts", flat=True)) == [3, 4, 5, 1742807175]
+
+
+def test_hot_path_prepares_statements_unless_the_database_options_say_otherwise(monkeypatch):
+    """An operator behind a transaction-mode pooler sets OPTIONS prepare_threshold (None):
+    the hook then binds on the server without preparing."""
+    from django.db import connection
+
+    from apps.events.services import _prepare_statements
+
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {})
+    assert _prepare_statements(connection) is True
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"prepare_threshold": None})
+    assert _prepare_statements(connection) is False

@@ -197,9 +197,9 @@ def test_onofflineevent_triggers_a_drain_and_its_endpoints_are_ignored(client, q
                                       content_type="application/x-www-form-urlencoded")
         assert response.status_code == 200
         with django_capture_on_commit_callbacks(execute=True):
-            ran = celery_drain()  # processes ONOFFLINEEVENT, which enqueues the drain on commit
+            ran = celery_drain()  # the portal's run processes ONOFFLINEEVENT, which enqueues the drain
         ran += celery_drain()
-        assert [name.rsplit(".", 1)[-1] for name, *_ in ran] == ["process_event", "drain_offline_queue"]
+        assert [name.rsplit(".", 1)[-1] for name, *_ in ran] == ["process_portal_events", "drain_offline_queue"]
         assert InboundEvent.objects.filter(source="offline", status="processed").count() == 2
         assert evil.requests == []
         assert {s.json["auth"] for s in queue_stub.requests} == {"stub-admin-access-token"}
