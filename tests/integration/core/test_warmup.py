@@ -1,0 +1,19 @@
+"""The web process's warm-up imports what the first requests would otherwise pay for."""
+
+import sys
+
+from django.urls.resolvers import _get_cached_resolver
+
+from apps.core.warmup import warm_web_process
+
+
+def test_warm_up_loads_the_url_configuration(monkeypatch):
+    _get_cached_resolver.cache_clear()
+    for module in ("controlplane.urls", "apps.exports.urls"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    try:
+        warm_web_process()
+        assert "apps.exports.urls" in sys.modules  # reached only through the URL configuration
+        assert _get_cached_resolver.cache_info().currsize == 1
+    finally:
+        _get_cached_resolver.cache_clear()
