@@ -129,6 +129,20 @@ PATHS = {
                           **COMMON},
         },
     },
+    "/api/v1/exports/{export_id}/cancel": {
+        "post": {
+            "operationId": "cancelExport", "summary": "Stop an export that waits or runs",
+            "description": (
+                "An export waiting for approval (or approved, not yet run) cancels its plan too. A queued or "
+                "running export stops before its next batch and its partial file is removed. The answer is the "
+                "export, now cancelled; an export that has already ended answers 409 with its status."),
+            "security": [{"bearer": []}], "parameters": [EXPORT_ID],
+            "responses": {"200": {"description": "The export, cancelled",
+                                  "content": {"application/json": {"schema": _EXPORT}}},
+                          "400": _err("Invalid request"), "404": _err("No such export (or not this agent's)"),
+                          "409": _err("The export has already ended (status says how)"), **COMMON},
+        },
+    },
     "/api/v1/exports/{export_id}/file": {
         "get": {
             "operationId": "getExportFile", "summary": "The export's file (once it has succeeded)",
