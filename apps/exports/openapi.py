@@ -80,6 +80,11 @@ EXPORT = {
     },
 }
 
+EXPORT_LINKS = {
+    "GetExport": {"operationId": "getExport", "parameters": {"export_id": "$response.body#/id"}},
+    "CancelExport": {"operationId": "cancelExport", "parameters": {"export_id": "$response.body#/id"}},
+    "GetExportFile": {"operationId": "getExportFile", "parameters": {"export_id": "$response.body#/id"}},
+}
 EXPORT_ID = {"name": "export_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 PATHS = {
@@ -99,7 +104,8 @@ PATHS = {
             "responses": {
                 "200": {"description": "Idempotent replay (Idempotent-Replayed: true)",
                         "content": {"application/json": {"schema": _EXPORT}}},
-                "201": {"description": "Export created", "content": {"application/json": {"schema": _EXPORT}}},
+                "201": {"description": "Export created", "content": {"application/json": {"schema": _EXPORT}},
+                        "links": EXPORT_LINKS},
                 "400": _err("Invalid request (names the field), e.g. a method that is not a list"),
                 "403": _err("not_granted (names the pack) or denied_by_policy"),
                 "404": _err("Unknown portal"),
