@@ -170,7 +170,7 @@ def export_cancel(*, export_id, agent) -> Export:
     its partial file; the file is removed here too once the transaction commits, for a run that
     holds no lease (between slices, waiting to retry). A final export answers Conflict."""
     with transaction.atomic():
-        export = (Export.objects.select_for_update().select_related("plan", "portal")
+        export = (Export.objects.select_for_update(of=("self",)).select_related("plan", "portal")
                   .filter(pk=export_id, agent=agent).first())
         if export is None:
             raise NotFound("No such export.")
