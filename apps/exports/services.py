@@ -271,8 +271,10 @@ def _claim(export: Export) -> str | None:
     return token if taken else None
 
 
-def _release(export: Export, token: str) -> None:
-    Export.objects.filter(pk=export.pk, lease=token).update(lease="", heartbeat_at=timezone.now())
+def _release(export: Export, token: str) -> bool:
+    """Hand the lease back; False when the export is no longer running under it (cancelled)."""
+    return bool(Export.objects.filter(pk=export.pk, lease=token, status=E.RUNNING).update(
+        lease="", heartbeat_at=timezone.now()))
 
 
 def _policy_refusal(export: Export) -> str | None:
@@ -381,7 +383,8 @@ def _fetch(export: Export, token: str, *, budget: float) -> RunOutcome:
                 return _stopped(export)
             return RunOutcome(export.status)
         if time.monotonic() >= deadline:
-            _release(export, token)
+            if not _release(export, token):
+                return _stopped(export)
             return RunOutcome(export.status, again_in=0.0)
 
 

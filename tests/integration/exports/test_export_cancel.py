@@ -176,6 +176,30 @@ def test_cancelled_while_a_batch_is_written_the_run_removes_what_it_wrote(export
     assert not files.export_path(export).exists()
 
 
+def test_cancelled_just_before_the_slice_hands_over_no_run_is_queued(export_portal, make_agent, celery_drain,
+                                                                    small_batches, monkeypatch):
+    """The cancel lands after the slice's last save and before it hands the lease back: the
+    hand-over (conditional on `running`) changes no row, so no follow-up run is asked for."""
+    from apps.exports import services
+
+    seed_leads(export_portal.sandbox, 450)
+    agent = make_agent("exp-agent", portal=export_portal)
+    export = _started(agent, export_portal, celery_drain)
+    real_save = services._save
+
+    def save_then_cancel(*args, **kwargs):
+        saved = real_save(*args, **kwargs)
+        export_cancel(export_id=export.pk, agent=agent)
+        return saved
+
+    monkeypatch.setattr(services, "_save", save_then_cancel)
+    outcome = export_run(export_id=export.pk, budget=0)
+    assert outcome.status == "cancelled" and outcome.again_in is None
+    export.refresh_from_db()
+    assert export.status == "cancelled" and export.rows_written == 100
+    assert not files.export_path(export).exists()
+
+
 def test_a_final_export_answers_409_with_its_status(api, export_portal, make_agent, celery_drain):
     seed_leads(export_portal.sandbox, 20)
     agent = make_agent("exp-agent", portal=export_portal)
