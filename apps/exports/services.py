@@ -188,7 +188,6 @@ def export_cancel(*, export_id, agent) -> Export:
                            data={"plan": plan_status, "rows": export.rows_written}):
             raise Conflict("The export has already moved on; reload it.", status=export.status)  # pragma: no cover
         transaction.on_commit(lambda: files.remove(files.export_path(export)))
-    export.plan.refresh_from_db(fields=["status"])
     return export
 
 
