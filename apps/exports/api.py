@@ -56,6 +56,14 @@ def export_detail(request, export_id):
     return render_export(export_get_for_agent(agent=agent, export_id=export_id))
 
 
+@json_endpoint("POST")
+def export_cancel(request, export_id):
+    agent = _agent(request)
+    export = export_get_for_agent(agent=agent, export_id=export_id)
+    services.export_cancel(export_id=export.pk, agent=agent)
+    return render_export(export_get_for_agent(agent=agent, export_id=export.pk))
+
+
 @json_endpoint("GET")
 def export_file(request, export_id):
     agent = _agent(request)

@@ -80,6 +80,11 @@ EXPORT = {
     },
 }
 
+EXPORT_LINKS = {
+    "GetExport": {"operationId": "getExport", "parameters": {"export_id": "$response.body#/id"}},
+    "CancelExport": {"operationId": "cancelExport", "parameters": {"export_id": "$response.body#/id"}},
+    "GetExportFile": {"operationId": "getExportFile", "parameters": {"export_id": "$response.body#/id"}},
+}
 EXPORT_ID = {"name": "export_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 PATHS = {
@@ -99,7 +104,8 @@ PATHS = {
             "responses": {
                 "200": {"description": "Idempotent replay (Idempotent-Replayed: true)",
                         "content": {"application/json": {"schema": _EXPORT}}},
-                "201": {"description": "Export created", "content": {"application/json": {"schema": _EXPORT}}},
+                "201": {"description": "Export created", "content": {"application/json": {"schema": _EXPORT}},
+                        "links": EXPORT_LINKS},
                 "400": _err("Invalid request (names the field), e.g. a method that is not a list"),
                 "403": _err("not_granted (names the pack) or denied_by_policy"),
                 "404": _err("Unknown portal"),
@@ -127,6 +133,20 @@ PATHS = {
             "responses": {"200": {"description": "The export", "content": {"application/json": {"schema": _EXPORT}}},
                           "400": _err("Invalid request"), "404": _err("No such export (or not this agent's)"),
                           **COMMON},
+        },
+    },
+    "/api/v1/exports/{export_id}/cancel": {
+        "post": {
+            "operationId": "cancelExport", "summary": "Stop an export that waits or runs",
+            "description": (
+                "An export waiting for approval (or approved, not yet run) cancels its plan too. A queued or "
+                "running export stops before its next batch and its partial file is removed. The answer is the "
+                "export, now cancelled; an export that has already ended answers 409 with its status."),
+            "security": [{"bearer": []}], "parameters": [EXPORT_ID],
+            "responses": {"200": {"description": "The export, cancelled",
+                                  "content": {"application/json": {"schema": _EXPORT}}},
+                          "400": _err("Invalid request"), "404": _err("No such export (or not this agent's)"),
+                          "409": _err("The export has already ended (status says how)"), **COMMON},
         },
     },
     "/api/v1/exports/{export_id}/file": {

@@ -29,10 +29,11 @@ from apps.audit import registry as audit_registry
 from apps.audit.services import audit_record
 from apps.bitrix.client import BitrixClient
 from apps.bitrix.errors import AuthFailed, BitrixError, Deferred, NotSent, OutcomeUnknown, classify_error
-from apps.core.exceptions import IdempotencyMismatch, InvalidRequest
+from apps.core.exceptions import Conflict, IdempotencyMismatch, InvalidRequest, NotFound
 from apps.plans.choices import PlanStatus
 from apps.plans.evaluation import plan_evaluate
-from apps.plans.services import plan_submit
+from apps.plans.services import plan_cancel, plan_submit
+from apps.plans.states import StaleState
 from apps.policy import catalog
 from apps.policy.errors import PolicyInputError
 from apps.policy.normalize import normalize_method
@@ -159,6 +160,37 @@ def _fail(export: Export, code: str, message: str, **extra) -> None:
     files.remove(files.export_path(export))
 
 
+def export_cancel(*, export_id, agent) -> Export:
+    """The agent stops its own export (another agent's answers NotFound, as a missing one).
+
+    Waiting for approval (or approved, not yet run): its plan is cancelled too, through the plans'
+    own service, in the same transaction. Queued or running: the export alone ends `cancelled`
+    (a plan that already ran stays as it is). A run in progress notices at its next save (the
+    progress update is conditional on `running` and changes no row any more), stops and removes
+    its partial file; the file is removed here too once the transaction commits, for a run that
+    holds no lease (between slices, waiting to retry). A final export answers Conflict."""
+    with transaction.atomic():
+        export = (Export.objects.select_for_update(of=("self",)).select_related("plan", "portal")
+                  .filter(pk=export_id, agent=agent).first())
+        if export is None:
+            raise NotFound("No such export.")
+        if export.status in TERMINAL_STATES:
+            raise Conflict(f"The export is {export.status}; only a waiting or running export can be cancelled.",
+                           status=export.status)
+        plan_status = export.plan.status
+        if plan_status in (P.PENDING_APPROVAL, P.APPROVED):
+            try:
+                plan_status = plan_cancel(plan_id=export.plan_id, agent=agent).status
+            except StaleState:  # the plan moved on meanwhile (it runs): the export stops alone
+                export.plan.refresh_from_db(fields=["status"])
+                plan_status = export.plan.status
+        if not _transition(export, source=export.status, target=E.CANCELLED, actor=agent,
+                           data={"plan": plan_status, "rows": export.rows_written}):
+            raise Conflict("The export has already moved on; reload it.", status=export.status)  # pragma: no cover
+        transaction.on_commit(lambda: files.remove(files.export_path(export)))
+    return export
+
+
 _PLAN_ENDS = {
     P.REJECTED: (E.REJECTED, None),
     P.EXPIRED: (E.EXPIRED, None),
@@ -238,8 +270,10 @@ def _claim(export: Export) -> str | None:
     return token if taken else None
 
 
-def _release(export: Export, token: str) -> None:
-    Export.objects.filter(pk=export.pk, lease=token).update(lease="", heartbeat_at=timezone.now())
+def _release(export: Export, token: str) -> bool:
+    """Hand the lease back; False when the export is no longer running under it (cancelled)."""
+    return bool(Export.objects.filter(pk=export.pk, lease=token, status=E.RUNNING).update(
+        lease="", heartbeat_at=timezone.now()))
 
 
 def _policy_refusal(export: Export) -> str | None:
@@ -330,7 +364,7 @@ def _fetch(export: Export, token: str, *, budget: float) -> RunOutcome:
             taken = paging.take_offsets(names=names, results=answer.results, errors=answer.errors,
                                         offset=export.next_offset)
         if not _save(export, token, taken, requests=1, seconds=time.monotonic() - began):
-            return RunOutcome("skipped")  # the lease was taken over
+            return _stopped(export)  # cancelled, or the lease was taken over
         if taken.error is not None:
             cls = classify_error(None, taken.error.get("error"))
             if issubclass(cls, NotSent) and taken.error.get("error") != "NO_ID":
@@ -341,12 +375,15 @@ def _fetch(export: Export, token: str, *, budget: float) -> RunOutcome:
             return RunOutcome(export.status)
         if taken.done:
             retention = datetime.timedelta(hours=settings.EXPORT_RETENTION_HOURS)
-            _transition(export, source=E.RUNNING, target=E.SUCCEEDED,
-                        data={"rows": export.rows_written, "requests": export.requests, "bytes": export.file_bytes},
-                        expires_at=timezone.now() + retention)
+            if not _transition(export, source=E.RUNNING, target=E.SUCCEEDED,
+                               data={"rows": export.rows_written, "requests": export.requests,
+                                     "bytes": export.file_bytes},
+                               expires_at=timezone.now() + retention):
+                return _stopped(export)
             return RunOutcome(export.status)
         if time.monotonic() >= deadline:
-            _release(export, token)
+            if not _release(export, token):
+                return _stopped(export)
             return RunOutcome(export.status, again_in=0.0)
 
 
@@ -380,6 +417,18 @@ def _save(export: Export, token: str, taken: paging.Taken, *, requests: int, sec
     return bool(saved)
 
 
+def _stopped(export: Export) -> RunOutcome:
+    """A run found its export no longer `running` under its lease (0 rows updated): cancelled
+    (remove the partial file, which this run may have written after the cancel removed it), or
+    taken over by another worker (leave everything to it)."""
+    status = Export.objects.filter(pk=export.pk).values_list("status", flat=True).first()
+    if status == E.CANCELLED:
+        files.remove(files.export_path(export))
+        export.status = status
+        return RunOutcome(status)
+    return RunOutcome("skipped")
+
+
 def _retry_later(export: Export, token: str, exc: BitrixError) -> RunOutcome:
     """The portal or our limiter refused the batch before it ran, or its answer was lost (a
     read: safe to ask again from the saved progress)."""
@@ -389,7 +438,9 @@ def _retry_later(export: Export, token: str, exc: BitrixError) -> RunOutcome:
         _fail(export, "portal_unavailable", "The portal's answers were lost too many times in a row.",
               cause=exc.as_dict())
         return RunOutcome(export.status)
-    Export.objects.filter(pk=export.pk, lease=token).update(lease="", retries=retries, heartbeat_at=timezone.now())
+    if not Export.objects.filter(pk=export.pk, lease=token, status=E.RUNNING).update(
+            lease="", retries=retries, heartbeat_at=timezone.now()):
+        return _stopped(export)
     delay = exc.retry_after if isinstance(exc, Deferred) else _backoff(retries, exc.retry_after)
     return RunOutcome(export.status, again_in=delay)
 

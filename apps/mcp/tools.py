@@ -11,6 +11,9 @@ from django.conf import settings
 from django.http import HttpRequest, QueryDict
 
 from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound
+from apps.exports import services as export_services
+from apps.exports.schemas import parse_export, render_export
+from apps.exports.selectors import export_get_for_agent
 from apps.plans import services
 from apps.plans.schemas import decode_cursor, encode_cursor, render_plan
 from apps.plans.selectors import plan_get_for_agent, plan_list_for_agent
@@ -71,6 +74,25 @@ def _list(request, agent, args):
             "next_cursor": encode_cursor(rows[-1]) if more else None}
 
 
+def _start_export(request, agent, args):
+    req = parse_export(mcp_tools.export_body(args), header_key=None)
+    submission = export_services.export_submit(
+        agent=agent, portal=services.portal_for_agent(agent=agent, slug=req.portal), method=req.method,
+        select=req.select, filter_=req.filter, order=req.order, fmt=req.format, reason=req.reason,
+        idempotency_key=req.idempotency_key, request_hash=req.request_hash)
+    return mcp_tools.export_answer(render_export(export_get_for_agent(agent=agent, export_id=submission.export.pk)))
+
+
+def _get_export(request, agent, args):
+    return mcp_tools.export_answer(render_export(export_get_for_agent(agent=agent, export_id=args["export_id"])))
+
+
+def _cancel_export(request, agent, args):
+    export = export_get_for_agent(agent=agent, export_id=args["export_id"])
+    export_services.export_cancel(export_id=export.pk, agent=agent)
+    return mcp_tools.export_answer(render_export(export_get_for_agent(agent=agent, export_id=export.pk)))
+
+
 def _events(request, agent, args):
     """The event feed's own view, called in-process with this request's credentials.
 
@@ -118,6 +140,9 @@ _HANDLERS = {
     "get_plan": _get,
     "cancel_plan": _cancel,
     "list_plans": _list,
+    "start_export": _start_export,
+    "get_export": _get_export,
+    "cancel_export": _cancel_export,
     "read_events": _events,
 }
 assert set(_HANDLERS) == set(mcp_tools.TOOL_NAMES), "every shared tool has a handler"  # noqa: S101

@@ -20,7 +20,8 @@ Exit codes (the same for every command):
 without a file, 3 when it is still waiting or running after `--timeout`; while it waits it draws
 a progress bar on stderr (rows fetched of the estimated total, rate, time left).
 
-`cancel` exits 0 when the plan is now cancelled. `--json` prints the plane's answer (or
+`cancel` exits 0 when the plan is now cancelled, `export-cancel` when the export is (an export
+that has already ended is `conflict`, 5). `--json` prints the plane's answer (or
 `{"error": {...}}`) as JSON on stdout; without it a short human summary is printed.
 """
 
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("export-status", help="an export's progress; waits and downloads with --output")
     status.add_argument("export_id")
     _wait_args(status, submit=False)
+
+    stop = sub.add_parser("export-cancel", help="stop an export that waits or runs (its partial file is removed)")
+    stop.add_argument("export_id")
     return parser
 
 
@@ -260,11 +264,14 @@ def run(args: argparse.Namespace, client: Client) -> tuple[int, dict[str, Any]]:
         if args.timeout < 0 or args.interval <= 0:
             raise UsageError("--timeout must be 0 or more and --interval more than 0.")
         return _follow_export(client, client.export_get(args.export_id), args)
+    if args.command == "export-cancel":
+        answer = client.export_cancel(args.export_id)
+        return (EXIT_OK if answer.get("status") == "cancelled" else export_exit_code(answer)), answer
     raise UsageError(f"Unknown command {args.command!r}.")  # argparse prevents this
 
 
 def _summary(command: str, answer: dict[str, Any]) -> str:
-    if command in ("export", "export-status"):
+    if command in ("export", "export-status", "export-cancel"):
         line = f"export {answer.get('id')}: {answer.get('status')} (plan {answer.get('plan_id')})"
         if answer.get("saved_to"):
             line += f"\nsaved {answer['saved_bytes']:,} bytes to {answer['saved_to']}"

@@ -15,6 +15,7 @@ One method per call of the API (the contract is `GET /api/v1/openapi.json`):
 | `export`          | `POST /api/v1/exports` (a whole list method to a JSON-lines or CSV file) |
 | `export_get`      | `GET /api/v1/exports/<id>` (status and progress)  |
 | `export_download` | `GET /api/v1/exports/<id>/file`, streamed to a local file |
+| `export_cancel`   | `POST /api/v1/exports/<id>/cancel` (stop an export that waits or runs) |
 """
 
 from __future__ import annotations
@@ -214,6 +215,11 @@ class Client:
         """The export: `status` and `progress` (rows_fetched, estimated_total, rows_per_second,
         seconds_left, percent)."""
         return self._request("GET", f"/api/v1/exports/{_segment(export_id)}")
+
+    def export_cancel(self, export_id: str) -> Json:
+        """Stop an export that waits for approval (its plan is cancelled too), is queued or runs
+        (its partial file is removed); `conflict` (with `status`) once it has ended."""
+        return self._request("POST", f"/api/v1/exports/{_segment(export_id)}/cancel", body={})
 
     def export_download(self, export_id: str, path: str, *, chunk: int = 1 << 16) -> int:
         """Stream the finished export's file to `path`; returns the bytes written."""

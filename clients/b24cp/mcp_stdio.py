@@ -88,6 +88,13 @@ def _dispatch(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]
         answer = client.list(status=args.get("status"), portal=args.get("portal"), limit=args["limit"],
                              cursor=args.get("cursor"))
         return {**answer, "plans": [mcp_tools.plan_answer(p) for p in answer.get("plans", [])]}
+    if name == "start_export":
+        body = mcp_tools.export_body(args)
+        return mcp_tools.export_answer(client._request("POST", "/api/v1/exports", body=body))  # noqa: SLF001
+    if name == "get_export":
+        return mcp_tools.export_answer(client.export_get(args["export_id"]))
+    if name == "cancel_export":
+        return mcp_tools.export_answer(client.export_cancel(args["export_id"]))
     if name == "read_events":
         return client.events(after=args.get("after"), wait=args["wait"], limit=args.get("limit"))
     raise MCPError(INVALID_PARAMS, f"Unknown tool {name!r}.")  # tools_for offers no other

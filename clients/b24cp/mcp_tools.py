@@ -36,6 +36,11 @@ and approves or rejects it. Tell the user it waits for approval, then check it w
 Refusals: not_granted names the pack that would grant the method (ask an admin for it);
 denied_by_policy means the grant forbids that risk. Start with capabilities; use
 describe_method to learn a method's risk and your policy before submitting.
+For every row of a list (crm.lead.list, tasks.task.list, ...) use start_export, not page after
+page of submit_plan: it is a read plan like any other (it may wait for approval), then the plane
+fetches the rows into a JSON-lines or CSV file. Follow it with get_export (progress); the file is
+not sent over MCP: get_export gives its path on the plane and its size, to download over HTTP
+with your bearer token. cancel_export stops an export you no longer need.
 """
 
 _PORTAL = {"type": "string", "minLength": 1, "maxLength": 64, "description": "Portal slug, e.g. from capabilities"}
@@ -53,6 +58,8 @@ _STEP = {
     "required": ["name", "method"],
     "additionalProperties": False,
 }
+_EXPORT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": "The export id start_export returned"}
+EXPORT_STATES = ["pending_approval", "queued", "running", "succeeded", "failed", "rejected", "expired", "cancelled"]
 PLAN_STATES = ["submitted", "pending_approval", "approved", "executing", "succeeded", "failed",
                "needs_reconciliation", "rejected", "expired", "cancelled"]
 
@@ -174,6 +181,77 @@ TOOLS: tuple[dict[str, Any], ...] = (
         "annotations": {"readOnlyHint": True, "openWorldHint": False},
     },
     {
+        "name": "start_export",
+        "title": "Export every row of a list method to a file",
+        "description": (
+            "Fetch every row of a Bitrix24 list method (a read ending in .list, e.g. crm.lead.list) into a "
+            "JSON-lines or CSV file on the plane, 50 pages per batch request: far faster than paging with "
+            "submit_plan. The request becomes a read plan (plan_id), so your grants and policy apply: with "
+            "read auto it starts at once (status queued, then running); with approve it waits as "
+            "pending_approval for a person. Follow it with get_export. Order by ID (or no order) pages "
+            "fastest. Give a short reason: approvers read it."
+        ),
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "portal": _PORTAL,
+                "method": {"type": "string", "minLength": 1, "maxLength": 128,
+                           "description": "A list method, e.g. crm.lead.list"},
+                "select": {"type": "array", "maxItems": 500, "items": {"type": "string", "minLength": 1},
+                           "description": "Fields to export (empty: the method's default fields)"},
+                "filter": {"type": "object",
+                           "description": "The method's filter, e.g. {\">DATE_CREATE\": \"2024-01-01\"}"},
+                "order": {"type": "object", "additionalProperties": {"enum": ["ASC", "DESC", "asc", "desc"]},
+                          "description": "Empty or {\"ID\": \"ASC\"|\"DESC\"} is fastest; any other order "
+                                         "pages by offset"},
+                "format": {"type": "string", "enum": ["jsonl", "csv"], "default": "jsonl"},
+                "reason": {"type": "string", "maxLength": 2000, "description": "Why; shown to the approvers"},
+                "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255,
+                                    "description": "Same key, same request: the same export, never a second one"},
+            },
+            "required": ["portal", "method"],
+            "additionalProperties": False,
+        },
+        "annotations": {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False,
+                        "openWorldHint": True},
+    },
+    {
+        "name": "get_export",
+        "title": "Export status and progress",
+        "description": (
+            "The export's status (pending_approval, queued, running, succeeded, failed, rejected, expired, "
+            "cancelled), its progress (rows fetched of the estimated total, rate, seconds left) and, once it "
+            "succeeded, download: the file's path on the plane and its size in bytes. The rows are NOT "
+            "returned here (the file can be very large): GET that path on the plane with your bearer token "
+            "(Authorization: Bearer ...), or run `b24cp export-status <id> --output FILE`. Files are removed "
+            "after their retention period (expires_at). Ask again later while it runs."
+        ),
+        "inputSchema": {
+            "type": "object",
+            "properties": {"export_id": _EXPORT_ID},
+            "required": ["export_id"],
+            "additionalProperties": False,
+        },
+        "annotations": {"readOnlyHint": True, "openWorldHint": False},
+    },
+    {
+        "name": "cancel_export",
+        "title": "Cancel an export",
+        "description": (
+            "Stop your export while it waits for approval (its plan is cancelled too), is queued or runs (it "
+            "stops before its next batch and its partial file is removed). An export that has already ended "
+            "cannot be cancelled (conflict, with its status)."
+        ),
+        "inputSchema": {
+            "type": "object",
+            "properties": {"export_id": _EXPORT_ID},
+            "required": ["export_id"],
+            "additionalProperties": False,
+        },
+        "annotations": {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True,
+                        "openWorldHint": False},
+    },
+    {
         "name": "read_events",
         "title": "Inbound Bitrix24 events",
         "description": (
@@ -195,7 +273,7 @@ TOOLS: tuple[dict[str, Any], ...] = (
     },
 )
 TOOL_NAMES = tuple(tool["name"] for tool in TOOLS)
-_PORTAL_TOOLS = ("describe_method", "submit_plan", "list_plans")
+_PORTAL_TOOLS = ("describe_method", "submit_plan", "list_plans", "start_export")
 
 
 def _grant_line(portal: Mapping[str, Any]) -> str:
@@ -291,6 +369,37 @@ def plan_answer(plan: Mapping[str, Any]) -> dict[str, Any]:
         "needs_reconciliation": "a person to settle it: the portal may or may not have run it; do not resubmit",
     }.get(status)
     answer["waiting_for"] = waiting
+    return answer
+
+
+EXPORT_FIELDS = ("portal", "method", "select", "filter", "order", "format", "reason", "idempotency_key")
+
+
+def export_body(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """start_export's arguments as the body of POST /api/v1/exports."""
+    return {k: arguments[k] for k in EXPORT_FIELDS if k in arguments}
+
+
+def export_answer(export: Mapping[str, Any]) -> dict[str, Any]:
+    """An export as the API renders it, plus `waiting_for` (in words) and `download`: the file's
+    path on the plane and its size once it is ready (never the rows themselves)."""
+    answer = dict(export)
+    status = export.get("status")
+    progress = export.get("progress") or {}
+    fetched, total = progress.get("rows_fetched"), progress.get("estimated_total")
+    answer["waiting_for"] = {
+        "pending_approval": "a person to approve its plan in the control plane; check again with get_export",
+        "queued": "a worker to start fetching the rows",
+        "running": (f"the rest of the rows ({fetched} of {'?' if total is None else total} fetched so far); "
+                    "check again with get_export"),
+    }.get(status)
+    file = export.get("file") or {}
+    answer["download"] = {
+        "path": file.get("url"), "bytes": file.get("bytes"), "format": export.get("format"),
+        "how": "GET this path on the plane with your bearer token (Authorization: Bearer ...); "
+               "the rows are not sent over MCP",
+        "expires_at": export.get("expires_at"),
+    } if file.get("ready") and file.get("url") else None
     return answer
 
 

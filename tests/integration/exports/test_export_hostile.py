@@ -78,15 +78,18 @@ CASES = [
 for export_id in ["not-a-uuid", "00000000-0000-0000-0000-000000000000", EXPORT_ID, "%00", "1", "%ED%A0%80",
                   "{" + EXPORT_ID + "}"]:
     CASES += [Case(f"export-id-{export_id[:20]}", method="GET", path=f"{EXPORTS}/{export_id}"),
-              Case(f"file-id-{export_id[:20]}", method="GET", path=f"{EXPORTS}/{export_id}/file")]
+              Case(f"file-id-{export_id[:20]}", method="GET", path=f"{EXPORTS}/{export_id}/file"),
+              Case(f"cancel-id-{export_id[:20]}", method="POST", path=f"{EXPORTS}/{export_id}/cancel")]
 NOT_ALLOWED = {
     EXPORTS: (["PUT", "PATCH", "DELETE"], "GET, POST"),
     f"{EXPORTS}/{EXPORT_ID}": (["POST", "PUT", "DELETE", "PATCH"], "GET"),
     f"{EXPORTS}/{EXPORT_ID}/file": (["POST", "PUT", "DELETE"], "GET"),
+    f"{EXPORTS}/{EXPORT_ID}/cancel": (["GET", "PUT", "DELETE", "PATCH"], "POST"),
 }
 for path, (methods, allow) in NOT_ALLOWED.items():
     CASES += [Case(f"405-{m}-{short(path)}", method=m, path=path, status=405, allow=allow) for m in methods]
-for path in [f"{EXPORTS}/", f"{EXPORTS}/{EXPORT_ID}/", f"{EXPORTS}/{EXPORT_ID}/file/", f"{EXPORTS}/{EXPORT_ID}/x"]:
+for path in [f"{EXPORTS}/", f"{EXPORTS}/{EXPORT_ID}/", f"{EXPORTS}/{EXPORT_ID}/file/", f"{EXPORTS}/{EXPORT_ID}/x",
+             f"{EXPORTS}/{EXPORT_ID}/cancel/"]:
     CASES.append(Case(f"unknown-{short(path)}", method="GET", path=path, status=404))
 for case in CASES:
     case.path = case.path if case.path != "/api/v1/plans" else EXPORTS

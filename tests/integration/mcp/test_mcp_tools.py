@@ -18,7 +18,8 @@ from apps.plans.models import Plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ALL_BUT_EVENTS = ["capabilities", "describe_method", "submit_plan", "get_plan", "cancel_plan", "list_plans"]
+ALL_BUT_EVENTS = ["capabilities", "describe_method", "submit_plan", "get_plan", "cancel_plan", "list_plans",
+                  "start_export", "get_export", "cancel_export"]
 
 
 REPO = Path(__file__).resolve().parents[3]
