@@ -140,5 +140,5 @@ def test_the_folder_serves_mcp_over_stdio(exported, plane_agent):
 
     tools, described = anyio.run(main)
     assert tools == ["capabilities", "describe_method", "submit_plan", "get_plan", "cancel_plan", "list_plans",
-                     "read_events"]
+                     "start_export", "get_export", "cancel_export", "read_events"]
     assert described["risk"] == "write" and described["policy"] == "approve"
