@@ -292,10 +292,12 @@ def _send_alone(plan: Plan, record: ExecutionAttempt, client: BitrixClient, *, r
         close_attempt(record, AttemptOutcome.UNKNOWN, exc.as_dict())
         return _outcome_unknown(plan, record.number, exc)
     except BitrixError as exc:
-        close_attempt(record, AttemptOutcome.ANSWERED, exc.as_dict())
-        return _fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict())
-    close_attempt(record, AttemptOutcome.ANSWERED)
-    return _settle(plan, answer)
+        with transaction.atomic():  # the attempt's end and the plan's in one commit
+            close_attempt(record, AttemptOutcome.ANSWERED, exc.as_dict())
+            return _fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict())
+    with transaction.atomic():
+        close_attempt(record, AttemptOutcome.ANSWERED)
+        return _settle(plan, answer)
 
 
 def _outcome_unknown(plan: Plan, number: int, exc: BitrixError) -> Outcome:
