@@ -56,6 +56,7 @@ from .models import (
 )
 from .params import ParamsError, php_parse_query
 from .registry import V2_METHODS, V3_METHODS
+from .tx import portal_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ def _apply_fault(fault: FaultPlan) -> None:
 
 
 def _count_method(portal: SandboxPortal, api: str, method: str) -> None:
-    with transaction.atomic():
+    with portal_atomic():
         SandboxPortal.objects.select_for_update().filter(pk=portal.pk).first()
         row, _ = SandboxMethodCount.objects.get_or_create(portal=portal, api=api, method=method)
         SandboxMethodCount.objects.filter(pk=row.pk).update(count=F("count") + 1)
@@ -367,7 +368,7 @@ def _run_batch(ctx: Ctx, caller: Caller, api: str, params):
     """A batch's sub-calls in one transaction holding the portal row: one commit, and the
     accounting written once (`_BatchTally`) instead of per sub-call. Each sub-call still does its
     own checks and writes, in order; its error is its own (caught inside)."""
-    with transaction.atomic():
+    with portal_atomic():
         SandboxPortal.objects.select_for_update().filter(pk=ctx.portal.pk).first()
         tally = _BatchTally(ctx.portal, caller.key)
         token = _tally.set(tally)

@@ -34,6 +34,7 @@ from .models import SandboxEventHandler, SandboxOAuthClient, SandboxOfflineEvent
 from .params import php_build_query
 from .records import PAGE_SIZE
 from .tokens import application_token, endpoints, issue_token
+from .tx import portal_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def event_bind(ctx: Ctx, params: dict) -> Outcome:
     connector = connector.strip()[:128] if isinstance(connector, str) else ""
     options = _param(params, "options")
     options = options if isinstance(options, dict) else {}
-    with transaction.atomic():
+    with portal_atomic():
         SandboxPortal.objects.select_for_update().filter(pk=ctx.portal.pk).first()
         exists = SandboxEventHandler.objects.filter(portal=ctx.portal, client_id=ctx.client_id, event=name,
                                                     handler="" if offline else handler, auth_type=auth_type,
@@ -275,7 +276,7 @@ def offline_get(ctx: Ctx, params: dict) -> Outcome:
     limit = max(1, min(limit, 1000))
     process_id = _param(params, "process_id")
     process_id = process_id.strip() if isinstance(process_id, str) else ""
-    with transaction.atomic():
+    with portal_atomic():
         # The portal row lock makes parallel readers take batches that do not overlap.
         SandboxPortal.objects.select_for_update().filter(pk=ctx.portal.pk).first()
         SandboxOfflineEvent.objects.filter(portal=ctx.portal).exclude(process_id="").filter(
@@ -461,7 +462,7 @@ def record_changed(ctx: Ctx, entity: str, verb: str, record_id: int) -> None:
 
 def _enqueue(ctx: Ctx, handler: SandboxEventHandler, event: str, data: dict, message_id: str) -> None:
     """One record per object: an unreserved record of the same object takes the last change."""
-    with transaction.atomic():
+    with portal_atomic():
         SandboxPortal.objects.select_for_update().filter(pk=ctx.portal.pk).first()
         row = SandboxOfflineEvent.objects.filter(portal=ctx.portal, client_id=handler.client_id,
                                                  auth_connector=handler.auth_connector, message_id=message_id,

@@ -7,11 +7,12 @@ import hashlib
 import json
 import re
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from . import clock
 from .errors import SandboxError, v3_error
 from .models import SandboxIdempotencyKey, SandboxPortal
+from .tx import portal_atomic
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -45,7 +46,7 @@ def stored_answer(*, portal: SandboxPortal, scope: str, key: str, digest: str) -
 
 def store_answer(*, portal: SandboxPortal, scope: str, key: str, digest: str, status: int, body) -> None:
     try:
-        with transaction.atomic():
+        with portal_atomic():
             SandboxIdempotencyKey.objects.create(portal=portal, scope=scope, key=key, body_hash=digest,
                                                  status=status, body=body, created_at=clock.now())
     except IntegrityError:

@@ -9,20 +9,20 @@
 import math
 from dataclasses import dataclass
 
-from django.db import transaction
 from django.db.models import F, Min, Sum
 
 from apps.core.leakybucket import BucketState, admit
 
 from . import clock
 from .models import SandboxOperatingBucket, SandboxPortal
+from .tx import portal_atomic
 
 WINDOW_SECONDS = 600.0
 
 
 def bucket_admit(*, portal: SandboxPortal) -> bool:
     """Count one request against the portal's bucket; False if the portal refuses it."""
-    with transaction.atomic():
+    with portal_atomic():
         row = SandboxPortal.objects.select_for_update().get(pk=portal.pk)
         now = clock.now()
         admitted, state = admit(
@@ -73,7 +73,7 @@ def operating_cost(*, portal: SandboxPortal, method: str) -> float:
 def operating_record(*, portal: SandboxPortal, caller: str, method: str, seconds: float) -> Operating:
     now = clock.now()
     minute = int(now // 60)
-    with transaction.atomic():
+    with portal_atomic():
         SandboxPortal.objects.select_for_update().filter(pk=portal.pk).first()
         bucket, created = SandboxOperatingBucket.objects.get_or_create(
             portal=portal, caller=caller, method=method, minute=minute,

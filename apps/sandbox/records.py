@@ -3,9 +3,8 @@ delete and the list query (filter, order, 50-row pages) the list methods share."
 
 from dataclasses import dataclass
 
-from django.db import transaction
-
 from .models import SandboxPortal, SandboxRecord, SandboxSequence
+from .tx import portal_atomic
 
 PAGE_SIZE = 50
 MAX_ID = 2**63 - 1  # a BIGINT; larger numbers are clamped so comparisons keep their meaning
@@ -23,7 +22,7 @@ class Condition:
 
 def record_create(*, portal: SandboxPortal, entity: str, build) -> tuple[int, dict]:
     """Allocate the next ID and store `build(new_id)` (a dict) under it, atomically."""
-    with transaction.atomic():
+    with portal_atomic():
         # The portal row lock serialises ID allocation per portal, on SQLite and PostgreSQL.
         SandboxPortal.objects.select_for_update().filter(pk=portal.pk).first()
         seq, _ = SandboxSequence.objects.select_for_update().get_or_create(portal=portal, entity=entity)
@@ -38,7 +37,7 @@ def next_ids(*, portal: SandboxPortal, entity: str, count: int) -> list[int]:
     """Allocate `count` IDs from the portal's sequence `entity` (e.g. multi-field items)."""
     if count <= 0:
         return []
-    with transaction.atomic():
+    with portal_atomic():
         seq, _ = SandboxSequence.objects.select_for_update().get_or_create(portal=portal, entity=entity)
         first = seq.last_id + 1
         seq.last_id += count
@@ -53,7 +52,7 @@ def record_get(*, portal: SandboxPortal, entity: str, record_id: int) -> dict | 
 
 def record_update(*, portal: SandboxPortal, entity: str, record_id: int, apply) -> dict | None:
     """Replace the record's data with `apply(old_data)`; None if there is no such record."""
-    with transaction.atomic():
+    with portal_atomic():
         row = (
             SandboxRecord.objects.select_for_update()
             .filter(portal=portal, entity=entity, record_id=record_id)
