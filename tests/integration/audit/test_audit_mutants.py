@@ -3,25 +3,42 @@ survive (mutmut 2.5.1, `make mutate MUTATE_ONLY=audit`; bench/README.md lists th
 names as its actor, what it stores, what one write costs, the collected writes, the checkpoint
 sinks' failures and the sink error's place in the error catalogue."""
 
+import contextlib
 import json
+import os
+import stat
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit import registry
-from apps.audit.models import AuditEntry, AuditHead
+from apps.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from apps.audit.services import (
     CheckpointSinkError,
     actor_of,
+    audit_checkpoint,
     audit_collected,
     audit_record,
     audit_verify,
+    publish_checkpoints,
 )
 from apps.core.api import error_response
 from apps.core.exceptions import error_codes
 
 pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class PlanLike:
+    """What `audit_record(plan=...)` reads of a plan: its primary key."""
+
+    pk: uuid.UUID
 
 
 # --- the sink error in the error catalogue -----------------------------------------------------
@@ -127,3 +144,184 @@ def test_collecting_outside_a_transaction_is_refused():
     with pytest.raises(RuntimeError, match="must run inside the transaction"), audit_collected():
         pass
     assert AuditEntry.objects.count() == 0
+
+
+def test_the_entry_stores_the_id_of_the_plan_it_was_given(db):
+    plan = PlanLike(pk=uuid.UUID("6f1c1b2e-0000-4000-8000-000000000001"))
+    entry = audit_record(action=registry.GRANT_CHANGED, plan=plan, data={})
+    assert AuditEntry.objects.get(pk=entry.pk).plan_id == plan.pk
+    by_id = audit_record(action=registry.GRANT_CHANGED, plan=plan.pk, data={})
+    assert AuditEntry.objects.get(pk=by_id.pk).plan_id == plan.pk
+    assert audit_verify().ok
+
+
+# --- the checkpoint sinks ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def entries(db):
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    audit_record(action=registry.GRANT_CHANGED, data={})
+
+
+def test_the_sink_file_is_created_with_its_missing_directories_and_not_world_readable(entries, settings, tmp_path):
+    path = tmp_path / "a" / "b" / "checkpoints.jsonl"
+    settings.AUDIT_CHECKPOINT_PATH = str(path)
+    published = audit_checkpoint()
+    assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == published
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 & ~umask
+
+
+def test_an_unwritable_sink_file_fails_with_its_reason(entries, settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_PATH = str(tmp_path)  # a directory: cannot be opened for writing
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint file could not be written: Is a directory."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_file_and_command_sinks_both_receive_every_checkpoint(entries, settings, tmp_path, checkpoint_file):
+    received = tmp_path / "received.jsonl"
+    script = tmp_path / "sink.py"
+    script.write_text(f"import sys\nopen({str(received)!r}, 'a').write(sys.stdin.read())\n")
+    settings.AUDIT_CHECKPOINT_COMMAND = f"{sys.executable} {script}"
+    published = audit_checkpoint()
+    assert len(published) == 2
+    assert [json.loads(line) for line in received.read_text().splitlines()] == published
+    assert [json.loads(line) for line in checkpoint_file.read_text().splitlines()] == published
+
+
+def test_the_command_sinks_output_is_captured_not_printed(entries, settings, capfd):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = (f"{sys.executable} -c \"import sys; sys.stdin.read(); print('SINK-OUT'); "
+                                         f"print('SINK-ERR', file=sys.stderr)\"")
+    assert len(audit_checkpoint()) == 2
+    out, err = capfd.readouterr()
+    assert "SINK-OUT" not in out and "SINK-ERR" not in err
+
+
+def test_a_failing_command_sink_names_its_exit_status(entries, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint command exited with status 3."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_a_command_sink_that_cannot_start_names_why(entries, settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = str(tmp_path / "no-such-sink")
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint command could not run: FileNotFoundError."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Records each request (method, target, content type, body) and answers `status`."""
+
+    status = 201
+    seen: list
+
+    def _answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+        self.send_response(self.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_GET = _answer  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def http_sink(status=201):
+    handler = type("Handler", (Recorder,), {"status": status, "seen": []})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port, handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("path", "target"), [("/anchor", "/anchor"), ("/anchor?x=1&y=2", "/anchor?x=1&y=2"),
+                                              ("", "/"), ("?x=1", "/?x=1")])
+def test_the_url_sink_posts_json_to_the_urls_path_and_query(entries, settings, path, target):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink() as (port, seen):
+        settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}{path}"
+        published = audit_checkpoint()
+    assert [(method, at, kind) for method, at, kind, _body in seen] == [("POST", target, "application/json")] * 2
+    assert [json.loads(body.decode("utf-8")) for *_, body in seen] == published
+
+
+@pytest.mark.parametrize("status", [200, 204, 299])
+def test_the_url_sink_accepts_every_2xx(entries, settings, status):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink(status) as (port, seen):
+        settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}/anchor"
+        assert len(audit_checkpoint()) == 2
+    assert len(seen) == 2 and AuditCheckpoint.objects.count() == 2
+
+
+@pytest.mark.parametrize("status", [300, 404])
+def test_the_url_sink_refuses_anything_else(entries, settings, status):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink(status) as (port, _seen), pytest.raises(CheckpointSinkError) as raised:
+        settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}/anchor"
+        audit_checkpoint()
+    assert raised.value.message == f"The checkpoint URL answered HTTP {status}."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_an_https_url_sink_speaks_tls(entries, settings):
+    """Against a plain-HTTP listener an https URL fails in the TLS handshake: the checkpoint is
+    never sent in clear to an https URL."""
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink() as (port, seen), pytest.raises(CheckpointSinkError) as raised:
+        settings.AUDIT_CHECKPOINT_URL = f"https://127.0.0.1:{port}/anchor"
+        audit_checkpoint()
+    assert raised.value.message.startswith("The checkpoint URL could not be reached: ")
+    assert "SSL" in raised.value.message
+    assert all(method != "POST" for method, *_ in seen)  # nothing readable reached the listener
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_an_unreachable_url_sink_names_the_error(entries, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink() as (port, _seen):
+        pass  # the port is closed again: nothing listens there
+    settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}/anchor"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint URL could not be reached: ConnectionRefusedError."
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/anchor", "http:///anchor", "https://", "127.0.0.1:8000/anchor"])
+def test_a_url_sink_that_is_not_http_with_a_host_is_refused(entries, settings, url):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_URL = url
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "AUDIT_CHECKPOINT_URL must be an http(s) URL."
+
+
+def test_no_sink_is_an_error_that_names_the_settings(entries, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "No checkpoint sink is configured (AUDIT_CHECKPOINT_PATH, _COMMAND or _URL)."
+
+
+def test_nothing_to_publish_needs_no_sink(db, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    assert audit_checkpoint() == []
+    publish_checkpoints([])
