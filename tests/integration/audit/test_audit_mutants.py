@@ -4,9 +4,11 @@ names as its actor, what it stores, what one write costs, the collected writes, 
 sinks' failures and the sink error's place in the error catalogue."""
 
 import contextlib
+import http.client
 import json
 import os
 import stat
+import subprocess
 import sys
 import threading
 import uuid
@@ -326,3 +328,46 @@ def test_nothing_to_publish_needs_no_sink(db, settings):
     settings.AUDIT_CHECKPOINT_PATH = ""
     assert audit_checkpoint() == []
     publish_checkpoints([])
+
+
+def test_a_hung_command_sink_is_cut_after_thirty_seconds(entries, settings, monkeypatch):
+    """No test waits 30 s: `subprocess.run` is replaced by one that times out at once, after
+    recording the bound it was given."""
+    bounds = []
+
+    def hung(args, *, timeout, **kwargs):
+        bounds.append(timeout)
+        raise subprocess.TimeoutExpired(args, timeout)
+
+    monkeypatch.setattr(subprocess, "run", hung)
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = "anchor-checkpoint --quiet"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint command could not run: TimeoutExpired."
+    assert bounds == [30]
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_a_hung_url_sink_is_cut_after_thirty_seconds(entries, settings, monkeypatch):
+    """The connection is replaced by one whose request times out at once, after recording the
+    bound it was opened with."""
+    bounds = []
+
+    class Hung:
+        def __init__(self, host, port, *, timeout):
+            bounds.append((host, port, timeout))
+
+        def request(self, *args, **kwargs):
+            raise TimeoutError("timed out")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(http.client, "HTTPConnection", Hung)
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_URL = "http://anchor.example:8080/cp"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint URL could not be reached: TimeoutError."
+    assert bounds == [("anchor.example", 8080, 30)]
