@@ -6,10 +6,15 @@ The portal is a recorder (no HTTP): a refused plan must reach it with nothing.""
 import pytest
 
 from apps.agents.services import agent_revoke
+from apps.audit import registry as audit_events
+from apps.bitrix.errors import NotSent
 from apps.plans import executor, services
-from apps.plans.models import Approval, Plan
+from apps.plans.choices import AttemptOutcome
+from apps.plans.evaluation import content_hash
+from apps.plans.models import Approval, ExecutionAttempt, Plan
 from apps.policy.models import PackGrant
 from apps.portals.models import Portal
+from tests.integration.audit_helpers import last_seq, new_entries
 
 pytestmark = pytest.mark.django_db
 ADD = [{"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "t"}}}]
@@ -108,3 +113,98 @@ def test_an_approved_batch_plan_runs_with_its_commands(approve, sent):
     plan = approve(steps, read="auto")
     assert executor.execute(plan_id=plan.pk).status == "succeeded"
     assert sent == [steps]
+
+
+# --- entering, and which retries may run -------------------------------------------------------
+
+
+@pytest.fixture
+def portal_answers(monkeypatch):
+    """A portal whose answer the test sets: `state["refuse"]` True refuses each call before
+    running it (NotSent, safe to retry); otherwise every step succeeds."""
+    state = {"refuse": True, "calls": 0}
+
+    class Switchable:
+        def __init__(self, portal, **kwargs):
+            pass
+
+        def run_steps(self, steps, **kwargs):
+            state["calls"] += 1
+            if state["refuse"]:
+                raise NotSent("QUERY_LIMIT_EXCEEDED", "Too many requests", retry_after=0.5)
+            return {"steps": {s["name"]: {"result": 1, "error": None, "total": None, "next": None} for s in steps}}
+
+    monkeypatch.setattr(executor, "BitrixClient", Switchable)
+    return state
+
+
+def test_the_first_run_records_attempt_one_and_audits_it(approve, sent):
+    plan = approve()
+    since = last_seq()
+    assert executor.execute(plan_id=plan.pk).status == "succeeded"
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.attempt_count == 1 and list(plan.attempts.values_list("number", flat=True)) == [1]
+    attempts = [e for e in new_entries(since) if e.action == audit_events.PLAN_ATTEMPT]
+    assert [e.data for e in attempts] == [{"attempt": 1, "methods": ["crm.lead.add"]}]
+
+
+def test_only_the_scheduled_retry_runs(approve, portal_answers):
+    plan = approve()
+    first = executor.execute(plan_id=plan.pk)
+    assert (first.status, first.attempt) == ("executing", 1) and first.retry_in is not None
+    portal_answers["refuse"] = False
+    for stale in (0, 2, 3):  # attempts this executor never scheduled
+        assert executor.execute(plan_id=plan.pk, attempt=stale).status == "skipped"
+    assert portal_answers["calls"] == 1
+    assert executor.execute(plan_id=plan.pk, attempt=1).status == "succeeded"
+    assert portal_answers["calls"] == 2
+    assert Plan.objects.get(pk=plan.pk).attempt_count == 2
+    # the retry's task redelivered: the plan is final, nothing runs again
+    assert executor.execute(plan_id=plan.pk, attempt=1).status == "skipped"
+    assert executor.execute(plan_id=plan.pk, attempt=2).status == "skipped"
+    assert portal_answers["calls"] == 2
+
+
+def test_a_retry_after_an_answered_attempt_does_not_run(approve, portal_answers):
+    """The last attempt was answered (its worker died before settling the plan): the plan is
+    left for recovery, a retry of that attempt never sends again."""
+    plan = approve()
+    executor.execute(plan_id=plan.pk)
+    ExecutionAttempt.objects.filter(plan=plan, number=1).update(outcome=AttemptOutcome.ANSWERED)
+    portal_answers["refuse"] = False
+    assert executor.execute(plan_id=plan.pk, attempt=1).status == "skipped"
+    assert portal_answers["calls"] == 1
+
+
+@pytest.mark.parametrize("outcome", [AttemptOutcome.NOT_SENT, AttemptOutcome.UNKNOWN])
+def test_a_retry_of_a_plan_no_longer_executing_does_not_run(approve, portal_answers, outcome):
+    plan = approve()
+    executor.execute(plan_id=plan.pk)
+    ExecutionAttempt.objects.filter(plan=plan, number=1).update(outcome=outcome)
+    Plan.objects.filter(pk=plan.pk).update(status="needs_reconciliation")
+    portal_answers["refuse"] = False
+    assert executor.execute(plan_id=plan.pk, attempt=1).status == "skipped"
+    assert portal_answers["calls"] == 1
+
+
+def test_a_refusal_that_lost_the_race_is_skipped(approve, sent):
+    """Another run moved the plan out of `approved` between the read and the refusal."""
+    plan = approve()
+    loaded = Plan.objects.get(pk=plan.pk)
+    Plan.objects.filter(pk=plan.pk).update(status="executing")
+    outcome = executor._refuse(loaded, ("policy_refused", "The grants no longer allow this plan.", {}))
+    assert outcome == executor.Outcome("skipped")
+    assert Plan.objects.get(pk=plan.pk).status == "executing"
+
+
+def test_steps_the_policy_cannot_read_are_refused_with_the_policys_message(approve, sent):
+    """A stored plan whose steps no longer parse (its row and every approval rewritten
+    consistently, so the content check passes): the policy's own error is the refusal."""
+    plan = approve()
+    steps = [{"name": "call", "method": "", "params": {}}]
+    digest = content_hash(portal_slug=plan.portal.slug, steps=steps)
+    Plan.objects.filter(pk=plan.pk).update(steps=steps, content_hash=digest)
+    Approval.objects.filter(plan=plan).update(content_hash=digest)
+    error = refused_with(plan.pk, sent)
+    assert error["code"] == "policy_refused" and set(error) == {"code", "message"}
+    assert error["message"] and "nothing was sent" not in error["message"]
