@@ -208,3 +208,30 @@ def test_steps_the_policy_cannot_read_are_refused_with_the_policys_message(appro
     error = refused_with(plan.pk, sent)
     assert error["code"] == "policy_refused" and set(error) == {"code", "message"}
     assert error["message"] and "nothing was sent" not in error["message"]
+
+
+def test_a_retry_is_checked_again_before_it_is_sent(approve, portal_answers):
+    """The grant was revoked while the plan waited for its retry: the retry fails, unsent."""
+    plan = approve()
+    assert executor.execute(plan_id=plan.pk).attempt == 1
+    PackGrant.objects.filter(agent=plan.agent).delete()
+    portal_answers["refuse"] = False
+    assert executor.execute(plan_id=plan.pk, attempt=1).status == "failed"
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.error["code"] == "policy_refused" and plan.attempt_count == 1
+    assert portal_answers["calls"] == 1
+
+
+def test_a_run_that_loses_the_race_to_enter_sends_nothing(approve, sent, monkeypatch):
+    """Another run enters the plan between this run's read and its own conditional update."""
+    plan = approve()
+    check = executor._check
+
+    def check_then_lose(loaded, grants=None):
+        problem = check(loaded, grants)
+        Plan.objects.filter(pk=loaded.pk).update(status="executing", attempt_count=1)
+        return problem
+
+    monkeypatch.setattr(executor, "_check", check_then_lose)
+    assert executor.execute(plan_id=plan.pk) == executor.Outcome("skipped")
+    assert sent == [] and ExecutionAttempt.objects.filter(plan=plan).count() == 0
