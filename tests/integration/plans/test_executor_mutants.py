@@ -235,3 +235,15 @@ def test_a_run_that_loses_the_race_to_enter_sends_nothing(approve, sent, monkeyp
     monkeypatch.setattr(executor, "_check", check_then_lose)
     assert executor.execute(plan_id=plan.pk) == executor.Outcome("skipped")
     assert sent == [] and ExecutionAttempt.objects.filter(plan=plan).count() == 0
+
+
+def test_record_attempt_keeps_the_plan_object_in_step(approve, portal_answers):
+    """The helper `plans_recover_stale` shares: the next number, recorded once, on the row and on
+    the object it was given; a second caller holding the old count gets None."""
+    plan = approve()
+    executor.execute(plan_id=plan.pk)
+    loaded, other = Plan.objects.get(pk=plan.pk), Plan.objects.get(pk=plan.pk)
+    record = executor.record_attempt(loaded)
+    assert record.number == 2 and loaded.attempt_count == 2
+    assert Plan.objects.get(pk=plan.pk).attempt_count == 2
+    assert executor.record_attempt(other) is None and other.attempt_count == 1
