@@ -247,3 +247,12 @@ def test_record_attempt_keeps_the_plan_object_in_step(approve, portal_answers):
     assert record.number == 2 and loaded.attempt_count == 2
     assert Plan.objects.get(pk=plan.pk).attempt_count == 2
     assert executor.record_attempt(other) is None and other.attempt_count == 1
+
+
+def test_a_refused_plan_audits_why_it_failed(approve, sent):
+    plan = approve()
+    Approval.objects.filter(plan=plan).update(content_hash="0" * 64)
+    since = last_seq()
+    refused_with(plan.pk, sent)
+    failed = [e for e in new_entries(since) if e.plan_id == plan.pk and e.data.get("to") == "failed"]
+    assert len(failed) == 1 and failed[0].data["error"] == "content_hash_mismatch", [e.data for e in new_entries(since)]
