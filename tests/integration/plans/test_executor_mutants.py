@@ -7,7 +7,7 @@ import pytest
 
 from apps.agents.services import agent_revoke
 from apps.audit import registry as audit_events
-from apps.bitrix.errors import NotSent
+from apps.bitrix.errors import BitrixError, NotSent, OutcomeUnknown
 from apps.plans import executor, services
 from apps.plans.choices import AttemptOutcome
 from apps.plans.evaluation import content_hash
@@ -256,3 +256,37 @@ def test_a_refused_plan_audits_why_it_failed(approve, sent):
     refused_with(plan.pk, sent)
     failed = [e for e in new_entries(since) if e.plan_id == plan.pk and e.data.get("to") == "failed"]
     assert len(failed) == 1 and failed[0].data["error"] == "content_hash_mismatch", [e.data for e in new_entries(since)]
+
+
+@pytest.fixture
+def portal_raises(monkeypatch):
+    """A portal whose every call raises `state["exc"]`."""
+    state = {}
+
+    class Raising:
+        def __init__(self, portal, **kwargs):
+            pass
+
+        def run_steps(self, steps, **kwargs):
+            raise state["exc"]
+
+    monkeypatch.setattr(executor, "BitrixClient", Raising)
+    return state
+
+
+def test_a_portal_error_fails_the_plan_with_the_portals_description(approve, portal_raises):
+    plan = approve()
+    portal_raises["exc"] = BitrixError("ACCESS_DENIED", "Access denied for this user")
+    assert executor.execute(plan_id=plan.pk).status == "failed"
+    error = Plan.objects.get(pk=plan.pk).error
+    assert (error["code"], error["message"]) == ("portal_error", "Access denied for this user")
+    assert error["cause"]["code"] == "ACCESS_DENIED"
+
+
+def test_a_lost_write_answer_audits_its_cause(approve, portal_raises):
+    plan = approve()
+    portal_raises["exc"] = OutcomeUnknown("READ_TIMEOUT", "The answer did not arrive")
+    since = last_seq()
+    assert executor.execute(plan_id=plan.pk).status == "needs_reconciliation"
+    moved = [e for e in new_entries(since) if e.data.get("to") == "needs_reconciliation"]
+    assert len(moved) == 1 and moved[0].data["error"] == "READ_TIMEOUT"
