@@ -83,11 +83,11 @@ MUTATE_TARGETS ?= \
 	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py,tests/integration/portals/test_rotate_keys_mutants.py \
 	states=apps/plans/states.py=tests/unit/plans/test_state_errors.py,tests/integration/plans/test_states.py,tests/integration/plans/test_states_mutants.py,tests/integration/plans/test_plan_decide.py \
 	idempotency=apps/plans/idempotency.py=tests/integration/plans/test_idempotency_mutants.py,tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_api_flow.py,tests/integration/plans/test_tasks.py \
-	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py \
+	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py,tests/integration/plans/test_executor_batch.py,tests/integration/plans/test_executor_mutants.py,tests/integration/plans/test_query_counts.py,tests/integration/approvals/test_stale_and_revert.py \
 	selectors=apps/plans/selectors.py=tests/integration/plans/test_selectors_mutants.py,tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_api_flow.py \
 	services=apps/plans/services.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_plan_decide.py,tests/integration/plans/test_tasks.py,tests/integration/plans/test_reconcile.py \
 	policy=apps/policy/decide.py,apps/policy/risk.py,apps/policy/normalize.py,apps/policy/batchparse.py,apps/policy/packs.py=tests/unit/policy \
-	audit=apps/audit/services.py=tests/integration/audit/test_audit_chain.py,tests/integration/audit/test_audit_masking.py,tests/integration/audit/test_audit_secrets.py,tests/integration/audit/test_audit_checkpoint.py,tests/integration/audit/test_audit_export.py
+	audit=apps/audit/services.py=tests/integration/audit/test_audit_chain.py,tests/integration/audit/test_audit_masking.py,tests/integration/audit/test_audit_secrets.py,tests/integration/audit/test_audit_checkpoint.py,tests/integration/audit/test_audit_export.py,tests/integration/audit/test_audit_mutants.py
 MUTATE_ONLY ?=
 # mutmut 2.5.1 sometimes loses a mutant in its cache ("Attribute Mutant.line is required") and then
 # waits forever: each run is cut at MUTATE_TIMEOUT seconds and resumed from its cache.

@@ -1,0 +1,373 @@
+"""Tests written against the mutants of apps/audit/services.py that the audit test set let
+survive (mutmut 2.5.1, `make mutate MUTATE_ONLY=audit`; bench/README.md lists them): who an entry
+names as its actor, what it stores, what one write costs, the collected writes, the checkpoint
+sinks' failures and the sink error's place in the error catalogue."""
+
+import contextlib
+import http.client
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from apps.audit import registry
+from apps.audit.models import AuditCheckpoint, AuditEntry, AuditHead
+from apps.audit.services import (
+    CheckpointSinkError,
+    actor_of,
+    audit_checkpoint,
+    audit_collected,
+    audit_record,
+    audit_verify,
+    publish_checkpoints,
+)
+from apps.core.api import error_response
+from apps.core.exceptions import error_codes
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class PlanLike:
+    """What `audit_record(plan=...)` reads of a plan: its primary key."""
+
+    pk: uuid.UUID
+
+
+# --- the sink error in the error catalogue -----------------------------------------------------
+
+
+def test_a_sink_outage_is_a_503_with_its_own_code():
+    assert error_codes()["checkpoint_sink_failed"] == (503,)
+    response = error_response(CheckpointSinkError("The checkpoint URL answered HTTP 500."))
+    assert response.status_code == 503
+    assert json.loads(response.content) == {
+        "error": {"code": "checkpoint_sink_failed", "message": "The checkpoint URL answered HTTP 500."}}
+
+
+# --- the actor an entry names ------------------------------------------------------------------
+
+
+def test_an_entry_without_actor_names_the_system():
+    entry = audit_record(action=registry.GRANT_CHANGED, data={})
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    assert (stored.actor_type, stored.actor) == ("system", "system")
+    assert actor_of(None) == ("system", "system")
+
+
+def test_an_entry_by_an_agent_names_the_agent_by_its_slug(make_agent):
+    agent = make_agent("agent-x")
+    entry = audit_record(action=registry.GRANT_CHANGED, actor=agent, data={})
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    assert (stored.actor_type, stored.actor) == ("agent", "agent-x")
+
+
+def test_an_entry_by_a_user_names_the_user_by_username(django_user_model):
+    user = django_user_model.objects.create_user(username="carol", password="pw-carol")
+    entry = audit_record(action=registry.GRANT_CHANGED, actor=user, data={})
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    assert (stored.actor_type, stored.actor) == ("user", "carol")
+
+
+# --- what an entry stores, and what one write costs --------------------------------------------
+
+
+def test_the_entry_stores_the_data_it_was_given():
+    data = {"grant": "acme/core", "limits": {"per_day": 5}, "names": ["a", "b"]}
+    entry = audit_record(action=registry.GRANT_CHANGED, portal="acme", data=data)
+    assert entry.data == data
+    assert AuditEntry.objects.get(pk=entry.pk).data == data
+    assert audit_verify().ok
+
+
+def test_writing_on_an_existing_chain_takes_three_statements():
+    """Lock the head, insert the entry, move the head: the chain's head row is read once (the
+    `get_or_create` path is for a chain's first entry only)."""
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 0})
+    with CaptureQueriesContext(connection) as queries:
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 1})
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert statements == ["SELECT", "INSERT", "UPDATE"], queries.captured_queries
+    assert AuditHead.objects.get(chain="portal:acme").seq == 2
+
+
+def test_a_chains_first_entry_creates_its_head():
+    audit_record(action=registry.GRANT_CHANGED, portal="newco", data={})
+    head = AuditHead.objects.get(chain="portal:newco")
+    assert head.seq == 1 and head.hash == AuditEntry.objects.get(chain="portal:newco", seq=1).hash
+
+
+# --- collected writes --------------------------------------------------------------------------
+
+
+def test_collected_entries_are_written_when_the_block_ends():
+    with transaction.atomic():
+        with audit_collected():
+            audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 1})
+            with audit_collected():  # nested: shares the outer queue
+                audit_record(action=registry.GRANT_CHANGED, portal="beta", data={"i": 2})
+            audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 3})
+            assert AuditEntry.objects.count() == 0  # queued, not yet written
+        assert [(e.chain, e.seq, e.data["i"]) for e in AuditEntry.objects.order_by("pk")] == [
+            ("portal:acme", 1, 1), ("portal:acme", 2, 3), ("portal:beta", 1, 2)]
+    # a later direct write continues the chain the collected block left
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 4})
+    assert AuditHead.objects.get(chain="portal:acme").seq == 3
+    assert audit_verify().ok
+
+
+def test_after_a_collected_block_writes_go_straight_to_the_chain_again():
+    with transaction.atomic(), audit_collected():
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 1})
+    entry = audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 2})
+    assert AuditEntry.objects.filter(pk=entry.pk, seq=2).exists()
+
+
+def test_an_exception_leaving_the_block_drops_the_queue():
+    with pytest.raises(ZeroDivisionError), transaction.atomic(), audit_collected():
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+        1 / 0  # noqa: B018
+    assert AuditEntry.objects.count() == 0
+    entry = audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    assert AuditEntry.objects.filter(pk=entry.pk, seq=1).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_collecting_outside_a_transaction_is_refused():
+    with pytest.raises(RuntimeError) as raised, audit_collected():
+        pass
+    assert str(raised.value) == "audit_collected() must run inside the transaction it audits."
+    assert AuditEntry.objects.count() == 0
+
+
+def test_the_entry_stores_the_id_of_the_plan_it_was_given(db):
+    plan = PlanLike(pk=uuid.UUID("6f1c1b2e-0000-4000-8000-000000000001"))
+    entry = audit_record(action=registry.GRANT_CHANGED, plan=plan, data={})
+    assert AuditEntry.objects.get(pk=entry.pk).plan_id == plan.pk
+    by_id = audit_record(action=registry.GRANT_CHANGED, plan=plan.pk, data={})
+    assert AuditEntry.objects.get(pk=by_id.pk).plan_id == plan.pk
+    assert audit_verify().ok
+
+
+# --- the checkpoint sinks ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def entries(db):
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    audit_record(action=registry.GRANT_CHANGED, data={})
+
+
+def test_the_sink_file_is_created_with_its_missing_directories_and_not_world_readable(entries, settings, tmp_path):
+    path = tmp_path / "a" / "b" / "checkpoints.jsonl"
+    settings.AUDIT_CHECKPOINT_PATH = str(path)
+    published = audit_checkpoint()
+    assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == published
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 & ~umask
+
+
+def test_an_unwritable_sink_file_fails_with_its_reason(entries, settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_PATH = str(tmp_path)  # a directory: cannot be opened for writing
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint file could not be written: Is a directory."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_file_and_command_sinks_both_receive_every_checkpoint(entries, settings, tmp_path, checkpoint_file):
+    received = tmp_path / "received.jsonl"
+    script = tmp_path / "sink.py"
+    script.write_text(f"import sys\nopen({str(received)!r}, 'a').write(sys.stdin.read())\n")
+    settings.AUDIT_CHECKPOINT_COMMAND = f"{sys.executable} {script}"
+    published = audit_checkpoint()
+    assert len(published) == 2
+    assert [json.loads(line) for line in received.read_text().splitlines()] == published
+    assert [json.loads(line) for line in checkpoint_file.read_text().splitlines()] == published
+
+
+def test_the_command_sinks_output_is_captured_not_printed(entries, settings, capfd):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = (f"{sys.executable} -c \"import sys; sys.stdin.read(); print('SINK-OUT'); "
+                                         f"print('SINK-ERR', file=sys.stderr)\"")
+    assert len(audit_checkpoint()) == 2
+    out, err = capfd.readouterr()
+    assert "SINK-OUT" not in out and "SINK-ERR" not in err
+
+
+def test_a_failing_command_sink_names_its_exit_status(entries, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint command exited with status 3."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_a_command_sink_that_cannot_start_names_why(entries, settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = str(tmp_path / "no-such-sink")
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint command could not run: FileNotFoundError."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Records each request (method, target, content type, body) and answers `status`."""
+
+    status = 201
+    seen: list
+
+    def _answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+        self.send_response(self.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_GET = _answer  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def http_sink(status=201):
+    handler = type("Handler", (Recorder,), {"status": status, "seen": []})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port, handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("path", "target"), [("/anchor", "/anchor"), ("/anchor?x=1&y=2", "/anchor?x=1&y=2"),
+                                              ("", "/"), ("?x=1", "/?x=1")])
+def test_the_url_sink_posts_json_to_the_urls_path_and_query(entries, settings, path, target):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink() as (port, seen):
+        settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}{path}"
+        published = audit_checkpoint()
+    assert [(method, at, kind) for method, at, kind, _body in seen] == [("POST", target, "application/json")] * 2
+    assert [json.loads(body.decode("utf-8")) for *_, body in seen] == published
+
+
+@pytest.mark.parametrize("status", [200, 204, 299])
+def test_the_url_sink_accepts_every_2xx(entries, settings, status):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink(status) as (port, seen):
+        settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}/anchor"
+        assert len(audit_checkpoint()) == 2
+    assert len(seen) == 2 and AuditCheckpoint.objects.count() == 2
+
+
+@pytest.mark.parametrize("status", [300, 404])
+def test_the_url_sink_refuses_anything_else(entries, settings, status):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink(status) as (port, _seen), pytest.raises(CheckpointSinkError) as raised:
+        settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}/anchor"
+        audit_checkpoint()
+    assert raised.value.message == f"The checkpoint URL answered HTTP {status}."
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_an_https_url_sink_speaks_tls(entries, settings):
+    """Against a plain-HTTP listener an https URL fails in the TLS handshake: the checkpoint is
+    never sent in clear to an https URL."""
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink() as (port, seen), pytest.raises(CheckpointSinkError) as raised:
+        settings.AUDIT_CHECKPOINT_URL = f"https://127.0.0.1:{port}/anchor"
+        audit_checkpoint()
+    assert raised.value.message.startswith("The checkpoint URL could not be reached: ")
+    assert "SSL" in raised.value.message
+    assert all(method != "POST" for method, *_ in seen)  # nothing readable reached the listener
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_an_unreachable_url_sink_names_the_error(entries, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with http_sink() as (port, _seen):
+        pass  # the port is closed again: nothing listens there
+    settings.AUDIT_CHECKPOINT_URL = f"http://127.0.0.1:{port}/anchor"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint URL could not be reached: ConnectionRefusedError."
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/anchor", "http:///anchor", "https://", "127.0.0.1:8000/anchor"])
+def test_a_url_sink_that_is_not_http_with_a_host_is_refused(entries, settings, url):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_URL = url
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "AUDIT_CHECKPOINT_URL must be an http(s) URL."
+
+
+def test_no_sink_is_an_error_that_names_the_settings(entries, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "No checkpoint sink is configured (AUDIT_CHECKPOINT_PATH, _COMMAND or _URL)."
+
+
+def test_nothing_to_publish_needs_no_sink(db, settings):
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    assert audit_checkpoint() == []
+    publish_checkpoints([])
+
+
+def test_a_hung_command_sink_is_cut_after_thirty_seconds(entries, settings, monkeypatch):
+    """No test waits 30 s: `subprocess.run` is replaced by one that times out at once, after
+    recording the bound it was given."""
+    bounds = []
+
+    def hung(args, *, timeout, **kwargs):
+        bounds.append(timeout)
+        raise subprocess.TimeoutExpired(args, timeout)
+
+    monkeypatch.setattr(subprocess, "run", hung)
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_COMMAND = "anchor-checkpoint --quiet"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint command could not run: TimeoutExpired."
+    assert bounds == [30]
+    assert AuditCheckpoint.objects.count() == 0
+
+
+def test_a_hung_url_sink_is_cut_after_thirty_seconds(entries, settings, monkeypatch):
+    """The connection is replaced by one whose request times out at once, after recording the
+    bound it was opened with."""
+    bounds = []
+
+    class Hung:
+        def __init__(self, host, port, *, timeout):
+            bounds.append((host, port, timeout))
+
+        def request(self, *args, **kwargs):
+            raise TimeoutError("timed out")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(http.client, "HTTPConnection", Hung)
+    settings.AUDIT_CHECKPOINT_PATH = ""
+    settings.AUDIT_CHECKPOINT_URL = "http://anchor.example:8080/cp"
+    with pytest.raises(CheckpointSinkError) as raised:
+        audit_checkpoint()
+    assert raised.value.message == "The checkpoint URL could not be reached: TimeoutError."
+    assert bounds == [("anchor.example", 8080, 30)]
