@@ -143,9 +143,11 @@ def _fetchone(sql: str, params: list) -> tuple | None:
 
 
 def _credential_sql(where: str) -> str:
+    """The lookup by a constant condition (`where`: one of the two below); the table names are the
+    models', every value is a parameter."""
     credential, portal = Credential._meta.db_table, Portal._meta.db_table
-    return (f"SELECT c.application_token, p.id, p.member_id FROM {credential} c "  # noqa: S608 - table names from
-            f"JOIN {portal} p ON p.id = c.portal_id WHERE p.is_active AND {where} ORDER BY c.id LIMIT 1")  # the models
+    return (f"SELECT c.application_token, p.id, p.member_id FROM {credential} c "  # noqa: S608  # nosec B608
+            f"JOIN {portal} p ON p.id = c.portal_id WHERE p.is_active AND {where} ORDER BY c.id LIMIT 1")
 
 
 _CREDENTIAL_BY_MEMBER_ID = _credential_sql("p.member_id = %s")
@@ -224,9 +226,9 @@ class Received:
 
 _EVENTS = InboundEvent._meta.db_table
 _INSERT_ONLINE = (
-    f"INSERT INTO {_EVENTS} (portal_id, event, ts, payload_hash, data, additional, source, "  # noqa: S608 - values
+    f"INSERT INTO {_EVENTS} (portal_id, event, ts, payload_hash, data, additional, source, "  # noqa: S608  # nosec B608
     "event_handler_id, offline_id, message_id, process_id, status, attempts, last_error, offline_error_marked, "
-    "feed_seq, received_at, processed_at) "  # are parameters; the table name is the model's
+    "feed_seq, received_at, processed_at) "  # values are parameters; the table name is the model's
     "VALUES (%s, %s, %s, %s, %s, '{}', %s, %s, '', '', '', %s, 0, '', %s, NULL, %s, NULL) "
     "ON CONFLICT (portal_id, event, payload_hash, ts) DO NOTHING RETURNING id")
 
@@ -277,12 +279,13 @@ PROCESS_RUN_LIMIT = 1000
 
 _WAKES = ProcessingWake._meta.db_table
 _WAKE = (  # set the flag only when it is clear or stale; RETURNING says whether it was set
-    f"INSERT INTO {_WAKES} (portal_id, requested_at) VALUES (%s, %s) ON CONFLICT (portal_id) DO UPDATE "  # noqa: S608
+    f"INSERT INTO {_WAKES} (portal_id, requested_at) VALUES (%s, %s) ON CONFLICT (portal_id) DO UPDATE "  # noqa: S608 # nosec
     f"SET requested_at = excluded.requested_at WHERE {_WAKES}.requested_at IS NULL "
     f"OR {_WAKES}.requested_at < %s RETURNING portal_id")
 
 
-_WAKE_READ = f"SELECT requested_at FROM {_WAKES} WHERE portal_id = %s"  # noqa: S608 - the model's table
+# the model's table; the value is a parameter
+_WAKE_READ = f"SELECT requested_at FROM {_WAKES} WHERE portal_id = %s"  # noqa: S608  # nosec B608
 
 
 def _as_aware(value) -> dt.datetime:
