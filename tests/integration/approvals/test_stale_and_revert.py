@@ -55,6 +55,8 @@ def test_a_record_changed_after_approval_goes_back_to_the_approvers(client, worl
     assert plan.status == "pending_approval"
     assert title(portal_client, lead) == "ACME order (cancelled)"
     assert plan.approvals.count() == 0
+    assert [(a.outcome, a.detail) for a in plan.attempts.all()] == [
+        ("not_sent", {"code": "changed_since_approval", "steps": ["call"]})]  # the attempt says why
     assert Approval.history.filter(plan=plan, dismissed_at__isnull=False).count() == 1
     preview = PlanPreview.objects.get(plan=plan)
     assert preview.changed["call"]["TITLE"] == ["ACME order", "ACME order (cancelled)"]

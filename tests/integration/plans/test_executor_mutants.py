@@ -290,3 +290,17 @@ def test_a_lost_write_answer_audits_its_cause(approve, portal_raises):
     assert executor.execute(plan_id=plan.pk).status == "needs_reconciliation"
     moved = [e for e in new_entries(since) if e.data.get("to") == "needs_reconciliation"]
     assert len(moved) == 1 and moved[0].data["error"] == "READ_TIMEOUT"
+
+
+def test_a_portal_without_a_credential_fails_the_plan_with_a_clear_error(make_agent, portal):
+    """The executor hands the client the credential read with the plan, or None when the portal
+    has none (never a stand-in the client would try to use): the plan fails, nothing crashes."""
+    from apps.portals.models import Credential
+
+    Credential.objects.filter(portal=portal).delete()
+    agent = make_agent("no-credential", portal=portal, write="auto")
+    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD).plan
+    assert executor.execute(plan_id=plan.pk).status == "failed"
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.error["cause"]["code"] == "CREDENTIAL_BROKEN"
+    assert "no credential" in plan.error["message"]
