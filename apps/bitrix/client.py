@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from apps.policy.errors import PolicyForbidden, PolicyInputError
 from apps.policy.risk import READ, classify
 from apps.portals.models import AuthMode, Credential, CredentialStatus, Portal
 
@@ -203,7 +204,7 @@ class BitrixClient:
             return params
         try:
             risk = classify(method, params)
-        except Exception:  # noqa: BLE001 - unclassifiable: treated as a write (fail closed)
+        except (PolicyInputError, PolicyForbidden):  # unclassifiable: treated as a write (fail closed)
             risk = None
         if risk == READ:
             return params

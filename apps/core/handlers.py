@@ -29,19 +29,16 @@ def _with_middleware(handler_class, middleware: list[str]):
     return Handler
 
 
-def _is_api(path: str) -> bool:
-    return path.startswith(tuple(settings.API_PATH_PREFIXES))
-
-
 class ASGIRouter:
     """HTTP requests under `API_PATH_PREFIXES` to the API handler, everything else to `pages`."""
 
     def __init__(self, pages):
         self.pages = pages
         self.api = _with_middleware(ASGIHandler, settings.API_MIDDLEWARE)()
+        self.prefixes = tuple(settings.API_PATH_PREFIXES)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and _is_api(scope.get("path", "")):
+        if scope["type"] == "http" and scope.get("path", "").startswith(self.prefixes):
             return await self.api(scope, receive, send)
         return await self.pages(scope, receive, send)
 
@@ -52,8 +49,9 @@ class WSGIRouter:
     def __init__(self, pages):
         self.pages = pages
         self.api = _with_middleware(WSGIHandler, settings.API_MIDDLEWARE)()
+        self.prefixes = tuple(settings.API_PATH_PREFIXES)
 
     def __call__(self, environ, start_response):
-        if _is_api(environ.get("PATH_INFO", "")):
+        if environ.get("PATH_INFO", "").startswith(self.prefixes):
             return self.api(environ, start_response)
         return self.pages(environ, start_response)
