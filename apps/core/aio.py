@@ -6,7 +6,10 @@ is let go (its database connections closed first), so a waiting request holds a 
 socket, no thread and no connection. A later sync call of the same request gets a fresh thread.
 
 Under a sync caller (WSGI, Django's test client) the async view runs inside that caller's thread
-via `async_to_sync`; that thread waits anyway, and `park()` does nothing.
+via `async_to_sync`; that thread waits anyway, and `park()` does nothing. That costs every request
+a new event loop in a new thread and two thread hops, waiting or not: a view written with
+`long_poll` has a `blocking` twin that the WSGI application runs instead (apps.core.handlers),
+which enters an event loop only for the wait itself.
 
 `run_sync(fn, ...)` is how those views run their database work. Under ASGI it runs in a pool
 of `API_WAIT_DB_SLOTS` (default 8) threads per process whose database connections are kept
@@ -15,10 +18,14 @@ a thread instead of each opening a connection (PostgreSQL forks a backend per co
 a sync caller it runs in that caller's thread, as `sync_to_async` does.
 """
 
+import dataclasses
+import functools
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
+from asgiref.sync import AsyncToSync, SyncToAsync, async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connections
 
@@ -87,3 +94,36 @@ async def park() -> None:
     executor = SyncToAsync.context_to_thread_executor.pop(context, None)
     if executor is not None:
         executor.shutdown(wait=False)
+
+
+@dataclasses.dataclass
+class Waiting:
+    """What a view's sync part answers when the answer must wait: `wait()` makes the awaitable
+    (it holds no thread under ASGI), then `then(result)`, sync code, makes the answer."""
+
+    wait: Callable[[], Awaitable]
+    then: Callable[[Any], Any]
+
+
+def long_poll(sync_part):
+    """A view that may wait, written once as its sync part, which answers at once or answers
+    `Waiting`. Returns the async view (the sync parts run through `run_sync`, the wait is awaited)
+    with a `blocking` twin for a sync caller: the sync parts run in the caller's thread and an
+    event loop is entered only to wait. `json_endpoint` wraps both."""
+
+    @functools.wraps(sync_part)
+    async def view(request, *args, **kwargs):
+        answer = await run_sync(sync_part, request, *args, **kwargs)
+        if isinstance(answer, Waiting):
+            answer = await run_sync(answer.then, await answer.wait())
+        return answer
+
+    @functools.wraps(sync_part)
+    def blocking(request, *args, **kwargs):
+        answer = sync_part(request, *args, **kwargs)
+        if isinstance(answer, Waiting):
+            answer = answer.then(async_to_sync(answer.wait)())
+        return answer
+
+    view.blocking = blocking
+    return view

@@ -220,7 +220,8 @@ def _refused(exc: Exception, request: HttpRequest, view) -> JsonResponse:
 
 
 def json_endpoint(*methods: str):
-    """Also wraps an `async def` view (the long polls): the same checks and error answers, awaited."""
+    """Also wraps an `async def` view (the long polls): the same checks and error answers, awaited.
+    An async view's `blocking` twin (`apps.core.aio.long_poll`) is wrapped the same way."""
     allowed = sorted({m.upper() for m in methods})
 
     def _check(request: HttpRequest, kwargs: dict) -> None:
@@ -239,7 +240,10 @@ def json_endpoint(*methods: str):
                     return _refused(exc, request, view)
                 return _render(result)
 
-            return csrf_exempt(async_wrapper)
+            wrapped = csrf_exempt(async_wrapper)
+            if getattr(view, "blocking", None) is not None:
+                wrapped.blocking = decorator(view.blocking)
+            return wrapped
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):

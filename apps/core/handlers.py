@@ -43,12 +43,25 @@ class ASGIRouter:
         return await self.pages(scope, receive, send)
 
 
+class _BlockingApiHandler(WSGIHandler):
+    """Runs a view's `blocking` twin (`apps.core.aio.long_poll`) where it has one: a sync worker
+    thread then serves a long-poll view without an event loop and a thread of its own per
+    request, and enters a loop only while it waits."""
+
+    def resolve_request(self, request):
+        match = super().resolve_request(request)
+        blocking = getattr(match.func, "blocking", None)
+        if blocking is not None:
+            match.func = blocking
+        return match
+
+
 class WSGIRouter:
     """The same split for the WSGI application (gunicorn's sync workers)."""
 
     def __init__(self, pages):
         self.pages = pages
-        self.api = _with_middleware(WSGIHandler, settings.API_MIDDLEWARE)()
+        self.api = _with_middleware(_BlockingApiHandler, settings.API_MIDDLEWARE)()
         self.prefixes = tuple(settings.API_PATH_PREFIXES)
 
     def __call__(self, environ, start_response):

@@ -25,15 +25,14 @@ import json
 import logging
 from dataclasses import dataclass
 
-import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
-from apps.core import wakeup
+from apps.core import sql, wakeup
 from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound, Unauthenticated
 from apps.plans.choices import PlanStatus
 from apps.plans.models import Plan
@@ -110,38 +109,6 @@ def event_settings_update(*, portal: Portal, offline_events: bool | None = None,
 # --- receiving -------------------------------------------------------------------------------
 
 
-def _prepare_statements(db) -> bool:
-    """Whether the hot path prepares its statements: unless the database's OPTIONS name a
-    `prepare_threshold` (Django turns psycopg's prepared statements off by default for the sake of
-    transaction-mode poolers; an operator behind such a pooler sets `prepare_threshold: None`
-    explicitly and gets plain server-side binding here)."""
-    return "prepare_threshold" not in db.settings_dict.get("OPTIONS", {})
-
-
-def _fetchone(sql: str, params: list) -> tuple | None:
-    """One statement of the hook's hot path, its first row. On PostgreSQL it runs as a server-side
-    prepared statement (parsed and planned once per connection: about half the server CPU of
-    Django's client-side binding, which never prepares; only these cursors prepare, Django's own
-    keep binding on the client); Django's connection handling is kept: its health check,
-    (re)connection and error translation."""
-    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each `connection.x` is a thread-local lookup
-    if db.vendor != "postgresql":
-        with db.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    raw = db.connection
-    prepare = _prepare_statements(db)
-    if prepare and raw.prepare_threshold is None:
-        # psycopg prepares only when a threshold is set; this one is never reached by itself
-        # (Django's client-side cursors never prepare), `prepare=True` below prepares at once.
-        raw.prepare_threshold = 2**31 - 1
-    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
-        cursor.execute(sql, params, prepare=prepare or None)
-        return cursor.fetchone()
-
-
 def _credential_sql(where: str) -> str:
     """The lookup by a constant condition (`where`: one of the two below); the table names are the
     models', every value is a parameter."""
@@ -162,9 +129,9 @@ def _credential_for(*, slug: str | None, member_id: str) -> tuple[str, int, str]
     if slug is None and not member_id:
         return None
     if slug is not None:
-        row = _fetchone(_CREDENTIAL_BY_SLUG, [slug])
+        row = sql.fetchone(_CREDENTIAL_BY_SLUG, [slug])
     else:
-        row = _fetchone(_CREDENTIAL_BY_MEMBER_ID, [member_id])
+        row = sql.fetchone(_CREDENTIAL_BY_MEMBER_ID, [member_id])
     if row is None:
         return None
     ciphertext, portal_id, portal_member_id = row
@@ -241,7 +208,7 @@ def online_event_store(*, portal_id: int, delivery: Delivery) -> Received:
     params = [portal_id, delivery.event, delivery.ts, delivery.payload_hash, data, EventSource.ONLINE,
               delivery.event_handler_id, EventStatus.RECEIVED, False,
               connection.ops.adapt_datetimefield_value(timezone.now())]
-    row = _fetchone(_INSERT_ONLINE, params)
+    row = sql.fetchone(_INSERT_ONLINE, params)
     if row is None:
         return Received(event=delivery.event, event_id=None, created=False)
     transaction.on_commit(functools.partial(events_wake, portal_id=portal_id))
@@ -309,11 +276,11 @@ def events_wake(*, portal_id: int, now: dt.datetime | None = None) -> bool:
     # read writes nothing (the upsert locks the row even when its WHERE fails, which costs a WAL
     # flush and serialises the portal's deliveries). Seeing the flag set is as safe as the upsert
     # failing: the run clears it later and reads after that.
-    row = _fetchone(_WAKE_READ, [portal_id])
+    row = sql.fetchone(_WAKE_READ, [portal_id])
     if row is not None and row[0] is not None and _as_aware(row[0]) >= stale:
         return False
     adapt = connection.ops.adapt_datetimefield_value
-    woken = _fetchone(_WAKE, [portal_id, adapt(now), adapt(stale)]) is not None
+    woken = sql.fetchone(_WAKE, [portal_id, adapt(now), adapt(stale)]) is not None
     if not woken:
         return False
     from .tasks import process_portal_events

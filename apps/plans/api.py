@@ -1,6 +1,7 @@
 """The agent API (JSON only, bearer auth). Views are adapters: parse, call one service, render."""
 
 import dataclasses
+import functools
 
 from django.conf import settings
 
@@ -42,28 +43,23 @@ def _as_created(plan: Plan) -> Plan:
     return plan
 
 
-# `?wait=` views are async: the submit, the reads and the rendering run as sync code (one
-# `sync_to_async` call each), the wait itself is awaited on the plan's wake-up and holds no
-# thread (`plan_await_final`). `_Waiting` is what the sync part hands to the wait.
+# `?wait=` views are written once as their sync part (`aio.long_poll`): under ASGI the submit, the
+# reads and the rendering run as sync code (one `run_sync` call each) and the wait is awaited on
+# the plan's wake-up, holding no thread (`plan_await_final`); gunicorn's sync workers run the same
+# parts in their own thread. `_waiting` is what the sync part hands to the wait.
 
 
-@dataclasses.dataclass
-class _Waiting:
-    agent: object
-    plan: Plan
-    seconds: int
-    replayed: bool = False
+def _waiting(agent, plan: Plan, seconds: int, then) -> aio.Waiting:
+    aio.release_connections()
+    return aio.Waiting(wait=functools.partial(plan_await_final, agent=agent, plan=plan, seconds=seconds), then=then)
 
 
 @json_endpoint("GET", "POST")
-async def plans(request):
+@aio.long_poll
+def plans(request):
     if request.method == "POST":
-        answer = await aio.run_sync(_submit, request)
-        if isinstance(answer, _Waiting):
-            plan = await plan_await_final(agent=answer.agent, plan=answer.plan, seconds=answer.seconds)
-            answer = await aio.run_sync(_submitted, plan, answer.replayed)
-        return answer
-    return await aio.run_sync(_list, request)
+        return _submit(request)
+    return _list(request)
 
 
 def _submit(request):
@@ -81,8 +77,7 @@ def _submit(request):
     if wait or submission.replayed:
         plan = plans_for_agent(agent).get(pk=submission.plan.pk)
         if wait and plan.status not in FINAL_FOR_WAIT:
-            aio.release_connections()
-            return _Waiting(agent, plan, wait, submission.replayed)
+            return _waiting(agent, plan, wait, functools.partial(_submitted, replayed=submission.replayed))
     else:
         plan = _as_created(submission.plan)
     return _submitted(plan, submission.replayed)
@@ -108,21 +103,13 @@ def _list(request):
 
 
 @json_endpoint("GET")
-async def plan_detail(request, plan_id):
-    answer = await aio.run_sync(_detail, request, plan_id)
-    if isinstance(answer, _Waiting):
-        plan = await plan_await_final(agent=answer.agent, plan=answer.plan, seconds=answer.seconds)
-        answer = await aio.run_sync(render_plan, plan)
-    return answer
-
-
-def _detail(request, plan_id):
+@aio.long_poll
+def plan_detail(request, plan_id):
     agent = _agent(request)
     wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
     plan = plan_get_for_agent(agent=agent, plan_id=plan_id)
     if wait and plan.status not in FINAL_FOR_WAIT:
-        aio.release_connections()
-        return _Waiting(agent, plan, wait)
+        return _waiting(agent, plan, wait, render_plan)
     return render_plan(plan)
 
 

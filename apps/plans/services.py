@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -20,6 +20,7 @@ from apps.approvals.previews import preview_schedule
 from apps.approvals.services import callback_url_check
 from apps.audit import registry as audit_events
 from apps.audit.services import audit_collected, audit_record
+from apps.core import sql
 from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotAllowed, NotFound, NotGranted
 from apps.policy.decide import Decision
 from apps.policy.models import PackGrant
@@ -35,12 +36,47 @@ from .states import StaleState, transition
 S = PlanStatus
 
 
+def _portal_for_agent_sql(aggregate: str, json_object: str) -> str:
+    """The active portal by slug if the agent holds any grant on it, with the agent's active grants
+    on it as one JSON list (what `active_grants_json` annotates). `aggregate` wraps the rows'
+    objects into that list and `json_object` builds each, in the database's own functions. Table
+    names are the models'; every value is a parameter."""
+    grant = PackGrant._meta.db_table
+    row = (f"{json_object}('pack', g.pack, 'read_policy', g.read_policy, 'write_policy', g.write_policy, "
+           "'destructive_policy', g.destructive_policy)")
+    return (
+        f"SELECT {_PORTAL.sql}, (SELECT {aggregate.format(row)} FROM {grant} g "  # noqa: S608  # nosec B608
+        "WHERE g.agent_id = %s AND g.portal_id = p.id AND (g.expires_at IS NULL OR g.expires_at > %s)) "
+        f"FROM {Portal._meta.db_table} p WHERE p.slug = %s AND p.is_active "
+        f"AND EXISTS (SELECT 1 FROM {grant} e WHERE e.agent_id = %s AND e.portal_id = p.id)"
+    )
+
+
+_PORTAL = sql.Columns(Portal, [f.name for f in Portal._meta.concrete_fields], alias="p")
+_PORTAL_FOR_AGENT = {
+    # text, as JSONField reads it (psycopg would decode json itself)
+    "postgresql": _portal_for_agent_sql("JSON_AGG({})::text", "JSON_BUILD_OBJECT"),
+    "sqlite": _portal_for_agent_sql("JSON_GROUP_ARRAY({})", "JSON_OBJECT"),
+}
+
+
 def portal_for_agent(*, agent, slug: str) -> Portal:
     """The portal by slug, if the agent holds any grant on it. A portal the agent has no grant on
-    answers exactly like a portal that does not exist."""
-    portal = (Portal.objects.filter(slug=slug, is_active=True)
-              .filter(Exists(PackGrant.objects.filter(agent=agent, portal=OuterRef("pk"))))
-              .annotate(grant_rows=active_grants_json(agent=agent, portal=OuterRef("pk"))).first())
+    answers exactly like a portal that does not exist. Every submission starts here, so it is one
+    fixed statement (apps.core.sql), not an ORM query with a subquery and an annotation; the
+    ORM's version is `active_grants_json`, which the executor's reads use."""
+    query = _PORTAL_FOR_AGENT.get(connection.vendor)
+    if query is None:  # another database: the ORM's query
+        portal = (Portal.objects.filter(slug=slug, is_active=True)
+                  .filter(Exists(PackGrant.objects.filter(agent=agent, portal=OuterRef("pk"))))
+                  .annotate(grant_rows=active_grants_json(agent=agent, portal=OuterRef("pk"))).first())
+    else:
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        row = sql.fetchone(query, [agent.pk, now, slug, agent.pk])
+        portal = None
+        if row is not None:
+            portal = _PORTAL.load(row[:-1])
+            portal.grant_rows = row[-1]
     if portal is None:
         raise NotFound(f"No portal {slug!r} is available to this agent.", field="portal")
     portal.grant_rows_agent = agent.pk  # the active grants came with it: the submission reads no more

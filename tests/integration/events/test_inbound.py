@@ -213,9 +213,9 @@ def test_hot_path_prepares_statements_unless_the_database_options_say_otherwise(
     the hook then binds on the server without preparing."""
     from django.db import connection
 
-    from apps.events.services import _prepare_statements
+    from apps.core.sql import prepares
 
     monkeypatch.setitem(connection.settings_dict, "OPTIONS", {})
-    assert _prepare_statements(connection) is True
+    assert prepares(connection) is True
     monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"prepare_threshold": None})
-    assert _prepare_statements(connection) is False
+    assert prepares(connection) is False
