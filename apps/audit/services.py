@@ -78,12 +78,6 @@ _HEAD_READ = f"SELECT seq, hash FROM {_HEAD} WHERE chain = %s"  # noqa: S608  # 
 _HEAD_MOVE = f"UPDATE {_HEAD} SET seq = %s, hash = %s WHERE chain = %s"  # noqa: S608  # nosec B608
 
 
-def _insert_sql(rows: int, returning: bool) -> str:
-    one = "(" + ", ".join(["%s"] * len(_ENTRY.fields)) + ")"
-    return (f"INSERT INTO {AuditEntry._meta.db_table} ({_ENTRY.sql}) "  # noqa: S608  # nosec B608
-            f"VALUES {', '.join([one] * rows)}" + (" RETURNING id" if returning else ""))
-
-
 def _locked_head(chain: str) -> tuple[int, str]:
     """(seq, hash) of the chain's head, its row locked until the transaction ends."""
     db = transaction.get_connection()
@@ -128,23 +122,9 @@ def _append(entries: list[AuditEntry]) -> None:
                 seq += 1
                 entry.seq, entry.prev_hash, entry.key_id = seq, prev, kid
                 entry.hash = prev = _hash_of(entry)
-            _insert(chained)
+            _ENTRY.insert(chained)  # one multi-row INSERT; the entries get their ids
             sql.execute(_HEAD_MOVE, [seq, prev, chain])
 
-
-def _insert(entries: list[AuditEntry]) -> None:
-    """One multi-row INSERT; the entries get their ids, as `bulk_create` gives them."""
-    returning = transaction.get_connection().features.can_return_rows_from_bulk_insert
-    params = [value for entry in entries for value in _ENTRY.db_values(entry)]
-    query = _insert_sql(len(entries), returning)
-    if returning:
-        for entry, (pk,) in zip(entries, sql.fetchall(query, params), strict=True):
-            entry.pk = pk
-    else:
-        sql.execute(query, params)
-    for entry in entries:
-        entry._state.adding = False
-        entry._state.db = transaction.get_connection().alias
 
 
 def audit_record(*, action: str, actor=None, portal=None, plan=None, data: dict | None = None) -> AuditEntry:

@@ -14,9 +14,9 @@ is kept: its health check, (re)connection, error translation and, when queries a
 (`DEBUG`, `CaptureQueriesContext`), the log. On other databases the statements go through
 Django's cursor.
 
-`load` turns a row into a model instance the way the ORM does (each column through the field's
-and the backend's converters, so an encrypted field decrypts and SQLite's text datetimes parse),
-and `db_values` prepares values for an INSERT the way the ORM does.
+`Columns.load` turns a row into a model instance the way the ORM does (each column through the
+field's and the backend's converters, so an encrypted field decrypts and SQLite's text datetimes
+parse), and `Columns.insert` stores new instances the way `bulk_create` does.
 """
 
 import time
@@ -73,7 +73,7 @@ def execute(sql: str, params: Sequence = (), *, using: str = DEFAULT_DB_ALIAS) -
 
 class Columns:
     """Some concrete fields of a model, in the model's order (as `Model.from_db` reads them): their
-    column list for a statement, `load` for a row of them and `db_values` for an object's values."""
+    column list for a statement, `load` for a row of them and `insert` for new objects."""
 
     def __init__(self, model, names: Iterable[str], *, alias: str = ""):
         self.model = model
@@ -106,7 +106,25 @@ class Columns:
                 values[i] = convert(values[i], column, db)
         return self.model.from_db(using, self.attnames, values)
 
-    def db_values(self, obj, *, using: str = DEFAULT_DB_ALIAS) -> list:
-        """`obj`'s values of these fields, prepared for an INSERT as the ORM prepares them."""
+    def insert(self, objs: Sequence, *, using: str = DEFAULT_DB_ALIAS) -> None:
+        """INSERT `objs` (new instances of the model) in one statement, as `bulk_create` would:
+        each field's `pre_save` (so `auto_now`/`auto_now_add` fill in) and database preparation;
+        an auto-incremented primary key comes back with RETURNING where the database has it.
+        No signal is sent (as with `bulk_create`)."""
+        if not objs:
+            return
         db = connections[using]
-        return [field.get_db_prep_save(getattr(obj, field.attname), db) for field in self.fields]
+        meta = self.model._meta
+        returning = meta.pk not in self.fields and db.features.can_return_rows_from_bulk_insert
+        params = [field.get_db_prep_save(field.pre_save(obj, add=True), db) for obj in objs for field in self.fields]
+        row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        query = (f"INSERT INTO {meta.db_table} ({self.sql}) VALUES "  # noqa: S608  # nosec B608
+                 + ", ".join([row] * len(objs)) + (f" RETURNING {meta.pk.column}" if returning else ""))
+        if returning:
+            for obj, (pk,) in zip(objs, fetchall(query, params, using=using), strict=True):
+                obj.pk = pk
+        else:
+            execute(query, params, using=using)
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = using

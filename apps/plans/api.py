@@ -38,7 +38,9 @@ def _agent(request):
 def _as_created(plan: Plan) -> Plan:
     """The plan this request just created, rendered as it was created without reading it back:
     no approval and no preview exist yet (a preview is read later, by a worker)."""
-    plan._prefetched_objects_cache = {"approvals": Approval.objects.none()}
+    no_approvals = Approval.objects.none()
+    no_approvals._result_cache, no_approvals._prefetch_done = [], True  # evaluated: iterating compiles nothing
+    plan._prefetched_objects_cache = {"approvals": no_approvals}
     Plan.preview.related.set_cached_value(plan, None)
     return plan
 

@@ -1,6 +1,7 @@
 """The submission's fixed statements (apps.core.sql) on PostgreSQL: the same answers as on the
-suite's SQLite (the tests of tests/integration/plans/test_hot_lookups.py run here again), and
-each statement prepared once per connection."""
+suite's SQLite (the tests of tests/integration/plans/test_hot_lookups.py and
+tests/integration/core/test_sql.py run here again), and each statement prepared once per
+connection."""
 
 import os
 
@@ -9,6 +10,11 @@ from django.db import connection
 
 from apps.agents import auth
 from apps.plans import services
+from tests.integration.core.test_sql import (  # noqa: F401 - collected here again, on PostgreSQL
+    test_a_loaded_row_is_the_instance_the_orm_builds,
+    test_an_insert_stores_what_save_would,
+    test_many_rows_in_one_statement_get_their_ids_in_order,
+)
 from tests.integration.plans.test_hot_lookups import (  # noqa: F401 - collected here again, on PostgreSQL
     bearer,
     test_a_portal_the_agent_may_not_see_answers_like_a_missing_one,
