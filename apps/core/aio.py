@@ -84,16 +84,54 @@ def _request_executor_context():
     return SyncToAsync.thread_sensitive_context.get(None)
 
 
+class _AfterWaitThread(ThreadPoolExecutor):
+    """One thread per process for what a request still runs in its own thread-sensitive context
+    after it parked: Django closes the response there (`response.close()`, which sends
+    `request_finished`). Without it each parked request gets a new executor thread for that
+    call, and another thread to join it when its context exits: hundreds of threads started at
+    once when hundreds of waits end together. Nothing runs there that opens a database
+    connection (the views' database work runs in the pool). No request shuts it down."""
+
+    def __init__(self):
+        super().__init__(max_workers=1, thread_name_prefix="api-after-wait")
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """Kept for the process's life."""
+
+
+_after_wait: dict = {"pid": None, "executor": None}
+
+
+def _after_wait_thread() -> _AfterWaitThread:
+    import os
+
+    if _after_wait["pid"] != os.getpid():  # first use, or a forked child
+        _after_wait["pid"] = os.getpid()
+        _after_wait["executor"] = _AfterWaitThread()
+    return _after_wait["executor"]
+
+
 async def park() -> None:
-    """Let go of this request's thread and database connections before a long wait."""
+    """Let go of this request's thread and database connections before a long wait; what the
+    request runs in its own context afterwards goes to the shared after-wait thread."""
     context = _request_executor_context()
     if context is None:
         return
-    if context in SyncToAsync.context_to_thread_executor:
+    executor = SyncToAsync.context_to_thread_executor.get(context)
+    if executor is not None and not isinstance(executor, _AfterWaitThread):
         await sync_to_async(release_connections)()
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
-    if executor is not None:
+        SyncToAsync.context_to_thread_executor.pop(context, None)
         executor.shutdown(wait=False)
+    SyncToAsync.context_to_thread_executor[context] = _after_wait_thread()
+
+
+def forget_after_wait(**kwargs) -> None:
+    """A `request_finished` receiver (connected in apps.core.apps): a parked request's context
+    lets go of the shared thread once its response is closed, so the context's exit finds no
+    executor of its own to join (asgiref starts a thread for that join)."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is not None and isinstance(SyncToAsync.context_to_thread_executor.get(context), _AfterWaitThread):
+        SyncToAsync.context_to_thread_executor.pop(context, None)
 
 
 @dataclasses.dataclass
