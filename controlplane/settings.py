@@ -332,6 +332,9 @@ WAKEUP_CHANNEL = env("WAKEUP_CHANNEL", default="cp:wakeup")
 WAKEUP_FALLBACK_SECONDS = env.float("WAKEUP_FALLBACK_SECONDS", default=5.0)
 # Database work of waiting requests running at once in one web process (apps.core.aio.run_sync).
 API_WAIT_DB_SLOTS = env.int("API_WAIT_DB_SLOTS", default=8)
+# Threads one ASGI web process shares among API requests for Django's request signals and sync
+# views, instead of a thread started per request (apps.core.aio.shared_request_thread).
+API_REQUEST_THREADS = env.int("API_REQUEST_THREADS", default=4)
 # Where the web process serving the sandbox is reached from workers (seed_demo's portal URL).
 SANDBOX_BASE_URL = env("SANDBOX_BASE_URL", default="http://127.0.0.1:8000")
 

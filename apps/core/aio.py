@@ -84,53 +84,67 @@ def _request_executor_context():
     return SyncToAsync.thread_sensitive_context.get(None)
 
 
-class _AfterWaitThread(ThreadPoolExecutor):
-    """One thread per process for what a request still runs in its own thread-sensitive context
-    after it parked: Django closes the response there (`response.close()`, which sends
-    `request_finished`). Without it each parked request gets a new executor thread for that
-    call, and another thread to join it when its context exits: hundreds of threads started at
-    once when hundreds of waits end together. Nothing runs there that opens a database
-    connection (the views' database work runs in the pool). No request shuts it down."""
+class _SharedThread(ThreadPoolExecutor):
+    """A single-thread executor that many requests share as their thread-sensitive thread, one
+    request's calls at a time. Django's ASGI handler otherwise starts a new thread for every
+    request (for its `request_started` and `request_finished` signals and any sync view) and
+    another to join that one when the request's context exits; hundreds of long polls answered
+    together would start hundreds of threads at once. No request shuts it down."""
 
-    def __init__(self):
-        super().__init__(max_workers=1, thread_name_prefix="api-after-wait")
+    def __init__(self, n: int):
+        super().__init__(max_workers=1, thread_name_prefix=f"api-request-{n}")
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         """Kept for the process's life."""
 
 
-_after_wait: dict = {"pid": None, "executor": None}
+_shared: dict = {"pid": None, "threads": [], "next": 0}
 
 
-def _after_wait_thread() -> _AfterWaitThread:
+def shared_request_thread() -> _SharedThread:
+    """One of the process's `API_REQUEST_THREADS` (default 4) shared request threads, in turn."""
     import os
 
-    if _after_wait["pid"] != os.getpid():  # first use, or a forked child
-        _after_wait["pid"] = os.getpid()
-        _after_wait["executor"] = _AfterWaitThread()
-    return _after_wait["executor"]
+    if _shared["pid"] != os.getpid():  # first use, or a forked child
+        count = max(1, int(getattr(settings, "API_REQUEST_THREADS", 4)))
+        _shared.update(pid=os.getpid(), threads=[_SharedThread(n) for n in range(count)], next=0)
+    threads = _shared["threads"]
+    _shared["next"] = (_shared["next"] + 1) % len(threads)
+    return threads[_shared["next"]]
+
+
+def use_shared_request_thread() -> None:
+    """Give the current request's thread-sensitive context a shared thread (the API's ASGI
+    handler calls it as each request starts, apps.core.handlers)."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is not None and context not in SyncToAsync.context_to_thread_executor:
+        SyncToAsync.context_to_thread_executor[context] = shared_request_thread()
 
 
 async def park() -> None:
-    """Let go of this request's thread and database connections before a long wait; what the
-    request runs in its own context afterwards goes to the shared after-wait thread."""
+    """Let go of this request's thread and database connections before a long wait. A request on
+    a shared thread holds neither (other requests use that thread meanwhile); one with a thread
+    of its own lets it go, and what it still runs in its own context afterwards (closing the
+    response) goes to a shared thread."""
     context = _request_executor_context()
     if context is None:
         return
     executor = SyncToAsync.context_to_thread_executor.get(context)
-    if executor is not None and not isinstance(executor, _AfterWaitThread):
+    if isinstance(executor, _SharedThread):
+        return
+    if executor is not None:
         await sync_to_async(release_connections)()
         SyncToAsync.context_to_thread_executor.pop(context, None)
         executor.shutdown(wait=False)
-    SyncToAsync.context_to_thread_executor[context] = _after_wait_thread()
+    SyncToAsync.context_to_thread_executor[context] = shared_request_thread()
 
 
-def forget_after_wait(**kwargs) -> None:
-    """A `request_finished` receiver (connected in apps.core.apps): a parked request's context
-    lets go of the shared thread once its response is closed, so the context's exit finds no
-    executor of its own to join (asgiref starts a thread for that join)."""
+def forget_shared_thread(**kwargs) -> None:
+    """A `request_finished` receiver (connected in apps.core.apps): once its response is closed a
+    request's context lets go of its shared thread, so the context's exit finds no executor of
+    its own to join (asgiref starts a thread for that join)."""
     context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is not None and isinstance(SyncToAsync.context_to_thread_executor.get(context), _AfterWaitThread):
+    if context is not None and isinstance(SyncToAsync.context_to_thread_executor.get(context), _SharedThread):
         SyncToAsync.context_to_thread_executor.pop(context, None)
 
 

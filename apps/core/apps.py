@@ -7,6 +7,6 @@ class CoreConfig(AppConfig):
     label = "core"
 
     def ready(self):
-        from .aio import forget_after_wait
+        from .aio import forget_shared_thread
 
-        request_finished.connect(forget_after_wait, dispatch_uid="apps.core.aio.forget_after_wait")
+        request_finished.connect(forget_shared_thread, dispatch_uid="apps.core.aio.forget_shared_thread")

@@ -12,8 +12,10 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIHandler
 
+from . import aio
 
-def _with_middleware(handler_class, middleware: list[str]):
+
+def _with_middleware(handler_class, middleware: list[str], name: str):
     class Handler(handler_class):
         def load_middleware(self, is_async=False):
             # BaseHandler.load_middleware reads settings.MIDDLEWARE; swapped only while this
@@ -25,8 +27,18 @@ def _with_middleware(handler_class, middleware: list[str]):
             finally:
                 settings.MIDDLEWARE = full
 
-    Handler.__name__ = Handler.__qualname__ = f"Api{handler_class.__name__}"
+    Handler.__name__ = Handler.__qualname__ = name
     return Handler
+
+
+class _SharedThreadsApiHandler(ASGIHandler):
+    """Each API request runs its thread-sensitive calls (Django's request signals, a sync view)
+    on one of a few shared threads (`apps.core.aio.shared_request_thread`) instead of a thread
+    started for it and another started to join that one when it ends."""
+
+    async def handle(self, scope, receive, send):
+        aio.use_shared_request_thread()  # inside the request's ThreadSensitiveContext (ASGIHandler.__call__)
+        return await super().handle(scope, receive, send)
 
 
 class ASGIRouter:
@@ -34,7 +46,7 @@ class ASGIRouter:
 
     def __init__(self, pages):
         self.pages = pages
-        self.api = _with_middleware(ASGIHandler, settings.API_MIDDLEWARE)()
+        self.api = _with_middleware(_SharedThreadsApiHandler, settings.API_MIDDLEWARE, "ApiASGIHandler")()
         self.prefixes = tuple(settings.API_PATH_PREFIXES)
 
     async def __call__(self, scope, receive, send):
@@ -61,7 +73,7 @@ class WSGIRouter:
 
     def __init__(self, pages):
         self.pages = pages
-        self.api = _with_middleware(_BlockingApiHandler, settings.API_MIDDLEWARE)()
+        self.api = _with_middleware(_BlockingApiHandler, settings.API_MIDDLEWARE, "ApiWSGIHandler")()
         self.prefixes = tuple(settings.API_PATH_PREFIXES)
 
     def __call__(self, environ, start_response):
