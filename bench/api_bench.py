@@ -21,8 +21,11 @@
   on a shared, loaded machine the wall-clock figures are distorted, the CPU figures much less.
 It asserts nothing: the figures are for people (bench/README.md keeps the latest).
 
+`--server uvicorn` serves the production command instead (`uvicorn controlplane.asgi --workers
+W`, README "Configuration and production"), with the same database settings.
+
 Usage: .venv/bin/python bench/api_bench.py [--rate 100] [--duration 20] [--workers 2]
-       [--connections 8] [--keep-db]
+       [--connections 8] [--server gunicorn|uvicorn] [--keep-db]
 """
 
 import argparse
@@ -192,7 +195,8 @@ def phase(name, *, site, port, method, path, body, token, args, pids):
     print(f"    latency from schedule: p50 {1000 * pct(ok, 0.5):.1f} ms, p90 {1000 * pct(ok, 0.9):.1f} ms, "
           f"p99 {1000 * pct(ok, 0.99):.1f} ms, max {1000 * max(ok, default=float('nan')):.1f} ms, "
           f"mean {1000 * statistics.fmean(ok) if ok else float('nan'):.1f} ms")
-    print(f"    CPU per request: gunicorn {1000 * app_cpu / n:.2f} ms, PostgreSQL backends {1000 * db_cpu / n:.2f} ms")
+    print(f"    CPU per request: web server {1000 * app_cpu / n:.2f} ms, "
+          f"PostgreSQL backends {1000 * db_cpu / n:.2f} ms")
     cpu_app, cpu_db = cpu_seconds(pids()[0]), cpu_seconds(pids()[1])
     found = wrk(site + path.replace("{i}", "0"), method, body.replace("{i}", "w") if body else None, token,
                 args.connections, args.duration)
@@ -202,7 +206,7 @@ def phase(name, *, site, port, method, path, body, token, args, pids):
           f"{found['rps']:.1f}/s sustained, {found['requests']} requests, {found['non2xx']} not 2xx"
           f"{', ' + found['errors'] if found['errors'] else ''}; "
           f"p50 {found.get('p50', float('nan')):.1f} ms, p99 {found.get('p99', float('nan')):.1f} ms")
-    print(f"    CPU per request: gunicorn {1000 * app_cpu / found['requests']:.2f} ms, "
+    print(f"    CPU per request: web server {1000 * app_cpu / found['requests']:.2f} ms, "
           f"PostgreSQL backends {1000 * db_cpu / found['requests']:.2f} ms; "
           f"CPU-bound ceiling on 2 cores ~{2 / ((app_cpu + db_cpu) / found['requests']):.0f}/s")
 
@@ -213,6 +217,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--server", choices=("gunicorn", "uvicorn"), default="gunicorn")
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -253,7 +258,9 @@ def main() -> int:
     python = sys.executable
     server = None
     try:
-        print(f"database {db_name}, gunicorn {args.workers} sync workers at {site}, "
+        served = (f"gunicorn {args.workers} sync workers" if args.server == "gunicorn"
+                  else f"uvicorn {args.workers} workers (controlplane.asgi)")
+        print(f"database {db_name}, {served} at {site}, "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
 
@@ -270,10 +277,14 @@ def main() -> int:
         grant_upsert(agent=agent, portal=portal, pack="core", write="approve")
 
         log = open(data_dir / "api_bench.log", "w")  # noqa: SIM115
-        server = subprocess.Popen(
-            [str(Path(python).parent / "gunicorn"), "controlplane.wsgi", "-w", str(args.workers), "-k", "sync",
-             "-b", f"127.0.0.1:{port}", "--backlog", "2048", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if args.server == "gunicorn":
+            command = [str(Path(python).parent / "gunicorn"), "controlplane.wsgi", "-w", str(args.workers),
+                       "-k", "sync", "-b", f"127.0.0.1:{port}", "--backlog", "2048", "--log-level", "warning"]
+        else:
+            command = [str(Path(python).parent / "uvicorn"), "controlplane.asgi:application", "--host", "127.0.0.1",
+                       "--port", str(port), "--workers", str(args.workers), "--lifespan", "off", "--backlog", "2048",
+                       "--log-level", "warning", "--no-access-log"]
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"{site}/healthz")
         # warm every worker (imports, the database connection) before measuring
         body = json.dumps({"portal": "bench", "method": "crm.lead.add",
