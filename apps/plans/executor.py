@@ -281,6 +281,13 @@ def _not_sent_detail(exc: NotSent) -> dict:
     return {**exc.as_dict(), "deferred": isinstance(exc, Deferred)}
 
 
+def _refused_outcome(exc: BitrixError) -> str:
+    """How a failed attempt ends: an error that says the call did not run (a broken or missing
+    credential, refused here or by the portal before running) leaves it `not_sent`; any other
+    error came from the portal running or refusing the call, `answered`."""
+    return AttemptOutcome.NOT_SENT if getattr(exc, "not_sent", False) else AttemptOutcome.ANSWERED
+
+
 def _send_alone(plan: Plan, record: ExecutionAttempt, client: BitrixClient, *, reserved: bool = False) -> Outcome:
     """Send the plan's steps as they are (one call, or one batch with halt=1) and settle it."""
     try:
@@ -293,7 +300,7 @@ def _send_alone(plan: Plan, record: ExecutionAttempt, client: BitrixClient, *, r
         return _outcome_unknown(plan, record.number, exc)
     except BitrixError as exc:
         with transaction.atomic():  # the attempt's end and the plan's in one commit
-            close_attempt(record, AttemptOutcome.ANSWERED, exc.as_dict())
+            close_attempt(record, _refused_outcome(exc), exc.as_dict())
             return _fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict())
     with transaction.atomic():
         close_attempt(record, AttemptOutcome.ANSWERED)
@@ -429,7 +436,7 @@ def _send_batch(client: BitrixClient, members: list[tuple[Plan, ExecutionAttempt
     except BitrixError as exc:
         with transaction.atomic(), audit_collected():
             for plan, record in members:
-                close_attempt(record, AttemptOutcome.ANSWERED, {**exc.as_dict(), "batch": len(members)})
+                close_attempt(record, _refused_outcome(exc), {**exc.as_dict(), "batch": len(members)})
                 outcomes.append(_fail(plan, "portal_error", exc.description or exc.code, cause=exc.as_dict()))
         return _leader_outcome(members, outcomes)
     with transaction.atomic(), audit_collected():

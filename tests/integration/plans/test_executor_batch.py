@@ -243,3 +243,25 @@ def test_a_command_over_its_operating_time_is_retried_alone_and_its_method_held(
     again = executor.execute(plan_id=lister.pk, attempt=1)
     assert again.status == "executing" and again.retry_in > 1
     assert requests_seen(sb) == before
+
+
+def test_a_batch_the_portal_refuses_for_its_credential_is_not_sent_and_marks_it_broken(sandbox, agents):
+    """The webhook was deleted on the portal: the batch is refused before any command runs. Each
+    plan fails with the portal's reason, each attempt says nothing was sent (not "answered"), and
+    the credential is marked broken so the next plans are refused here."""
+    from apps.portals.models import Credential
+    from apps.sandbox.models import SandboxWebhook
+
+    portal, sb = sandbox
+    a, b = agents
+    plans = [submit(a, portal, add("x1")), submit(b, portal, add("x2"))]
+    SandboxWebhook.objects.filter(portal=sb).delete()
+
+    assert executor.execute(plan_id=plans[0].pk).status == "failed"
+
+    assert sandbox_records(portal=sb, entity="lead") == []
+    for plan in plans:
+        plan.refresh_from_db()
+        assert plan.status == "failed" and plan.error["code"] == "portal_error"
+        assert [a.outcome for a in plan.attempts.all()] == ["not_sent"]
+    assert Credential.objects.get(portal=portal).status == "broken"

@@ -304,3 +304,5 @@ def test_a_portal_without_a_credential_fails_the_plan_with_a_clear_error(make_ag
     plan = Plan.objects.get(pk=plan.pk)
     assert plan.error["cause"]["code"] == "CREDENTIAL_BROKEN"
     assert "no credential" in plan.error["message"]
+    # nothing was sent: the attempt says so (not "the portal answered")
+    assert [(a.outcome, a.detail["code"]) for a in plan.attempts.all()] == [("not_sent", "CREDENTIAL_BROKEN")]
