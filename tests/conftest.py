@@ -139,3 +139,32 @@ def make_sandbox_portal(live_server):
         return portal
 
     return make
+
+
+@pytest.fixture
+def thread_starts(monkeypatch):
+    """Counts threads started while counting: `with thread_starts.counting(): ...`, then
+    `thread_starts.names`."""
+    import contextlib
+    import threading
+
+    original = threading.Thread.start
+
+    class Starts:
+        names: list[str] = []
+
+        @contextlib.contextmanager
+        def counting(self):
+            def counted(thread):
+                self.names.append(thread.name)
+                original(thread)
+
+            monkeypatch.setattr(threading.Thread, "start", counted)
+            try:
+                yield self
+            finally:
+                monkeypatch.setattr(threading.Thread, "start", original)
+
+    starts = Starts()
+    starts.names = []
+    return starts

@@ -6,7 +6,6 @@ middleware hooks."""
 import asyncio
 import io
 import json
-import threading
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -138,26 +137,18 @@ def test_an_api_read_under_asgi_makes_no_thread_sensitive_hop(asgi_app, agent, f
     assert set(api_hops) <= {"Signal.asend.<locals>.sync_send", "HttpResponseBase.close"}, api_hops
 
 
-def test_api_requests_under_asgi_start_no_thread_each(asgi_app, agent, final_plan, monkeypatch):
+def test_api_requests_under_asgi_start_no_thread_each(asgi_app, agent, final_plan, thread_starts):
     """Django's ASGI handler would start a thread per request for its request signals (and a
     second to join it at the end); the API's requests share a few threads instead."""
-    started = []
-    original = threading.Thread.start
-
-    def counting(self):
-        started.append(self.name)
-        original(self)
-
     async def scenario():
         for _ in range(3):  # warm: the shared threads and the pool start once
             await asgi_get(asgi_app, f"/api/v1/plans/{final_plan.pk}", token=agent.token)
-        monkeypatch.setattr(threading.Thread, "start", counting)
-        answers = await asyncio.gather(*[asgi_get(asgi_app, f"/api/v1/plans/{final_plan.pk}", token=agent.token)
-                                         for _ in range(30)])
-        await asyncio.sleep(0.2)  # any context exit still joining a thread
-        monkeypatch.setattr(threading.Thread, "start", original)
+        with thread_starts.counting():
+            answers = await asyncio.gather(*[asgi_get(asgi_app, f"/api/v1/plans/{final_plan.pk}", token=agent.token)
+                                             for _ in range(30)])
+            await asyncio.sleep(0.2)  # any context exit still joining a thread
         return answers
 
     answers = asyncio.run(scenario())
     assert [status for status, _, _ in answers] == [200] * 30
-    assert len(started) <= 8, started  # at most the pools' own threads, started once
+    assert len(thread_starts.names) <= 8, thread_starts.names  # at most the pools' own threads, started once

@@ -207,19 +207,13 @@ def test_many_waits_hold_no_thread_and_all_are_answered(asgi_app, agent, portal,
 
 
 def test_answering_many_parked_waits_starts_no_thread_per_request(asgi_app, agent, portal, woken, held_signals,
-                                                                 monkeypatch):
+                                                                 thread_starts):
     """When parked waits are answered, what each request still runs in its own context (Django's
     `response.close()`) goes to one shared thread: no executor thread per request, and no thread
     to join one when the request's context exits."""
     plan_ids = in_thread(submit, agent, portal, 10)
     in_thread(lambda: type(agent).objects.filter(pk=agent.pk).update(last_used_at=timezone.now()))
     waits = 60
-    started = []
-    original_start = threading.Thread.start
-
-    def counting_start(self):
-        started.append(self.name)
-        original_start(self)
 
     async def scenario():
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(4))
@@ -227,18 +221,17 @@ def test_answering_many_parked_waits_starts_no_thread_per_request(asgi_app, agen
                                                     token=agent.token, query="wait=30")) for i in range(waits)]
         await until(lambda: woken.entered == waits, "every request parked")
         await asyncio.sleep(0.2)  # let executors that were let go finish exiting
-        monkeypatch.setattr(threading.Thread, "start", counting_start)
-        await write_then_release(held_signals, cancel, plan_ids, agent)
-        answers = await asyncio.gather(*requests)
-        await asyncio.sleep(0.2)  # any context exits still joining
-        monkeypatch.setattr(threading.Thread, "start", original_start)
+        with thread_starts.counting():
+            await write_then_release(held_signals, cancel, plan_ids, agent)
+            answers = await asyncio.gather(*requests)
+            await asyncio.sleep(0.2)  # any context exits still joining
         return answers
 
     answers = asyncio.run(asyncio.wait_for(scenario(), 300))
     assert [status for status, _, _ in answers] == [200] * waits
     assert {json.loads(content)["status"] for _, _, content in answers} == {"cancelled"}
     # the writer's thread, the pools' threads (at most API_WAIT_DB_SLOTS) and the shared one at most
-    assert len(started) < 15, started
+    assert len(thread_starts.names) < 15, thread_starts.names
 
 
 def test_the_event_feed_wait_is_woken_by_a_processed_event(asgi_app, agent, portal, woken, held_signals):
