@@ -1,7 +1,6 @@
 """The audit table on PostgreSQL: the trigger refuses UPDATE and DELETE, the application role
 cannot switch it off, and writers lock only their own chain's head."""
 
-import os
 import threading
 import uuid
 
@@ -11,11 +10,11 @@ from django.db import DatabaseError, connection, connections, transaction
 from apps.audit import registry
 from apps.audit.models import AuditEntry, AuditHead
 from apps.audit.services import audit_record, audit_verify
+from tests.services import needs_postgres
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
-                       reason="needs DATABASE_URL pointing at PostgreSQL"),
+    needs_postgres,
 ]
 
 

@@ -16,13 +16,12 @@ from apps.plans.models import Plan
 from apps.portals.services import portal_upsert
 from apps.sandbox.selectors import sandbox_counters, sandbox_method_calls, sandbox_records
 from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
+from tests.services import needs_broker, needs_postgres
 
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL"),
-    pytest.mark.skipif(os.environ.get("CELERY_BROKER_URL", "memory://").startswith("memory"),
-                       reason="needs CELERY_BROKER_URL pointing at Redis or RabbitMQ"),
+    needs_postgres,
+    needs_broker,
     pytest.mark.django_db(transaction=True),
 ]
 ROOT = Path(__file__).resolve().parents[2]

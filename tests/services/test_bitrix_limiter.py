@@ -5,19 +5,16 @@ recorded and replayed through the portal's own admission rule (apps.core.leakybu
 the portal must never see the bucket above its burst. No timing is asserted beyond that."""
 
 import multiprocessing
-import os
 import time
 
 import pytest
 
 from apps.core.leakybucket import BucketState, admit
+from tests.services import needs_postgres
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(
-        not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://", "pgsql://")),
-        reason="needs DATABASE_URL pointing at PostgreSQL",
-    ),
+    needs_postgres,
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -5,20 +5,17 @@
 as Bitrix24 does) must be called exactly once, and every call must succeed."""
 
 import multiprocessing
-import os
 import threading
 import time
 
 import pytest
 
 from tests.integration.bitrix.stub import StubServer
+from tests.services import needs_postgres
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(
-        not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://", "pgsql://")),
-        reason="needs DATABASE_URL pointing at PostgreSQL",
-    ),
+    needs_postgres,
     pytest.mark.django_db(transaction=True),
 ]
 

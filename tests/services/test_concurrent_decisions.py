@@ -1,6 +1,5 @@
 """Concurrent approve and reject on PostgreSQL end in exactly one state (row lock + conditional update)."""
 
-import os
 import threading
 
 import pytest
@@ -9,11 +8,11 @@ from django.db import connections
 from apps.core.exceptions import ApplicationError
 from apps.plans import services
 from apps.plans.models import Approval, Plan
+from tests.services import needs_postgres
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
-                       reason="needs DATABASE_URL pointing at PostgreSQL"),
+    needs_postgres,
     pytest.mark.django_db(transaction=True),
 ]
 

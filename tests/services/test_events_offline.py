@@ -20,13 +20,12 @@ from django.db import connection
 from apps.events.models import EventSettings, InboundEvent
 from tests.integration.events.conftest import make_oauth_portal
 from tests.integration.events.stub import OfflineQueueStub
+from tests.services import needs_broker, needs_postgres
 
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL"),
-    pytest.mark.skipif(os.environ.get("CELERY_BROKER_URL", "memory://").startswith("memory"),
-                       reason="needs CELERY_BROKER_URL pointing at Redis or RabbitMQ"),
+    needs_postgres,
+    needs_broker,
     pytest.mark.django_db(transaction=True),
 ]
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,6 @@ run clears the wake flag or reads is never left behind (the lost wake-up race of
 """
 
 import multiprocessing
-import os
 import random
 import time
 
@@ -15,15 +14,14 @@ from django.db import connections
 
 from apps.events.models import InboundEvent, ProcessingWake
 from tests.integration.events.conftest import APP_TOKEN, MEMBER_ID, make_oauth_portal
+from tests.services import needs_broker, needs_postgres
 
 from .test_events_offline import start_worker, stop, wait_for
 
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL"),
-    pytest.mark.skipif(os.environ.get("CELERY_BROKER_URL", "memory://").startswith("memory"),
-                       reason="needs CELERY_BROKER_URL pointing at Redis or RabbitMQ"),
+    needs_postgres,
+    needs_broker,
     pytest.mark.django_db(transaction=True),
 ]
 SENDERS, PER_SENDER = 4, 100

@@ -3,7 +3,6 @@ suite's SQLite (the tests of tests/integration/plans/test_hot_lookups.py and
 tests/integration/core/test_sql.py run here again), and each statement prepared once per
 connection."""
 
-import os
 
 import pytest
 from django.db import connection
@@ -24,11 +23,11 @@ from tests.integration.plans.test_hot_lookups import (  # noqa: F401 - collected
     test_the_agent_comes_back_as_the_orm_loads_it_without_its_callback_secret,
     test_the_portal_comes_with_exactly_the_active_grants,
 )
+from tests.services import needs_postgres
 
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL"),
+    needs_postgres,
     pytest.mark.django_db,
 ]
 

@@ -4,7 +4,6 @@ configured transport (Redis pub/sub when the broker is Redis, unix datagrams oth
 the fallback re-read set to an hour so nothing else can answer it."""
 
 import asyncio
-import os
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,14 +12,13 @@ from django.db import connections
 from apps.core import wakeup
 from apps.plans import services
 from apps.plans.selectors import plan_await_final, plans_for_agent
+from tests.services import needs_broker, needs_postgres
 from tests.services.test_plan_execution import sandbox_portal, worker_pool  # noqa: F401 - fixtures
 
-ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL"),
-    pytest.mark.skipif(os.environ.get("CELERY_BROKER_URL", "memory://").startswith("memory"),
-                       reason="needs CELERY_BROKER_URL pointing at Redis or RabbitMQ"),
+    needs_postgres,
+    needs_broker,
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -1,17 +1,16 @@
 """The sandbox portal's own transactions commit without waiting for the WAL flush on PostgreSQL
 (apps.sandbox.tx.portal_atomic), and never change how a caller's transaction commits."""
 
-import os
 
 import pytest
 from django.db import connection, transaction
 
 from apps.sandbox.tx import portal_atomic
+from tests.services import needs_postgres
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
-                       reason="needs PostgreSQL (DATABASE_URL)"),
+    needs_postgres,
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -5,7 +5,6 @@ run's heartbeat is stale; the export must end `succeeded` with every lead exactl
 order, in its file."""
 
 import json
-import os
 import time
 
 import pytest
@@ -21,13 +20,13 @@ from apps.sandbox.services import (
     sandbox_webhook_create,
 )
 from tests.integration.exports.seed import seed_leads
-from tests.services.test_worker_crash import ON_POSTGRES, Worker, kill, wait_for
+from tests.services import needs_broker, needs_postgres
+from tests.services.test_worker_crash import Worker, kill, wait_for
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL"),
-    pytest.mark.skipif(os.environ.get("CELERY_BROKER_URL", "memory://").startswith("memory"),
-                       reason="needs CELERY_BROKER_URL pointing at Redis or RabbitMQ"),
+    needs_postgres,
+    needs_broker,
     pytest.mark.django_db(transaction=True),
 ]
 STALE = 3  # seconds without a heartbeat before another run takes an export over
