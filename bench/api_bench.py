@@ -25,7 +25,7 @@ It asserts nothing: the figures are for people (bench/README.md keeps the latest
 W`, README "Configuration and production"), with the same database settings.
 
 Usage: .venv/bin/python bench/api_bench.py [--rate 100] [--duration 20] [--workers 2]
-       [--connections 8] [--server gunicorn|uvicorn] [--keep-db]
+       [--connections 8] [--server gunicorn|uvicorn] [--threads 1] [--keep-db]
 """
 
 import argparse
@@ -218,6 +218,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--server", choices=("gunicorn", "uvicorn"), default="gunicorn")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="gunicorn threads per worker: more than 1 uses gthread workers (keep-alive)")
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -258,7 +260,8 @@ def main() -> int:
     python = sys.executable
     server = None
     try:
-        served = (f"gunicorn {args.workers} sync workers" if args.server == "gunicorn"
+        kind = f"gthread workers x {args.threads} threads" if args.threads > 1 else "sync workers"
+        served = (f"gunicorn {args.workers} {kind}" if args.server == "gunicorn"
                   else f"uvicorn {args.workers} workers (controlplane.asgi)")
         print(f"database {db_name}, {served} at {site}, "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -279,7 +282,8 @@ def main() -> int:
         log = open(data_dir / "api_bench.log", "w")  # noqa: SIM115
         if args.server == "gunicorn":
             command = [str(Path(python).parent / "gunicorn"), "controlplane.wsgi", "-w", str(args.workers),
-                       "-k", "sync", "-b", f"127.0.0.1:{port}", "--backlog", "2048", "--log-level", "warning"]
+                       *(["-k", "gthread", "--threads", str(args.threads)] if args.threads > 1 else ["-k", "sync"]),
+                       "-b", f"127.0.0.1:{port}", "--backlog", "2048", "--log-level", "warning"]
         else:
             command = [str(Path(python).parent / "uvicorn"), "controlplane.asgi:application", "--host", "127.0.0.1",
                        "--port", str(port), "--workers", str(args.workers), "--lifespan", "off", "--backlog", "2048",
