@@ -7,6 +7,7 @@ writers share (content hash, policy decision) live in `evaluation`.
 """
 
 import datetime
+import json
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -76,7 +77,8 @@ def portal_for_agent(*, agent, slug: str) -> Portal:
         portal = None
         if row is not None:
             portal = _PORTAL.load(row[:-1])
-            portal.grant_rows = row[-1]
+            grants = row[-1]  # JSON text, or NULL when no grant is active (PostgreSQL's JSON_AGG)
+            portal.grant_rows = json.loads(grants) if isinstance(grants, str | bytes) else grants
     if portal is None:
         raise NotFound(f"No portal {slug!r} is available to this agent.", field="portal")
     portal.grant_rows_agent = agent.pk  # the active grants came with it: the submission reads no more

@@ -64,6 +64,7 @@ def test_the_portal_comes_with_exactly_the_active_grants(make_agent, portal):
     stored = Portal.objects.get(pk=portal.pk)
     for field in Portal._meta.concrete_fields:
         assert getattr(found, field.attname) == getattr(stored, field.attname), field.name
+    assert sorted(row["pack"] for row in found.grant_rows) == ["comms", "core"]  # decoded, as the ORM's JSONField
     views = grant_views_from(found.grant_rows)
     assert [(v.pack, v.write) for v in views] == [("comms", "deny"), ("core", "approve")]
     assert found.grant_rows_agent == agent.pk
