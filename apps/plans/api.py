@@ -68,7 +68,7 @@ def _submit(request):
     agent = _agent(request)
     dry_run = parse_flag(request.GET.get("dry_run"), field="dry_run")
     wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
-    req = parse_submit(parse_json_body(request), header_key=request.headers.get("Idempotency-Key"))
+    req = parse_submit(parse_json_body(request), header_key=request.headers.get("Idempotency-Key"), strict_json=True)
     submission = services.plan_submit(
         agent=agent, portal=services.portal_for_agent(agent=agent, slug=req.portal), steps=req.steps,
         reason=req.reason, callback_url=req.callback_url, idempotency_key=req.idempotency_key,
