@@ -78,7 +78,8 @@ lint: install
 # mutants are off (here they only resize lru_caches). Each set is the narrowest fast one that guards
 # its module (seconds per run, SQLite in memory, no browser, no lifecycle state machine: too slow
 # and load-sensitive to run once per mutant). apps/policy is one entry per file (policy_decide ...
-# policy_packs), each against the whole policy unit set with its own test file first.
+# policy_packs), each against the policy unit set (not test_catalog.py: it needs ../shared beside the
+# checkout, and catalog.py is not mutated) with its own test file first.
 MUTATE_TARGETS ?= \
 	redact=apps/bitrix/redact.py=tests/unit/bitrix/test_redact_secrets.py,tests/unit/bitrix/test_urls_and_logging.py \
 	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py,tests/integration/portals/test_rotate_keys_mutants.py \
@@ -87,11 +88,11 @@ MUTATE_TARGETS ?= \
 	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py,tests/integration/plans/test_executor_batch.py,tests/integration/plans/test_executor_mutants.py,tests/integration/plans/test_query_counts.py,tests/integration/approvals/test_stale_and_revert.py \
 	selectors=apps/plans/selectors.py=tests/integration/plans/test_selectors_mutants.py,tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_api_flow.py \
 	services=apps/plans/services.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_plan_decide.py,tests/integration/plans/test_tasks.py,tests/integration/plans/test_reconcile.py \
-	policy_decide=apps/policy/decide.py=tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_catalog.py,tests/unit/policy/test_properties.py \
-	policy_risk=apps/policy/risk.py=tests/unit/policy/test_risk.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_catalog.py,tests/unit/policy/test_properties.py \
-	policy_normalize=apps/policy/normalize.py=tests/unit/policy/test_normalize.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_catalog.py,tests/unit/policy/test_properties.py \
-	policy_batchparse=apps/policy/batchparse.py=tests/unit/policy/test_batchparse.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_catalog.py,tests/unit/policy/test_properties.py \
-	policy_packs=apps/policy/packs.py=tests/unit/policy/test_packs.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_catalog.py,tests/unit/policy/test_properties.py \
+	policy_decide=apps/policy/decide.py=tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_risk=apps/policy/risk.py=tests/unit/policy/test_risk.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_normalize=apps/policy/normalize.py=tests/unit/policy/test_normalize.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_batchparse=apps/policy/batchparse.py=tests/unit/policy/test_batchparse.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_packs=apps/policy/packs.py=tests/unit/policy/test_packs.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_properties.py \
 	audit=apps/audit/services.py=tests/integration/audit/test_audit_chain.py,tests/integration/audit/test_audit_masking.py,tests/integration/audit/test_audit_secrets.py,tests/integration/audit/test_audit_checkpoint.py,tests/integration/audit/test_audit_export.py,tests/integration/audit/test_audit_mutants.py
 MUTATE_ONLY ?=
 # mutmut 2.5.1 sometimes loses a mutant in its cache ("Attribute Mutant.line is required") and then
