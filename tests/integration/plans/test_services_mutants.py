@@ -1,0 +1,119 @@
+"""Tests written against the mutants of apps/plans/services.py that its test set let survive
+(mutmut 2.5.1, `make mutate MUTATE_ONLY=services`; bench/README.md lists them): which portal an
+agent reaches, the exact refusals a submission, a decision and a settlement give, and what the
+sweeps (expiry, stale executions) do to each plan they find."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotFound, NotGranted
+from apps.plans import services
+from apps.plans.models import Plan
+from apps.portals.services import portal_upsert
+
+pytestmark = pytest.mark.django_db
+ADD = [{"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "t"}}}]
+
+
+def other_portal(slug="other"):
+    portal, _ = portal_upsert(slug=slug, base_url=f"https://{slug}.bitrix24.com", auth_mode="webhook",
+                              secrets={"webhook_code": "hook-" + slug}, fields={"webhook_user_id": "1"})
+    return portal
+
+
+def test_an_agent_reaches_a_portal_it_holds_a_grant_on_with_its_grants(agent, portal):
+    found = services.portal_for_agent(agent=agent, slug="acme")
+    assert found.pk == portal.pk
+    assert [row["pack"] for row in found.grant_rows] == ["core"]
+    # the grants came with the portal: evaluating a submission reads none again
+    with CaptureQueriesContext(connection) as queries:
+        services._evaluate(agent=agent, portal=found, steps=ADD, single_call=False)
+    assert not [q for q in queries.captured_queries if "policy_packgrant" in q["sql"]]
+
+
+def test_a_submission_to_the_portal_found_for_the_agent_is_judged_by_its_grants(agent, portal):
+    found = services.portal_for_agent(agent=agent, slug="acme")
+    plan = services.plan_submit(agent=agent, portal=found, steps=ADD).plan
+    assert (plan.status, plan.packs) == ("pending_approval", ["core"])
+
+
+@pytest.mark.parametrize("case", ["no_grant", "deactivated", "unknown"])
+def test_a_portal_the_agent_may_not_use_answers_like_one_that_does_not_exist(make_agent, portal, case):
+    agent = make_agent("agent-b", portal=portal)
+    slug = "acme"
+    if case == "no_grant":
+        slug = other_portal().slug
+    elif case == "deactivated":
+        type(portal).objects.filter(pk=portal.pk).update(is_active=False)
+    else:
+        slug = "nowhere"
+    with pytest.raises(NotFound) as caught:
+        services.portal_for_agent(agent=agent, slug=slug)
+    assert caught.value.as_dict() == {
+        "code": "not_found", "message": f"No portal {slug!r} is available to this agent.", "field": "portal"}
+
+
+def test_a_plan_submitted_without_a_reason_or_callback_has_neither(agent, portal):
+    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD).plan
+    plan = Plan.objects.get(pk=plan.pk)
+    assert (plan.reason, plan.callback_url) == ("", "")
+
+
+def test_an_idempotency_key_without_the_requests_hash_is_a_programming_error(agent, portal):
+    with pytest.raises(ValueError, match=r"^An idempotent submission needs the request's hash\.$"):
+        services.plan_submit(agent=agent, portal=portal, steps=ADD, idempotency_key="k-1")
+    assert not Plan.objects.exists()
+
+
+def test_a_callback_url_the_plane_would_not_call_refuses_the_submission(agent, portal):
+    with pytest.raises(InvalidRequest) as caught:
+        services.plan_submit(agent=agent, portal=portal, steps=ADD, callback_url="ftp://example.com/hook")
+    assert caught.value.as_dict() == {
+        "code": "invalid_request", "message": "The callback URL must be http:// or https:// with a host.",
+        "field": "callback_url"}
+    assert not Plan.objects.exists()
+
+
+@pytest.mark.parametrize(("single_call", "field"), [(True, "method"), (False, "steps")])
+def test_a_single_call_without_its_call_names_the_method(agent, portal, single_call, field):
+    """A single call is sent as {method, params}: an error about the steps as a whole names
+    `method`, the field the client left out."""
+    with pytest.raises(InvalidRequest) as caught:
+        services.plan_submit(agent=agent, portal=portal, steps=[], single_call=single_call)
+    assert caught.value.extra == {"field": field}
+
+
+def test_an_ungranted_method_is_refused_naming_the_pack_that_would_grant_it(agent, portal):
+    steps = [{"name": "order", "method": "sale.order.add", "params": {"fields": {}}}]
+    with pytest.raises(NotGranted) as caught:
+        services.plan_submit(agent=agent, portal=portal, steps=steps)
+    assert caught.value.as_dict() == {
+        "code": "not_granted", "message": "No grant covers sale.order.add on this portal; the 'commerce' pack would.",
+        "pack": "commerce", "missing": [{"method": "sale.order.add", "packs": ["commerce"]}]}
+    assert not Plan.objects.exists()
+
+
+def test_a_method_no_pack_covers_is_refused_asking_for_a_custom_pack(agent, portal):
+    steps = [{"name": "x", "method": "vendor.thing.do", "params": {}}]
+    with pytest.raises(NotGranted) as caught:
+        services.plan_submit(agent=agent, portal=portal, steps=steps)
+    assert caught.value.as_dict() == {
+        "code": "not_granted",
+        "message": "No grant covers vendor.thing.do on this portal; "
+                   "no built-in pack covers it (ask for a custom pack).",
+        "pack": None, "missing": [{"method": "vendor.thing.do", "packs": []}]}
+
+
+def test_a_denied_call_is_refused_with_every_reason_of_the_policy(make_agent, portal):
+    agent = make_agent("agent-d", portal=portal, destructive="deny")
+    steps = [{"name": "look", "method": "crm.deal.list", "params": {}},
+             {"name": "drop", "method": "crm.deal.delete", "params": {"id": 1}}]
+    with pytest.raises(DeniedByPolicy) as caught:
+        services.plan_submit(agent=agent, portal=portal, steps=steps)
+    assert caught.value.as_dict() == {
+        "code": "denied_by_policy",
+        "message": "step 'look': crm.deal.list (read) granted by core: auto.; "
+                   "step 'drop': crm.deal.delete (destructive) is denied by the destructive policy of core.",
+        "risk": "destructive"}
+    assert not Plan.objects.exists()

@@ -1,0 +1,67 @@
+"""Tests written against the mutants of apps/policy/decide.py that the policy unit tests let
+survive (mutmut 2.5.1, `make mutate MUTATE_ONLY=policy_decide`; bench/README.md lists them)."""
+
+import itertools
+
+import pytest
+
+from apps.policy.decide import GrantView, Step, decide
+from apps.policy.errors import PolicyInputError
+
+ORDER = ["auto", "approve", "approve2", "deny", "not_granted"]
+APPROVALS = {"auto": 0, "approve": 1, "approve2": 2}
+
+
+def call_with(outcome, name):
+    """A step and the grants that make exactly `outcome` of it (a method only its own grant covers)."""
+    method = f"vendor.{name}.list"
+    if outcome == "not_granted":
+        return Step(name, method, {}), []
+    grant = GrantView(f"pack_{name}", (method,), read=outcome, write=outcome, destructive=outcome)
+    return Step(name, method, {}), [grant]
+
+
+@pytest.mark.parametrize(("first", "second"), list(itertools.product(ORDER, repeat=2)))
+def test_a_plan_is_as_strict_as_its_strictest_call_in_any_order(first, second):
+    step_a, grants_a = call_with(first, "a")
+    step_b, grants_b = call_with(second, "b")
+    decision = decide(grants_a + grants_b, [step_a, step_b])
+    expected = max(first, second, key=ORDER.index)
+    assert decision.outcome == expected
+    assert decision.allowed is (expected in APPROVALS)
+    assert decision.approvals_required == APPROVALS.get(expected, 0)
+
+
+def test_a_grant_without_policies_reads_freely_and_writes_with_one_or_two_approvals():
+    grant = GrantView("custom", ("crm.deal.*",))
+    outcomes = [decide([grant], [Step("s", method, params)]).outcome for method, params in [
+        ("crm.deal.list", {}), ("crm.deal.add", {"fields": {"TITLE": "x"}}), ("crm.deal.delete", {"id": 1})]]
+    assert outcomes == ["auto", "approve", "approve2"]
+
+
+def test_grants_of_the_wrong_type_are_a_programming_error():
+    with pytest.raises(TypeError, match=r"^grants must be GrantView instances, got dict$"):
+        decide([{"pack": "core"}], [Step("s", "crm.deal.list", {})])
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ("user.current", "steps must be a list."),
+    ([], "A plan needs 1 to 50 steps, not 0."),
+    ([Step(f"s{i}", "user.current", {}) for i in range(51)], "A plan needs 1 to 50 steps, not 51."),
+    ([{"name": "a", "method": "user.current", "params": {}}], "Each step needs a name, a method and params."),
+    ([Step("a b", "user.current", {})], "Step names are 1 to 64 letters, digits or '_'."),
+    ([Step("a", "user.current", {}), Step("a", "server.time", {})], "Step name 'a' is used twice."),
+    ([Step("a", "crm.deal.get", [1, 2])], "params must be an object."),
+])
+def test_each_bad_plan_is_refused_with_the_message_the_client_reads(steps, message):
+    with pytest.raises(PolicyInputError) as caught:
+        decide([GrantView.builtin("core")], steps)
+    assert caught.value.message == message
+
+
+def test_max_steps_bounds_the_plan_and_names_the_limit():
+    steps = [Step(f"s{i}", "user.current", {}) for i in range(3)]
+    assert decide([GrantView.builtin("core")], steps, max_steps=3).outcome == "auto"
+    with pytest.raises(PolicyInputError) as caught:
+        decide([GrantView.builtin("core")], steps, max_steps=2)
+    assert (caught.value.message, caught.value.field) == ("A plan needs 1 to 2 steps, not 3.", "steps")
