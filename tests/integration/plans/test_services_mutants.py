@@ -3,14 +3,19 @@
 agent reaches, the exact refusals a submission, a decision and a settlement give, and what the
 sweeps (expiry, stale executions) do to each plan they find."""
 
+import datetime
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotFound, NotGranted
+from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotAllowed, NotFound, NotGranted
 from apps.plans import services
 from apps.plans.models import Plan
+from apps.plans.states import StaleState
 from apps.portals.services import portal_upsert
+from tests.integration.audit_helpers import last_seq, new_entries
 
 pytestmark = pytest.mark.django_db
 ADD = [{"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "t"}}}]
@@ -117,3 +122,115 @@ def test_a_denied_call_is_refused_with_every_reason_of_the_policy(make_agent, po
                    "step 'drop': crm.deal.delete (destructive) is denied by the destructive policy of core.",
         "risk": "destructive"}
     assert not Plan.objects.exists()
+
+
+def test_a_submission_audits_what_was_submitted_and_where_it_went(agent, portal):
+    since = last_seq()
+    plan = services.plan_submit(agent=agent, portal=portal, steps=ADD).plan
+    entries = [(e.action, e.actor_type, e.actor, str(e.plan_id), e.data) for e in new_entries(since)]
+    assert entries == [
+        ("plan.submitted", "agent", agent.slug, str(plan.pk),
+         {"risk": "write", "methods": ["crm.lead.add"], "outcome": "approve", "content_hash": plan.content_hash}),
+        ("plan.transition", "agent", agent.slug, str(plan.pk),
+         {"from": "submitted", "to": "pending_approval", "policy": "approve"}),
+    ]
+
+
+def test_a_retry_is_queued_as_the_attempt_it_continues(queued_executions, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.enqueue_execution("5b1f1c1e-0000-4000-8000-000000000001", attempt=3, countdown=7.5)
+        services.enqueue_execution("5b1f1c1e-0000-4000-8000-000000000002")
+    assert queued_executions == [
+        (("5b1f1c1e-0000-4000-8000-000000000001",), {"attempt": 3}, 7.5),
+        (("5b1f1c1e-0000-4000-8000-000000000002",), {}, None),
+    ]
+
+
+@pytest.mark.parametrize("plan_id", ["5b1f1c1e-0000-4000-8000-000000000001", "not-a-uuid", 17])
+def test_deciding_settling_or_cancelling_an_unknown_plan_is_not_found(agent, approver, plan_id):
+    for act in (lambda: services.plan_decide(plan_id=plan_id, user=approver, decision="approve"),
+                lambda: services.plan_reconcile(plan_id=plan_id, user=approver, succeeded=True),
+                lambda: services.plan_cancel(plan_id=plan_id, agent=agent)):
+        with pytest.raises(NotFound) as caught:
+            act()
+        assert caught.value.as_dict() == {"code": "not_found", "message": "No such plan."}
+
+
+def pending(agent, portal, steps=ADD):
+    plan = services.plan_submit(agent=agent, portal=portal, steps=steps).plan
+    assert plan.status == "pending_approval"
+    return plan
+
+
+def refusal(exc_type, act) -> dict:
+    with pytest.raises(exc_type) as caught:
+        act()
+    return caught.value.as_dict()
+
+
+def test_a_decision_is_approve_or_reject_with_a_comment_of_at_most_2000_characters(agent, portal, approver):
+    plan = pending(agent, portal)
+    assert refusal(InvalidRequest, lambda: services.plan_decide(plan_id=plan.pk, user=approver, decision="ok")) == {
+        "code": "invalid_request", "message": "decision must be approve or reject", "field": "decision"}
+    too_long = "x" * 2001
+    assert refusal(InvalidRequest, lambda: services.plan_decide(
+        plan_id=plan.pk, user=approver, decision="approve", comment=too_long)) == {
+        "code": "invalid_request", "message": "The comment is longer than 2000 characters.", "field": "comment"}
+    assert not plan.approvals.exists()
+    decided = services.plan_decide(plan_id=plan.pk, user=approver, decision="approve", comment=" " + "y" * 2000 + " ")
+    assert decided.status == "approved"
+    assert plan.approvals.get().comment == "y" * 2000
+
+
+def test_the_refusals_of_a_decision_say_why(agent, portal, approver, make_approver):
+    plan = pending(agent, portal)
+    stranger = make_approver("carol", portals=[])
+    assert refusal(NotAllowed, lambda: services.plan_decide(plan_id=plan.pk, user=stranger, decision="approve")) == {
+        "code": "permission_denied", "message": "carol may not approve plans on portal acme."}
+    assert refusal(StaleState, lambda: services.plan_decide(
+        plan_id=plan.pk, user=approver, decision="approve", seen_hash="f" * 64)) == {
+        "code": "conflict", "message": "The plan content is not what was shown; reload it before deciding."}
+    services.plan_decide(plan_id=plan.pk, user=approver, decision="reject")
+    assert refusal(StaleState, lambda: services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")) == {
+        "code": "conflict", "message": "The plan is rejected; only pending plans can be decided.", "status": "rejected"}
+
+
+def test_an_approver_who_owns_the_agent_is_told_why_they_may_not_decide(make_agent, portal, make_approver):
+    owner = make_approver("dave", portals=[portal])
+    agent = make_agent("owned", portal=portal, owner=owner)
+    plan = pending(agent, portal)
+    assert refusal(NotAllowed, lambda: services.plan_decide(plan_id=plan.pk, user=owner, decision="approve")) == {
+        "code": "permission_denied", "message": "The owner of the submitting agent cannot decide its plans."}
+    assert not plan.approvals.exists()
+
+
+def test_the_approval_that_completes_a_plan_is_recorded_and_the_plan_queued_for_a_full_ttl(
+        agent, portal, approver, queued_executions, django_capture_on_commit_callbacks, settings):
+    plan = pending(agent, portal)
+    since = last_seq()
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        decided = services.plan_decide(plan_id=plan.pk, user=approver, decision="approve")
+    after = timezone.now()
+    assert [(e.action, e.actor_type, e.actor, e.data) for e in new_entries(since)] == [
+        ("plan.approval", "user", "alice", {"decision": "approve", "comment": "", "content_hash": plan.content_hash}),
+        ("plan.transition", "user", "alice", {"from": "pending_approval", "to": "approved", "approvals": 1}),
+    ]
+    approval = plan.approvals.get()
+    assert (approval.user, approval.decision, approval.comment, approval.content_hash) == (
+        approver, "approve", "", plan.content_hash)
+    assert queued_executions == [((str(plan.pk),), {}, None)]
+    ttl = datetime.timedelta(seconds=settings.PLAN_TTL)
+    assert before + ttl <= Plan.objects.get(pk=plan.pk).expires_at <= after + ttl
+    assert decided.status == "approved"
+
+
+def test_a_rejection_ends_the_plan_and_queues_nothing(agent, portal, approver, queued_executions,
+                                                     django_capture_on_commit_callbacks):
+    plan = pending(agent, portal)
+    since = last_seq()
+    with django_capture_on_commit_callbacks(execute=True):
+        decided = services.plan_decide(plan_id=plan.pk, user=approver, decision="reject", comment="no")
+    assert decided.status == "rejected" and queued_executions == []
+    assert [(e.action, e.data.get("to"), e.data.get("decision")) for e in new_entries(since)] == [
+        ("plan.approval", None, "reject"), ("plan.transition", "rejected", None)]

@@ -65,3 +65,11 @@ def test_max_steps_bounds_the_plan_and_names_the_limit():
     with pytest.raises(PolicyInputError) as caught:
         decide([GrantView.builtin("core")], steps, max_steps=2)
     assert (caught.value.message, caught.value.field) == ("A plan needs 1 to 2 steps, not 3.", "steps")
+
+
+def test_a_fixed_refusal_names_the_command_it_refuses_and_keeps_the_steps_as_given():
+    everything = GrantView("all", ("*",), "auto", "auto", "auto")
+    steps = [Step("s1", "batch", {"cmd": {"a": "crm.deal.get?id=1", "b": "batch?cmd[x]=crm.deal.delete%3Fid%3D1"}})]
+    decision = decide([everything], steps)
+    assert decision.reasons == ("steps.0.params.cmd.b: A batch cannot contain another batch.",)
+    assert (decision.risk, decision.missing, decision.steps) == ("write", (), tuple(steps))
