@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.core.exceptions import DeniedByPolicy, InvalidRequest, NotAllowed, NotFound, NotGranted
-from apps.plans import services
-from apps.plans.models import Plan
-from apps.plans.states import StaleState
+from apps.plans import executor, services
+from apps.plans.models import ExecutionAttempt, Plan
+from apps.plans.states import StaleState, transition
 from apps.portals.services import portal_upsert
 from tests.integration.audit_helpers import last_seq, new_entries
 
@@ -234,3 +234,163 @@ def test_a_rejection_ends_the_plan_and_queues_nothing(agent, portal, approver, q
     assert decided.status == "rejected" and queued_executions == []
     assert [(e.action, e.data.get("to"), e.data.get("decision")) for e in new_entries(since)] == [
         ("plan.approval", None, "reject"), ("plan.transition", "rejected", None)]
+
+
+# ---------------------------------------------------------------- cancel, expiry, stale executions, settling
+
+LIST = [{"name": "look", "method": "crm.lead.list", "params": {}}]
+
+
+def approved(make_agent, portal, steps=ADD, slug="auto-agent"):
+    plan = services.plan_submit(agent=make_agent(slug, portal=portal, write="auto"), portal=portal, steps=steps).plan
+    assert plan.status == "approved"
+    return plan
+
+
+def test_an_agent_cancels_its_own_plans_before_they_run_and_only_those(agent, portal, make_agent):
+    waiting = pending(agent, portal)
+    other = make_agent("other", portal=portal)
+    assert refusal(NotFound, lambda: services.plan_cancel(plan_id=waiting.pk, agent=other)) == {
+        "code": "not_found", "message": "No such plan."}
+    since = last_seq()
+    assert services.plan_cancel(plan_id=waiting.pk, agent=agent).status == "cancelled"
+    assert [(e.actor, e.data) for e in new_entries(since)] == [
+        (agent.slug, {"from": "pending_approval", "to": "cancelled"})]
+    ready = approved(make_agent, portal)
+    assert services.plan_cancel(plan_id=ready.pk, agent=ready.agent).status == "cancelled"
+    running = transition(plan=approved(make_agent, portal, slug="auto-2"), source="approved", target="executing")
+    assert refusal(StaleState, lambda: services.plan_cancel(plan_id=running.pk, agent=running.agent)) == {
+        "code": "conflict", "message": "The plan is executing; only plans not yet executing can be cancelled.",
+        "status": "executing"}
+
+
+def test_plans_expire_exactly_at_their_deadline_whether_waiting_or_approved(agent, portal, make_agent, settings):
+    waiting = pending(agent, portal)
+    ready = approved(make_agent, portal)
+    running = transition(plan=approved(make_agent, portal, slug="auto-2"), source="approved", target="executing")
+    deadline = max(Plan.objects.filter(pk__in=[waiting.pk, ready.pk]).values_list("expires_at", flat=True))
+    Plan.objects.filter(pk__in=[waiting.pk, ready.pk, running.pk]).update(expires_at=deadline)
+    assert services.plans_expire_due(now=deadline - datetime.timedelta(microseconds=1)) == 0
+    since = last_seq()
+    assert services.plans_expire_due(now=deadline) == 2
+    assert {p.pk: p.status for p in Plan.objects.all()} == {
+        waiting.pk: "expired", ready.pk: "expired", running.pk: "executing"}
+    assert sorted((e.data["from"], e.actor_type, e.data["ttl"]) for e in new_entries(since)) == [
+        ("approved", "system", settings.PLAN_TTL), ("pending_approval", "system", settings.PLAN_TTL)]
+
+
+def test_the_expiry_sweep_uses_the_current_time_by_default(agent, portal):
+    plan = pending(agent, portal)
+    Plan.objects.filter(pk=plan.pk).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    assert services.plans_expire_due() == 1
+    assert Plan.objects.get(pk=plan.pk).status == "expired"
+
+
+def executing(make_agent, portal, steps, slug):
+    return transition(plan=approved(make_agent, portal, steps, slug=slug), source="approved", target="executing")
+
+
+def test_a_plan_whose_worker_died_before_sending_runs_again_as_the_attempt_it_lost(
+        make_agent, portal, queued_executions, django_capture_on_commit_callbacks):
+    write = executing(make_agent, portal, ADD, "w")
+    read = executing(make_agent, portal, LIST, "r")
+    now = timezone.now() + services.stale_after() + datetime.timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.plans_recover_stale(now=now) == 2
+    attempts = {a.plan_id: (a.number, a.outcome, a.detail) for a in ExecutionAttempt.objects.all()}
+    # a write never sent is known not sent; a read may have been sent, and is safe to send again
+    assert attempts == {write.pk: (1, "not_sent", {"code": "worker_lost"}),
+                        read.pk: (1, "unknown", {"code": "worker_lost"})}
+    assert sorted(queued_executions) == sorted([((str(write.pk),), {"attempt": 1}, None),
+                                                ((str(read.pk),), {"attempt": 1}, None)])
+    assert {p.status for p in Plan.objects.all()} == {"executing"}
+    assert set(Plan.objects.values_list("updated_at", flat=True)) == {now}
+
+
+def test_a_write_whose_worker_died_while_sending_waits_for_an_approver(make_agent, portal, queued_executions,
+                                                                       django_capture_on_commit_callbacks):
+    plan = executing(make_agent, portal, ADD, "w")
+    attempt = executor.record_attempt(plan)
+    read = executing(make_agent, portal, LIST, "r")
+    read_attempt = executor.record_attempt(read)
+    now = timezone.now() + services.stale_after() + datetime.timedelta(seconds=1)
+    since = last_seq()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.plans_recover_stale(now=now) == 2
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.status == "needs_reconciliation"
+    assert plan.error == {"code": "outcome_unknown",
+                          "message": "The worker stopped while the call was in flight; check the portal and settle "
+                                     "the plan."}
+    assert ExecutionAttempt.objects.get(pk=attempt.pk).outcome == "unknown"
+    assert [e.data for e in new_entries(since) if str(e.plan_id) == str(plan.pk)] == [
+        {"from": "executing", "to": "needs_reconciliation", "error": "worker_lost"}]
+    # the read is sent again as the attempt it lost; the write is not
+    assert ExecutionAttempt.objects.get(pk=read_attempt.pk).outcome == "unknown"
+    assert queued_executions == [((str(read.pk),), {"attempt": 1}, None)]
+
+
+def test_only_plans_unchanged_for_the_stale_threshold_are_recovered(make_agent, portal):
+    plan = executing(make_agent, portal, ADD, "w")
+    stale_at = Plan.objects.get(pk=plan.pk).updated_at + services.stale_after()
+    assert services.plans_recover_stale(now=stale_at - datetime.timedelta(microseconds=1)) == 0
+    assert services.plans_recover_stale(now=stale_at) == 1
+
+
+def test_a_plan_waiting_for_its_scheduled_retry_is_not_recovered(make_agent, portal, queued_executions):
+    plan = executing(make_agent, portal, LIST, "r")
+    executor.close_attempt(executor.record_attempt(plan), "not_sent", {"code": "rate_limited"})
+    now = timezone.now() + services.stale_after() + datetime.timedelta(seconds=1)
+    assert services.plans_recover_stale(now=now) == 0
+    assert plan.attempts.get().outcome == "not_sent" and queued_executions == []
+
+
+def test_the_stale_threshold_is_the_tasks_hard_limit_plus_a_minute():
+    from apps.plans.tasks import execute_plan
+
+    assert services.stale_after() == datetime.timedelta(seconds=execute_plan.time_limit + 60)
+
+
+def test_the_stale_sweep_uses_the_current_time_by_default(make_agent, portal, monkeypatch):
+    plan = executing(make_agent, portal, ADD, "w")
+    Plan.objects.filter(pk=plan.pk).update(updated_at=timezone.now() - services.stale_after())
+    assert services.plans_recover_stale() == 1
+
+
+LOST = {"code": "outcome_unknown", "message": "The answer was lost."}
+
+
+def unknown(make_agent, portal):
+    plan = executing(make_agent, portal, ADD, "w")
+    return transition(plan=plan, source="executing", target="needs_reconciliation", error=LOST)
+
+
+@pytest.mark.parametrize(("succeeded", "status", "error"), [
+    (True, "succeeded", LOST), (False, "failed", {**LOST, "reconciled": "failed", "comment": "not there"})])
+def test_an_approver_settles_an_unknown_outcome_and_it_is_audited(make_agent, portal, approver, succeeded, status,
+                                                                  error):
+    plan = unknown(make_agent, portal)
+    since = last_seq()
+    settled = services.plan_reconcile(plan_id=plan.pk, user=approver, succeeded=succeeded, comment="not there")
+    assert (settled.status, Plan.objects.get(pk=plan.pk).error) == (status, error)
+    assert [(e.action, e.actor, e.data) for e in new_entries(since)] == [
+        ("plan.reconciled", "alice", {"succeeded": succeeded, "comment": "not there"}),
+        ("plan.transition", "alice", {"from": "needs_reconciliation", "to": status})]
+
+
+def test_settling_without_a_comment_records_none(make_agent, portal, approver):
+    plan = unknown(make_agent, portal)
+    since = last_seq()
+    services.plan_reconcile(plan_id=plan.pk, user=approver, succeeded=False)
+    assert Plan.objects.get(pk=plan.pk).error == {**LOST, "reconciled": "failed", "comment": ""}
+    assert new_entries(since)[0].data == {"succeeded": False, "comment": ""}
+
+
+def test_the_refusals_of_settling_say_why(make_agent, portal, approver, make_approver):
+    plan = unknown(make_agent, portal)
+    stranger = make_approver("carol", portals=[])
+    assert refusal(NotAllowed, lambda: services.plan_reconcile(plan_id=plan.pk, user=stranger, succeeded=True)) == {
+        "code": "permission_denied", "message": "carol may not settle plans on portal acme."}
+    services.plan_reconcile(plan_id=plan.pk, user=approver, succeeded=True)
+    assert refusal(StaleState, lambda: services.plan_reconcile(plan_id=plan.pk, user=approver, succeeded=True)) == {
+        "code": "conflict", "message": "The plan is succeeded, not needs_reconciliation.", "status": "succeeded"}
