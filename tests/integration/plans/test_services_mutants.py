@@ -394,3 +394,22 @@ def test_the_refusals_of_settling_say_why(make_agent, portal, approver, make_app
     services.plan_reconcile(plan_id=plan.pk, user=approver, succeeded=True)
     assert refusal(StaleState, lambda: services.plan_reconcile(plan_id=plan.pk, user=approver, succeeded=True)) == {
         "code": "conflict", "message": "The plan is succeeded, not needs_reconciliation.", "status": "succeeded"}
+
+
+def test_a_plan_that_moves_on_during_the_expiry_sweep_is_left_alone_and_the_sweep_goes_on(
+        agent, portal, monkeypatch):
+    plans = [pending(agent, portal, [{**ADD[0], "name": f"call{i}"}]) for i in range(3)]
+    now = timezone.now() + datetime.timedelta(days=365)
+    listed = list(Plan.objects.filter(status__in=["pending_approval", "approved"], expires_at__lte=now)
+                  .values_list("pk", flat=True))
+    assert sorted(listed) == sorted(p.pk for p in plans)
+    real = services.transition
+
+    def transition_then_another_moves(**kwargs):
+        if kwargs["plan"].pk == listed[0]:  # meanwhile the agent cancels the next plan of the sweep
+            Plan.objects.filter(pk=listed[1]).update(status="cancelled")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "transition", transition_then_another_moves)
+    assert services.plans_expire_due(now=now) == 2
+    assert [Plan.objects.get(pk=pk).status for pk in listed] == ["expired", "cancelled", "expired"]
