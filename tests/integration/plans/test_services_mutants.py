@@ -322,7 +322,8 @@ def test_a_write_whose_worker_died_while_sending_waits_for_an_approver(make_agen
     assert plan.error == {"code": "outcome_unknown",
                           "message": "The worker stopped while the call was in flight; check the portal and settle "
                                      "the plan."}
-    assert ExecutionAttempt.objects.get(pk=attempt.pk).outcome == "unknown"
+    attempt = ExecutionAttempt.objects.get(pk=attempt.pk)
+    assert (attempt.outcome, attempt.detail) == ("unknown", {"code": "worker_lost"})
     assert [e.data for e in new_entries(since) if str(e.plan_id) == str(plan.pk)] == [
         {"from": "executing", "to": "needs_reconciliation", "error": "worker_lost"}]
     # the read is sent again as the attempt it lost; the write is not
@@ -413,3 +414,16 @@ def test_a_plan_that_moves_on_during_the_expiry_sweep_is_left_alone_and_the_swee
     monkeypatch.setattr(services, "transition", transition_then_another_moves)
     assert services.plans_expire_due(now=now) == 2
     assert [Plan.objects.get(pk=pk).status for pk in listed] == ["expired", "cancelled", "expired"]
+
+
+def test_a_plan_waiting_for_its_retry_does_not_stop_the_sweep_for_the_others(make_agent, portal):
+    plans = [executing(make_agent, portal, ADD, f"w{i}") for i in range(2)]
+    now = timezone.now() + services.stale_after() + datetime.timedelta(seconds=1)
+    listed = list(Plan.objects.filter(status="executing", updated_at__lte=now - services.stale_after())
+                  .values_list("pk", flat=True))
+    assert sorted(listed) == sorted(p.pk for p in plans)
+    waiting, lost = (Plan.objects.get(pk=pk) for pk in listed)
+    executor.close_attempt(executor.record_attempt(waiting), "not_sent", {"code": "rate_limited"})
+    executor.record_attempt(lost)
+    assert services.plans_recover_stale(now=now) == 1
+    assert [Plan.objects.get(pk=pk).status for pk in listed] == ["executing", "needs_reconciliation"]
