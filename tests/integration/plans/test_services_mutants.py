@@ -427,3 +427,15 @@ def test_a_plan_waiting_for_its_retry_does_not_stop_the_sweep_for_the_others(mak
     executor.record_attempt(lost)
     assert services.plans_recover_stale(now=now) == 1
     assert [Plan.objects.get(pk=pk).status for pk in listed] == ["executing", "needs_reconciliation"]
+
+
+def test_a_plan_another_run_took_over_does_not_stop_the_sweep_for_the_others(make_agent, portal, monkeypatch):
+    plans = [executing(make_agent, portal, ADD, f"w{i}") for i in range(2)]
+    now = timezone.now() + services.stale_after() + datetime.timedelta(seconds=1)
+    listed = list(Plan.objects.filter(status="executing", updated_at__lte=now - services.stale_after())
+                  .values_list("pk", flat=True))
+    assert sorted(listed) == sorted(p.pk for p in plans)
+    real = executor.record_attempt
+    monkeypatch.setattr(executor, "record_attempt", lambda plan: None if plan.pk == listed[0] else real(plan))
+    assert services.plans_recover_stale(now=now) == 1
+    assert [Plan.objects.get(pk=pk).attempts.count() for pk in listed] == [0, 1]
