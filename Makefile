@@ -96,7 +96,9 @@ MUTATE_TARGETS ?= \
 	audit=apps/audit/services.py=tests/integration/audit/test_audit_chain.py,tests/integration/audit/test_audit_masking.py,tests/integration/audit/test_audit_secrets.py,tests/integration/audit/test_audit_checkpoint.py,tests/integration/audit/test_audit_export.py,tests/integration/audit/test_audit_mutants.py
 MUTATE_ONLY ?=
 # mutmut 2.5.1 sometimes loses a mutant in its cache ("Attribute Mutant.line is required") and then
-# waits forever: each run is cut at MUTATE_TIMEOUT seconds and resumed from its cache.
+# waits forever: each run is cut at MUTATE_TIMEOUT seconds and resumed from its cache. A cut run
+# leaves the mutant it was testing in the file, and the resumed run would test every later mutant on
+# top of it (and register the mutated lines as new ones): the mutated files are restored first.
 MUTATE_TIMEOUT ?= 1800
 mutate: install
 	@set -e; mkdir -p $(DATA_DIR)/mutate; \
@@ -104,9 +106,10 @@ mutate: install
 	  name=$${entry%%=*}; rest=$${entry#*=}; paths=$${rest%%=*}; tests=$$(echo "$${rest#*=}" | tr , ' '); \
 	  if [ -n "$(MUTATE_ONLY)" ] && ! echo " $(MUTATE_ONLY) " | grep -q " $$name "; then continue; fi; \
 	  dir=$(abspath $(DATA_DIR))/mutate/$$name; rm -rf $$dir; mkdir -p $$dir; \
-	  git archive HEAD | tar -x -C $$dir; ln -s $(abspath $(VENV)) $$dir/.venv; \
+	  rev=$$(git rev-parse HEAD); git archive $$rev | tar -x -C $$dir; ln -s $(abspath $(VENV)) $$dir/.venv; \
 	  echo "== mutmut: $$paths against $$tests"; \
 	  (cd $$dir && for try in 1 2 3 4 5 6 7 8; do \
+	     git -C $(CURDIR) archive $$rev $$(echo "$$paths" | tr , ' ') | tar -x -C $$dir; \
 	     timeout $(MUTATE_TIMEOUT) .venv/bin/mutmut run --paths-to-mutate "$$paths" --no-progress --simple-output \
 	       --disable-mutation-types=decorator --runner ".venv/bin/python -m pytest -x -q -p no:cacheprovider $$tests" \
 	       > ../$$name.log 2>&1 || true; \

@@ -439,3 +439,10 @@ def test_a_plan_another_run_took_over_does_not_stop_the_sweep_for_the_others(mak
     monkeypatch.setattr(executor, "record_attempt", lambda plan: None if plan.pk == listed[0] else real(plan))
     assert services.plans_recover_stale(now=now) == 1
     assert [Plan.objects.get(pk=pk).attempts.count() for pk in listed] == [0, 1]
+
+
+def test_a_submission_is_a_list_of_steps_unless_said_otherwise(agent, portal):
+    steps = [{"name": "call", "method": "crm lead list", "params": {}}]
+    with pytest.raises(InvalidRequest) as caught:
+        services.plan_submit(agent=agent, portal=portal, steps=steps)
+    assert caught.value.extra["field"] == "steps.0.method"

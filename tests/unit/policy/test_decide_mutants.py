@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from apps.policy.decide import GrantView, Step, decide
+from apps.policy.decide import GrantView, Step, decide, describe_method
 from apps.policy.errors import PolicyInputError
 
 ORDER = ["auto", "approve", "approve2", "deny", "not_granted"]
@@ -73,3 +73,39 @@ def test_a_fixed_refusal_names_the_command_it_refuses_and_keeps_the_steps_as_giv
     decision = decide([everything], steps)
     assert decision.reasons == ("steps.0.params.cmd.b: A batch cannot contain another batch.",)
     assert (decision.risk, decision.missing, decision.steps) == ("write", (), tuple(steps))
+
+
+def test_every_call_gets_one_reason_naming_its_step_command_and_verdict():
+    grants = [GrantView.builtin("core", destructive="deny")]
+    steps = [
+        Step("look", "crm.deal.list", {}),
+        Step("drop", "crm.deal.delete", {"id": 1}),
+        Step("sell", "sale.order.add", {"fields": {}}),
+        Step("odd", "vendor.thing.do", {}),
+        Step("both", "batch", {"cmd": {"a": "crm.deal.get?id=1"}}),
+    ]
+    decision = decide(grants, steps)
+    assert decision.reasons == (
+        "step 'look': crm.deal.list (read) granted by core: auto.",
+        "step 'drop': crm.deal.delete (destructive) is denied by the destructive policy of core.",
+        "step 'sell': sale.order.add (write) is not granted; grant one of: commerce.",
+        "step 'odd': vendor.thing.do (write) is not granted; no built-in pack covers it; use a custom pack.",
+        "step 'both' command 'a': crm.deal.get (read) granted by core: auto.",
+    )
+    assert decision.missing == ({"method": "sale.order.add", "packs": ["commerce"]},
+                                {"method": "vendor.thing.do", "packs": []})
+    assert decision.checked[-1] == {"step": "both", "method": "crm.deal.get", "risk": "read", "pack": "core",
+                                    "policy": "auto", "command": "a"}
+    assert (decision.outcome, decision.risk, decision.packs) == ("not_granted", "destructive", ("core",))
+
+
+def test_a_call_several_packs_would_grant_names_them_all():
+    decision = decide([GrantView.builtin("comms")], [Step("t", "server.time", {})])
+    assert decision.reasons == ("step 't': server.time (read) is not granted; grant one of: core, diagnostics.",)
+
+
+def test_an_unknown_method_is_described_with_nothing_claimed_about_it():
+    assert describe_method([GrantView.builtin("core")], "vendor.thing.get") == {
+        "name": "vendor.thing.get", "normalized": "vendor.thing.get", "known": False, "scope": None,
+        "risk": "write", "rest3": False, "v2": False, "doc_path": None, "packs": [], "granted": False,
+        "granted_by": [], "policy": None}
