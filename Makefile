@@ -77,7 +77,9 @@ lint: install
 # Results: $(DATA_DIR)/mutate/<name>.txt (`mutmut results`); the score is in bench/README.md. Decorator
 # mutants are off (here they only resize lru_caches). Each set is the narrowest fast one that guards
 # its module (seconds per run, SQLite in memory, no browser, no lifecycle state machine: too slow
-# and load-sensitive to run once per mutant).
+# and load-sensitive to run once per mutant). apps/policy is one entry per file (policy_decide ...
+# policy_packs), each against the policy unit set (not test_catalog.py: it needs ../shared beside the
+# checkout, and catalog.py is not mutated) with its own test file first.
 MUTATE_TARGETS ?= \
 	redact=apps/bitrix/redact.py=tests/unit/bitrix/test_redact_secrets.py,tests/unit/bitrix/test_urls_and_logging.py \
 	crypto=apps/portals/crypto.py=tests/unit/portals,tests/integration/portals/test_rotate_keys.py,tests/integration/portals/test_rotate_keys_mutants.py \
@@ -86,11 +88,17 @@ MUTATE_TARGETS ?= \
 	executor=apps/plans/executor.py=tests/integration/plans/test_executor_integrity.py,tests/integration/plans/test_executor.py,tests/integration/plans/test_executor_batch.py,tests/integration/plans/test_executor_mutants.py,tests/integration/plans/test_query_counts.py,tests/integration/approvals/test_stale_and_revert.py \
 	selectors=apps/plans/selectors.py=tests/integration/plans/test_selectors_mutants.py,tests/integration/plans/test_decision_rights.py,tests/integration/plans/test_api_flow.py \
 	services=apps/plans/services.py=tests/integration/plans/test_plan_submit.py,tests/integration/plans/test_plan_decide.py,tests/integration/plans/test_tasks.py,tests/integration/plans/test_reconcile.py \
-	policy=apps/policy/decide.py,apps/policy/risk.py,apps/policy/normalize.py,apps/policy/batchparse.py,apps/policy/packs.py=tests/unit/policy \
+	policy_decide=apps/policy/decide.py=tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_risk=apps/policy/risk.py=tests/unit/policy/test_risk.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_normalize=apps/policy/normalize.py=tests/unit/policy/test_normalize.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_batchparse=apps/policy/batchparse.py=tests/unit/policy/test_batchparse.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_packs.py,tests/unit/policy/test_properties.py \
+	policy_packs=apps/policy/packs.py=tests/unit/policy/test_packs.py,tests/unit/policy/test_decide.py,tests/unit/policy/test_risk.py,tests/unit/policy/test_normalize.py,tests/unit/policy/test_batchparse.py,tests/unit/policy/test_properties.py \
 	audit=apps/audit/services.py=tests/integration/audit/test_audit_chain.py,tests/integration/audit/test_audit_masking.py,tests/integration/audit/test_audit_secrets.py,tests/integration/audit/test_audit_checkpoint.py,tests/integration/audit/test_audit_export.py,tests/integration/audit/test_audit_mutants.py
 MUTATE_ONLY ?=
 # mutmut 2.5.1 sometimes loses a mutant in its cache ("Attribute Mutant.line is required") and then
-# waits forever: each run is cut at MUTATE_TIMEOUT seconds and resumed from its cache.
+# waits forever: each run is cut at MUTATE_TIMEOUT seconds and resumed from its cache. A cut run
+# leaves the mutant it was testing in the file, and the resumed run would test every later mutant on
+# top of it (and register the mutated lines as new ones): the mutated files are restored first.
 MUTATE_TIMEOUT ?= 1800
 mutate: install
 	@set -e; mkdir -p $(DATA_DIR)/mutate; \
@@ -98,9 +106,10 @@ mutate: install
 	  name=$${entry%%=*}; rest=$${entry#*=}; paths=$${rest%%=*}; tests=$$(echo "$${rest#*=}" | tr , ' '); \
 	  if [ -n "$(MUTATE_ONLY)" ] && ! echo " $(MUTATE_ONLY) " | grep -q " $$name "; then continue; fi; \
 	  dir=$(abspath $(DATA_DIR))/mutate/$$name; rm -rf $$dir; mkdir -p $$dir; \
-	  git archive HEAD | tar -x -C $$dir; ln -s $(abspath $(VENV)) $$dir/.venv; \
+	  rev=$$(git rev-parse HEAD); git archive $$rev | tar -x -C $$dir; ln -s $(abspath $(VENV)) $$dir/.venv; \
 	  echo "== mutmut: $$paths against $$tests"; \
 	  (cd $$dir && for try in 1 2 3 4 5 6 7 8; do \
+	     git -C $(CURDIR) archive $$rev $$(echo "$$paths" | tr , ' ') | tar -x -C $$dir; \
 	     timeout $(MUTATE_TIMEOUT) .venv/bin/mutmut run --paths-to-mutate "$$paths" --no-progress --simple-output \
 	       --disable-mutation-types=decorator --runner ".venv/bin/python -m pytest -x -q -p no:cacheprovider $$tests" \
 	       > ../$$name.log 2>&1 || true; \
