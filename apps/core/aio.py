@@ -20,6 +20,8 @@ a sync caller it runs in that caller's thread, as `sync_to_async` does.
 
 import dataclasses
 import functools
+import itertools
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +31,18 @@ from asgiref.sync import AsyncToSync, SyncToAsync, async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-_pool: dict = {"pid": None, "executor": None}
 _thread = threading.local()
+_made: dict = {}  # name -> (pid, what was made in that process)
+_turns = itertools.count()
+
+
+def _per_process(name: str, make):
+    """`make()`'s result, made once per process (and again in a forked child)."""
+    pid = os.getpid()
+    found = _made.get(name)
+    if found is None or found[0] != pid:
+        found = _made[name] = (pid, make())
+    return found[1]
 
 
 def _mark_pooled() -> None:
@@ -38,13 +50,8 @@ def _mark_pooled() -> None:
 
 
 def _executor() -> ThreadPoolExecutor:
-    import os
-
-    if _pool["pid"] != os.getpid():  # first use, or a forked child
-        _pool["pid"] = os.getpid()
-        _pool["executor"] = ThreadPoolExecutor(int(getattr(settings, "API_WAIT_DB_SLOTS", 8)),
-                                               thread_name_prefix="api-wait-db", initializer=_mark_pooled)
-    return _pool["executor"]
+    return _per_process("wait-pool", lambda: ThreadPoolExecutor(
+        int(getattr(settings, "API_WAIT_DB_SLOTS", 8)), thread_name_prefix="api-wait-db", initializer=_mark_pooled))
 
 
 def _pooled(fn):
@@ -98,19 +105,11 @@ class _SharedThread(ThreadPoolExecutor):
         """Kept for the process's life."""
 
 
-_shared: dict = {"pid": None, "threads": [], "next": 0}
-
-
 def shared_request_thread() -> _SharedThread:
     """One of the process's `API_REQUEST_THREADS` (default 4) shared request threads, in turn."""
-    import os
-
-    if _shared["pid"] != os.getpid():  # first use, or a forked child
-        count = max(1, int(getattr(settings, "API_REQUEST_THREADS", 4)))
-        _shared.update(pid=os.getpid(), threads=[_SharedThread(n) for n in range(count)], next=0)
-    threads = _shared["threads"]
-    _shared["next"] = (_shared["next"] + 1) % len(threads)
-    return threads[_shared["next"]]
+    threads = _per_process("request-threads", lambda: [
+        _SharedThread(n) for n in range(max(1, int(getattr(settings, "API_REQUEST_THREADS", 4))))])
+    return threads[next(_turns) % len(threads)]
 
 
 def use_shared_request_thread() -> None:

@@ -75,8 +75,11 @@ class Columns:
     """Some concrete fields of a model, in the model's order (as `Model.from_db` reads them): their
     column list for a statement, `load` for a row of them and `insert` for new objects."""
 
-    def __init__(self, model, names: Iterable[str], *, alias: str = ""):
+    def __init__(self, model, names: Iterable[str] | None = None, *, alias: str = ""):
+        """`names`: the fields to use (default: every concrete field)."""
         self.model = model
+        if names is None:
+            names = [field.name for field in model._meta.concrete_fields]
         wanted = {model._meta.get_field(name) for name in names}
         if not wanted <= set(model._meta.concrete_fields):
             raise ValueError(f"Not columns of {model.__name__}: {sorted(str(f) for f in wanted)}")

@@ -53,7 +53,7 @@ def _portal_for_agent_sql(aggregate: str, json_object: str) -> str:
     )
 
 
-_PORTAL = sql.Columns(Portal, [f.name for f in Portal._meta.concrete_fields], alias="p")
+_PORTAL = sql.Columns(Portal, alias="p")
 _PORTAL_FOR_AGENT = {
     # text, as JSONField reads it (psycopg would decode json itself)
     "postgresql": _portal_for_agent_sql("JSON_AGG({})::text", "JSON_BUILD_OBJECT"),

@@ -18,7 +18,7 @@ from .choices import FINAL_FOR_WAIT, TERMINAL_STATES, PlanStatus
 from .models import Plan
 
 S = PlanStatus
-_PLAN = sql.Columns(Plan, [field.name for field in Plan._meta.concrete_fields])  # every submission's INSERT
+_PLAN = sql.Columns(Plan)  # every submission's INSERT
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.SUBMITTED: frozenset({S.PENDING_APPROVAL, S.APPROVED}),
