@@ -131,3 +131,15 @@ class Mailbox(models.Model):
 
     def __str__(self):
         return f"mailbox of {self.user}"
+
+
+class NoticeWake(models.Model):
+    """One row per portal whose plans wait for approvers: `requested_at` is set while a notice run
+    (`tasks.notify_portal_pending`) is queued and has not started, so a busy portal's submissions
+    queue one run, not one task each (`apps.core.wake`; see `notify.notify_wake`)."""
+
+    portal = models.OneToOneField("portals.Portal", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"notice wake of portal {self.portal_id}"

@@ -24,14 +24,29 @@ from django.utils import timezone
 from apps.bitrix.client import BitrixClient
 from apps.bitrix.errors import BitrixError, NotSent
 from apps.bitrix.redact import redact
+from apps.core.wake import WakeFlag
 from apps.plans.choices import PlanStatus
 from apps.plans.models import Plan
 
 from . import describe
-from .models import ApproverBitrixUser, Mailbox, Notice, NoticeChannel, NoticeKind, NoticeStatus, PortalEscalation
+from .models import (
+    ApproverBitrixUser,
+    Mailbox,
+    Notice,
+    NoticeChannel,
+    NoticeKind,
+    NoticeStatus,
+    NoticeWake,
+    PortalEscalation,
+)
 
 logger = logging.getLogger(__name__)
 EMAIL_INTERVAL = datetime.timedelta(seconds=60)
+#: A queued notice run not started after this long is taken for lost: the next plan queues another.
+NOTICE_WAKE_TTL_SECONDS = 60
+#: Plans one notice run announces before it hands over to a new run.
+NOTICE_RUN_LIMIT = 200
+_WAKE = WakeFlag(NoticeWake, ttl_seconds=NOTICE_WAKE_TTL_SECONDS)
 REMINDER_AT, ESCALATION_AT = 0.5, 0.8
 
 
@@ -88,21 +103,69 @@ def _dispatch(notices: list[Notice]) -> None:
 
 
 def notify_pending(*, plan_id) -> int:
-    """A plan waits: tell every approver who may decide it."""
-    plan = Plan.objects.select_related("portal", "agent").filter(pk=plan_id).first()
-    if plan is None or plan.status != PlanStatus.PENDING_APPROVAL:
-        return 0
+    """A plan waits: tell every approver who may decide it, once (the plan is marked told)."""
     with transaction.atomic():
+        plan = (Plan.objects.select_for_update(of=("self",)).select_related("portal", "agent")
+                .filter(pk=plan_id).first())
+        if plan is None or plan.status != PlanStatus.PENDING_APPROVAL or plan.approvers_told_at is not None:
+            return 0
         notices = _queue(deciders(plan), plan, NoticeKind.PENDING)
+        Plan.objects.filter(pk=plan.pk).update(approvers_told_at=timezone.now())
         _dispatch(notices)
     return len(notices)
 
 
-def notify_schedule(plan: Plan) -> None:
-    """In the transaction that made the plan wait: tell its approvers once it commits."""
-    from .tasks import notify_plan_pending
+def notify_waiting(*, portal_id: int, limit: int = NOTICE_RUN_LIMIT) -> int:
+    """One notice run for a portal: the approvers of every plan that waits and was not announced
+    yet, oldest first. Clears the wake flag before it reads (`apps.core.wake`). Returns the number
+    of plans announced; a run that reaches `limit` hands over to a new one."""
+    _WAKE.clear(portal_id)
+    waiting = (Plan.objects.filter(portal_id=portal_id, status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None)
+               .order_by("created_at").values_list("pk", flat=True))
+    ids = list(waiting[:limit])
+    for plan_id in ids:
+        notify_pending(plan_id=plan_id)
+    if len(ids) == limit:
+        notify_wake(portal_id=portal_id)
+    return len(ids)
 
-    notify_plan_pending.delay_on_commit(str(plan.pk))
+
+def notify_wake(*, portal_id: int) -> bool:
+    """After a waiting plan is committed: queue the portal's notice run unless one is queued and has
+    not started. True when a run was queued. A broker that cannot take the task loses nothing:
+    the plan stays unannounced and `remind_due` (a beat task) picks it up."""
+    if not _WAKE.request(portal_id):
+        return False
+    from .tasks import notify_portal_pending
+
+    try:
+        notify_portal_pending.delay(portal_id)
+    except Exception:  # noqa: BLE001 - the plan is committed; the beat task announces it
+        logger.warning("could not queue the approvers' notices of portal %s; the beat task will", portal_id,
+                       exc_info=True)
+        _WAKE.clear(portal_id)
+        return False
+    return True
+
+
+def notify_schedule(plan: Plan) -> None:
+    """In the transaction that made the plan wait (with `approvers_told_at` empty): once it commits,
+    wake its portal's notice run. A busy portal's plans share runs instead of a task each."""
+    portal_id = plan.portal_id
+    transaction.on_commit(lambda: notify_wake(portal_id=portal_id))
+
+
+def notify_lost(*, now=None) -> int:
+    """Plans still unannounced a while after they began to wait (their run was lost, or the broker
+    refused it): announce them now (a beat task). Returns the number of plans announced."""
+    now = now or timezone.now()
+    lost = (Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None,
+                                updated_at__lt=now - datetime.timedelta(seconds=NOTICE_WAKE_TTL_SECONDS))
+            .order_by("created_at").values_list("pk", flat=True))
+    ids = list(lost[:NOTICE_RUN_LIMIT])
+    for plan_id in ids:
+        notify_pending(plan_id=plan_id)
+    return len(ids)
 
 
 def remind_due(*, now=None) -> int:

@@ -25,7 +25,15 @@ def read_preimages(self, plan_id: str):
 
 
 @shared_task(ignore_result=True)
+def notify_portal_pending(portal_id: int):
+    from .notify import notify_waiting
+
+    notify_waiting(portal_id=portal_id)
+
+
+@shared_task(ignore_result=True)
 def notify_plan_pending(plan_id: str):
+    """One plan's notices: what earlier releases queued per plan (messages still in a broker)."""
     from .notify import notify_pending
 
     notify_pending(plan_id=plan_id)
@@ -51,6 +59,7 @@ def send_bitrix_notice(self, notice_id: int):
 
 @shared_task(ignore_result=True)
 def remind_approvers():
-    from .notify import remind_due
+    from .notify import notify_lost, remind_due
 
+    notify_lost()
     return remind_due()

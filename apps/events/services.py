@@ -34,6 +34,7 @@ from apps.audit import registry as audit_events
 from apps.audit.services import audit_record
 from apps.core import sql, wakeup
 from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound, Unauthenticated
+from apps.core.wake import WakeFlag
 from apps.plans.choices import PlanStatus
 from apps.plans.models import Plan
 from apps.plans.states import StaleState, transition
@@ -244,44 +245,16 @@ WAKE_TTL_SECONDS = 60
 PROCESS_RUN_LIMIT = 1000
 
 
-_WAKES = ProcessingWake._meta.db_table
-_WAKE = (  # set the flag only when it is clear or stale; RETURNING says whether it was set
-    f"INSERT INTO {_WAKES} (portal_id, requested_at) VALUES (%s, %s) ON CONFLICT (portal_id) DO UPDATE "  # noqa: S608 # nosec
-    f"SET requested_at = excluded.requested_at WHERE {_WAKES}.requested_at IS NULL "
-    f"OR {_WAKES}.requested_at < %s RETURNING portal_id")
-
-
-# the model's table; the value is a parameter
-_WAKE_READ = f"SELECT requested_at FROM {_WAKES} WHERE portal_id = %s"  # noqa: S608  # nosec B608
-
-
-def _as_aware(value) -> dt.datetime:
-    """A datetime read with a raw cursor: aware on PostgreSQL, a naive UTC string or datetime on SQLite."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
+_WAKE = WakeFlag(ProcessingWake, ttl_seconds=WAKE_TTL_SECONDS)
 
 
 def events_wake(*, portal_id: int, now: dt.datetime | None = None) -> bool:
     """Queue one processing run for the portal unless one is already queued and not started.
     Called after the event's row is committed. True when a run was queued.
 
-    No wake-up is lost: the flag is set with one atomic upsert that succeeds only when it is clear
-    (or stale); a run clears it *before* it reads the stored events. So either this upsert finds it
-    clear and queues a run, or a run has not cleared it yet and will read after clearing, when this
-    event's row (committed before the upsert) is visible to it."""
-    now = now or timezone.now()
-    stale = now - dt.timedelta(seconds=WAKE_TTL_SECONDS)
-    # A plain read first: while a run is queued (a busy portal) every delivery stops here, and a
-    # read writes nothing (the upsert locks the row even when its WHERE fails, which costs a WAL
-    # flush and serialises the portal's deliveries). Seeing the flag set is as safe as the upsert
-    # failing: the run clears it later and reads after that.
-    row = sql.fetchone(_WAKE_READ, [portal_id])
-    if row is not None and row[0] is not None and _as_aware(row[0]) >= stale:
-        return False
-    adapt = connection.ops.adapt_datetimefield_value
-    woken = sql.fetchone(_WAKE, [portal_id, adapt(now), adapt(stale)]) is not None
-    if not woken:
+    No wake-up is lost (`apps.core.wake`): a run clears the flag *before* it reads the stored
+    events, and this event's row was committed before the flag is looked at."""
+    if not _WAKE.request(portal_id, now=now):
         return False
     from .tasks import process_portal_events
 
@@ -290,7 +263,7 @@ def events_wake(*, portal_id: int, now: dt.datetime | None = None) -> bool:
     except Exception:  # noqa: BLE001 - the event is stored; events_recover_stale re-queues it
         logger.warning("could not queue event processing for portal %s; stale recovery will", portal_id,
                        exc_info=True)
-        ProcessingWake.objects.filter(portal_id=portal_id).update(requested_at=None)
+        _WAKE.clear(portal_id)
         return False
     return True
 
@@ -302,7 +275,7 @@ def events_process_pending(*, portal_id: int, limit: int = PROCESS_RUN_LIMIT) ->
     events processed (any outcome)."""
     from .tasks import process_event
 
-    ProcessingWake.objects.filter(portal_id=portal_id).update(requested_at=None)
+    _WAKE.clear(portal_id)
     done = 0
     pending = InboundEvent.objects.filter(portal_id=portal_id, source=EventSource.ONLINE,
                                           status=EventStatus.RECEIVED).order_by("pk")

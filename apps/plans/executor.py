@@ -524,7 +524,7 @@ def _back_to_approvers(plan: Plan, changed: dict) -> Outcome:
         Approval.objects.filter(plan=plan).update(dismissed_at=now)
         transition(plan=plan, source=S.EXECUTING, target=S.PENDING_APPROVAL,
                    data={"changed_since_approval": {step: sorted(fields) for step, fields in changed.items()}},
-                   expires_at=now + datetime.timedelta(seconds=settings.PLAN_TTL))
+                   expires_at=now + datetime.timedelta(seconds=settings.PLAN_TTL), approvers_told_at=None)
         notify_schedule(plan)
     return Outcome(S.PENDING_APPROVAL)
 

@@ -29,6 +29,9 @@ class Plan(models.Model):
     attempt_count = models.PositiveIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
+    approvers_told_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When its approvers were told it waits (apps.approvals.notify); empty while they are to be")
 
     class Meta:
         ordering = ["-created_at"]

@@ -32,16 +32,106 @@ def submit(agent, portal, **kwargs):
     return plan_submit(agent=agent, portal=portal, steps=UPDATE, **kwargs).plan
 
 
-def test_a_waiting_plan_queues_the_notice_task_on_commit(agent, portal, approvers, django_capture_on_commit_callbacks,
-                                                         monkeypatch):
+@pytest.fixture
+def queued_runs(monkeypatch):
+    """The portal ids whose notice run was queued (the task's `delay`, replaced)."""
     from apps.approvals import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.notify_plan_pending, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(tasks.notify_portal_pending, "delay", lambda *a: queued.append(a))
     monkeypatch.setattr(tasks.read_preimages, "delay", lambda *a: None)
-    with django_capture_on_commit_callbacks(execute=True):
+    return queued
+
+
+def test_a_waiting_plan_queues_its_portals_notice_run_on_commit(agent, portal, approvers, queued_runs,
+                                                                 django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         plan = submit(agent, portal)
-    assert queued == [(str(plan.pk),)]
+    assert queued_runs == []  # nothing before the plan is committed
+    for callback in callbacks:
+        callback()
+    assert queued_runs == [(portal.pk,)]
+    assert Plan.objects.get(pk=plan.pk).approvers_told_at is None
+
+
+def test_a_busy_portal_queues_one_run_until_that_run_starts(agent, portal, approvers, queued_runs,
+                                                            django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        plans = [submit(agent, portal) for _ in range(3)]
+    assert queued_runs == [(portal.pk,)]
+    assert notify.notify_waiting(portal_id=portal.pk) == 3  # one run announces them all
+    assert all(p.approvers_told_at is not None for p in Plan.objects.filter(pk__in=[p.pk for p in plans]))
+    assert Notice.objects.filter(kind="pending").count() == 3 * len(approvers)
+    with django_capture_on_commit_callbacks(execute=True):
+        later = submit(agent, portal)
+    assert queued_runs == [(portal.pk,), (portal.pk,)]  # the run cleared its flag: the next plan wakes a new one
+    assert notify.notify_waiting(portal_id=portal.pk) == 1
+    assert Notice.objects.filter(kind="pending", plan=later).count() == 2
+    assert notify.notify_waiting(portal_id=portal.pk) == 0  # announced once
+
+
+def test_a_run_announces_only_its_own_portals_plans_oldest_first(agent, portal, approvers, make_agent, monkeypatch):
+    other = Portal.objects.create(slug="other", base_url="https://other.bitrix24.com", auth_mode=AuthMode.WEBHOOK)
+    theirs = submit(make_agent("other-agent", portal=other), other)
+    first, second = submit(agent, portal), submit(agent, portal)
+    told = []
+    real = notify.notify_pending
+    monkeypatch.setattr(notify, "notify_pending", lambda *, plan_id: told.append(plan_id) or real(plan_id=plan_id))
+    assert notify.notify_waiting(portal_id=portal.pk) == 2
+    assert told == [first.pk, second.pk]
+    assert Plan.objects.get(pk=theirs.pk).approvers_told_at is None
+
+
+def test_a_run_that_reaches_its_limit_hands_over_to_a_new_one(agent, portal, approvers, queued_runs):
+    for _ in range(3):
+        submit(agent, portal)
+    assert notify.notify_waiting(portal_id=portal.pk, limit=2) == 2
+    assert queued_runs == [(portal.pk,)]
+    assert notify.notify_waiting(portal_id=portal.pk, limit=2) == 1
+    assert queued_runs == [(portal.pk,)]  # the last run found fewer than its limit
+
+
+def test_a_plan_that_no_longer_waits_is_not_announced(agent, portal, approvers):
+    plan = submit(agent, portal)
+    plan_decide(plan_id=plan.pk, user=approvers[0], decision="reject")
+    assert notify.notify_pending(plan_id=plan.pk) == 0
+    assert not Notice.objects.exists()
+
+
+def test_a_broker_that_refuses_the_run_loses_no_plan(agent, portal, approvers, monkeypatch,
+                                                    django_capture_on_commit_callbacks, caplog):
+    from apps.approvals import tasks
+
+    def down(*args):
+        raise OSError("broker unreachable")
+
+    monkeypatch.setattr(tasks.notify_portal_pending, "delay", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        plan = submit(agent, portal)  # committed and answered all the same
+    assert "could not queue the approvers' notices of portal" in caplog.text
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.status == "pending_approval" and plan.approvers_told_at is None
+    # the flag was given back: the next plan tries the broker again
+    attempts = []
+    monkeypatch.setattr(tasks.notify_portal_pending, "delay", lambda *a: attempts.append(a))
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(agent, portal)
+    assert attempts == [(portal.pk,)]
+    # and the beat task announces what waits unannounced for longer than a run may take
+    soon = plan.updated_at + datetime.timedelta(seconds=notify.NOTICE_WAKE_TTL_SECONDS - 1)
+    assert notify.notify_lost(now=soon) == 0
+    later = plan.updated_at + datetime.timedelta(seconds=notify.NOTICE_WAKE_TTL_SECONDS + 1)
+    assert notify.notify_lost(now=later) == 2
+    assert Notice.objects.filter(plan=plan, kind="pending").count() == 2
+
+
+def test_a_run_lost_for_longer_than_the_ttl_is_replaced(agent, portal, approvers, queued_runs):
+    submit(agent, portal)
+    start = timezone.now()
+    assert notify.notify_wake(portal_id=portal.pk) is True
+    assert notify._WAKE.request(portal.pk, now=start + datetime.timedelta(seconds=1)) is False
+    late = start + datetime.timedelta(seconds=notify.NOTICE_WAKE_TTL_SECONDS + 1)
+    assert notify._WAKE.request(portal.pk, now=late) is True
 
 
 def test_each_approver_gets_an_email_with_a_link(agent, portal, approvers, settings):

@@ -227,7 +227,7 @@ def test_update_preview_shows_old_and_new_and_the_agent_sees_changes(
     assert answer.status_code == 201, answer.content
     plan_id = answer.json()["id"]
     ran = celery_drain()
-    assert sorted(name for name, *_ in ran) == ["apps.approvals.tasks.notify_plan_pending",
+    assert sorted(name for name, *_ in ran) == ["apps.approvals.tasks.notify_portal_pending",
                                                 "apps.approvals.tasks.read_preimages"]
     assert PlanPreview.objects.get(plan_id=plan_id).steps["call"]["before"]["TITLE"] == "ACME order"
     changes = client.get(f"/api/v1/plans/{plan_id}", headers={"Authorization": f"Bearer {agent.token}"}).json()[

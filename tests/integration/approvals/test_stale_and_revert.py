@@ -46,13 +46,16 @@ def test_a_record_changed_after_approval_goes_back_to_the_approvers(client, worl
     agent, approver, portal_client = world
     lead = portal_client.call("crm.lead.add", {"fields": {"TITLE": "ACME order"}}).result
     plan_id = submit(client, agent, "crm.lead.update", {"id": lead, "fields": {"TITLE": "ACME order (paid)"}})
-    celery_drain()  # reads the pre-image
+    celery_drain()  # reads the pre-image, tells the approvers
+    first_told = Plan.objects.get(pk=plan_id).approvers_told_at
+    assert first_told is not None
     plan_decide(plan_id=plan_id, user=approver, decision="approve")
     portal_client.call("crm.lead.update", {"id": lead, "fields": {"TITLE": "ACME order (cancelled)"}})
 
     celery_drain()  # the executor re-reads, finds the change, sends nothing
     plan = Plan.objects.get(pk=plan_id)
     assert plan.status == "pending_approval"
+    assert plan.approvers_told_at > first_told  # waiting again: its portal's notice run took it up again
     assert title(portal_client, lead) == "ACME order (cancelled)"
     assert plan.approvals.count() == 0
     assert [(a.outcome, a.detail) for a in plan.attempts.all()] == [

@@ -28,7 +28,8 @@ def test_submit_approve_execute(live_server, sandbox_portal, make_agent, make_ap
     plan = answer.json()
     assert plan["status"] == "pending_approval" and plan["risk"] == "write"
     # nothing runs before approval: only the approvers are told
-    assert [name for name, *_ in celery_drain()] == ["apps.approvals.tasks.notify_plan_pending"]
+    assert celery_drain() == [("apps.approvals.tasks.notify_portal_pending", [sandbox_portal.pk], {})]
+    assert Plan.objects.get(pk=plan["id"]).approvers_told_at is not None
 
     # 2. the approver approves in the admin (confirmation page, then the POST that confirms)
     client.force_login(approver)
