@@ -42,7 +42,6 @@ from .limits import (
     bucket_admit,
     operating_blocked,
     operating_cost,
-    operating_record,
     operating_state,
 )
 from .methods import Ctx, MethodSpec, Outcome, iso
@@ -288,6 +287,14 @@ def _take_error_fault(portal: SandboxPortal, api: str, phase: str, method: str |
 
 
 def _take_fault(portal: SandboxPortal, method: str) -> FaultPlan:
+    """The injected faults for this call. The portal row this request read says whether a counted
+    fault is armed; only then is the row locked and the fault counted down (a fault armed while
+    the request runs applies from the next request, as if this one had come a moment earlier)."""
+    methods = portal.fault_methods
+    if isinstance(methods, list) and method not in methods:
+        return FaultPlan()
+    if portal.fault_5xx_remaining <= 0 and portal.fault_timeout_remaining <= 0:
+        return FaultPlan(latency=portal.fault_latency, after=portal.fault_when == FAULT_AFTER)
     with transaction.atomic():
         row = SandboxPortal.objects.select_for_update().get(pk=portal.pk)
         methods = row.fault_methods
@@ -318,11 +325,16 @@ def _apply_fault(fault: FaultPlan) -> None:
         raise internal_server_error()
 
 
-def _count_method(portal: SandboxPortal, api: str, method: str) -> None:
+def _account(ctx: Ctx, caller: Caller, method: str, seconds: float) -> Operating:
+    """A single call's accounting, as a batch's: its count and its operating seconds written in
+    one transaction holding the portal row. Returns the operating time the answer reports."""
+    tally = _BatchTally(ctx.portal, caller.key)
+    tally.count(ctx.api, method)
+    tally.spend(method, seconds)
     with portal_atomic():
-        SandboxPortal.objects.select_for_update().filter(pk=portal.pk).first()
-        row, _ = SandboxMethodCount.objects.get_or_create(portal=portal, api=api, method=method)
-        SandboxMethodCount.objects.filter(pk=row.pk).update(count=F("count") + 1)
+        SandboxPortal.objects.select_for_update().filter(pk=ctx.portal.pk).first()
+        tally.write()
+    return operating_state(portal=ctx.portal, caller=caller.key, method=method)
 
 
 class _BatchTally:
@@ -353,15 +365,18 @@ class _BatchTally:
         self.live[method] = self.live.get(method, 0.0) + seconds
 
     def write(self) -> None:
+        """Add to the rows, creating those missing (the caller holds the portal row: no other
+        writer can create them meanwhile)."""
         for (api, method), calls in self.calls.items():
-            row, _ = SandboxMethodCount.objects.get_or_create(portal=self.portal, api=api, method=method)
-            SandboxMethodCount.objects.filter(pk=row.pk).update(count=F("count") + calls)
+            counted = SandboxMethodCount.objects.filter(portal=self.portal, api=api, method=method)
+            if not counted.update(count=F("count") + calls):
+                SandboxMethodCount.objects.create(portal=self.portal, api=api, method=method, count=calls)
         for (method, minute), (first_at, seconds) in self.spent.items():
-            bucket, created = SandboxOperatingBucket.objects.get_or_create(
-                portal=self.portal, caller=self.caller, method=method, minute=minute,
-                defaults={"first_at": first_at, "seconds": seconds})
-            if not created:
-                SandboxOperatingBucket.objects.filter(pk=bucket.pk).update(seconds=F("seconds") + seconds)
+            bucket = SandboxOperatingBucket.objects.filter(portal=self.portal, caller=self.caller, method=method,
+                                                          minute=minute)
+            if not bucket.update(seconds=F("seconds") + seconds):
+                SandboxOperatingBucket.objects.create(portal=self.portal, caller=self.caller, method=method,
+                                                      minute=minute, first_at=first_at, seconds=seconds)
 
 
 def _run_batch(ctx: Ctx, caller: Caller, api: str, params):
@@ -395,7 +410,6 @@ def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcom
             operation_limit_refusals=F("operation_limit_refusals") + 1
         )
         raise _refuse_operating()
-    _count_method(ctx.portal, ctx.api, spec.name)
     perf = time.perf_counter()
     try:
         connector = params.get("auth_connector") if isinstance(params, dict) else None
@@ -404,7 +418,7 @@ def _execute(ctx: Ctx, caller: Caller, spec: MethodSpec, params) -> tuple[Outcom
         outcome = spec.handler(ctx, bind_positional(spec, params))
     finally:
         cost = operating_cost(portal=ctx.portal, method=spec.name)
-        state = operating_record(portal=ctx.portal, caller=caller.key, method=spec.name, seconds=cost)
+        state = _account(ctx, caller, spec.name, cost)
     return outcome, state, time.perf_counter() - perf
 
 

@@ -70,19 +70,5 @@ def operating_cost(*, portal: SandboxPortal, method: str) -> float:
     return max(0.0, cost) if math.isfinite(cost) else portal.default_cost
 
 
-def operating_record(*, portal: SandboxPortal, caller: str, method: str, seconds: float) -> Operating:
-    now = clock.now()
-    minute = int(now // 60)
-    with portal_atomic():
-        SandboxPortal.objects.select_for_update().filter(pk=portal.pk).first()
-        bucket, created = SandboxOperatingBucket.objects.get_or_create(
-            portal=portal, caller=caller, method=method, minute=minute,
-            defaults={"first_at": now, "seconds": seconds},
-        )
-        if not created:
-            SandboxOperatingBucket.objects.filter(pk=bucket.pk).update(seconds=F("seconds") + seconds)
-    return operating_state(portal=portal, caller=caller, method=method)
-
-
 def operating_reset(*, portal: SandboxPortal) -> None:
     SandboxOperatingBucket.objects.filter(portal=portal).delete()
