@@ -72,12 +72,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
-# The agent API and the Bitrix24 event hook (bearer tokens and signed forms, JSON answers: no
-# session, user, messages or CSRF cookie) are served through this shorter stack by the web
-# process's applications (apps.core.handlers); Django's test client uses MIDDLEWARE. Its
-# Security, Common and XFrameOptions are Django's, whose hooks only compute, run on the event
-# loop under ASGI (apps.core.middleware.inline_hooks) instead of a thread hop per hook.
-API_PATH_PREFIXES = ("/api/", "/hooks/")
+# The agent API, the Bitrix24 event hook and the sandbox portal's REST and OAuth endpoints
+# (bearer tokens, signed forms, webhook codes; JSON answers: no session, user, messages or CSRF
+# cookie) are served through this shorter stack by the web process's applications
+# (apps.core.handlers); Django's test client uses MIDDLEWARE. Its Security, Common and
+# XFrameOptions are Django's, whose hooks only compute, run on the event loop under ASGI
+# (apps.core.middleware.inline_hooks) instead of a thread hop per hook.
+API_PATH_PREFIXES = ("/api/", "/hooks/", "/sandbox/")
 API_MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.SecurityMiddleware",

@@ -1,7 +1,7 @@
-"""The web process's applications send the agent API and the event hook through the short
-middleware stack (`API_MIDDLEWARE`) and every other path through the full one: same headers and
-error answers on the API, no session or CSRF machinery there, and under ASGI no thread hop for
-middleware hooks."""
+"""The web process's applications send the agent API, the event hook and the sandbox portal's
+REST endpoints through the short middleware stack (`API_MIDDLEWARE`) and every other path
+through the full one: same headers and error answers on the API, no session or CSRF machinery
+there, and under ASGI no thread hop for middleware hooks."""
 
 import asyncio
 import io
@@ -152,3 +152,30 @@ def test_api_requests_under_asgi_start_no_thread_each(asgi_app, agent, final_pla
     answers = asyncio.run(scenario())
     assert [status for status, _, _ in answers] == [200] * 30
     assert len(thread_starts.names) <= 8, thread_starts.names  # at most the pools' own threads, started once
+
+
+@pytest.fixture
+def sandbox_hook():
+    from apps.sandbox.services import sandbox_portal_ensure, sandbox_webhook_create
+
+    user_id, code = sandbox_webhook_create(portal=sandbox_portal_ensure(slug="stack"))
+    return f"/sandbox/stack/rest/{user_id}/{code}"
+
+
+def test_the_sandbox_portal_answers_on_the_short_stack(asgi_app, wsgi_app, sandbox_hook, thread_starts):
+    for status, headers, body in both(asgi_app, wsgi_app, f"{sandbox_hook}/user.current.json"):
+        assert status == 200 and json.loads(body)["result"]["ID"] == "1"
+        assert headers["x-content-type-options"] == ["nosniff"] and headers["x-request-id"]
+        assert "set-cookie" not in headers and "Cookie" not in " ".join(headers.get("vary", []))
+    for status, headers, body in both(asgi_app, wsgi_app, f"{sandbox_hook}/no.such.method.json"):
+        assert status == 404 and json.loads(body)["error"] == "ERROR_METHOD_NOT_FOUND"  # the portal's own errors
+
+    async def scenario():
+        await asgi_get(asgi_app, f"{sandbox_hook}/user.current.json")
+        with thread_starts.counting():  # one after the other: the test database is SQLite in memory
+            answers = [await asgi_get(asgi_app, f"{sandbox_hook}/user.current.json") for _ in range(10)]
+            await asyncio.sleep(0.2)
+        return answers
+
+    assert [status for status, _, _ in asyncio.run(scenario())] == [200] * 10
+    assert len(thread_starts.names) <= 8, thread_starts.names
