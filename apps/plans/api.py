@@ -76,12 +76,11 @@ def _submit(request):
     )
     if submission.dry_run is not None:
         return {"dry_run": True, **dataclasses.asdict(submission.dry_run)}
-    if wait or submission.replayed:
-        plan = plans_for_agent(agent).get(pk=submission.plan.pk)
-        if wait and plan.status not in FINAL_FOR_WAIT:
-            return _waiting(agent, plan, wait, functools.partial(_submitted, replayed=submission.replayed))
-    else:
-        plan = _as_created(submission.plan)
+    # A replay answers the plan as it is now; a new plan as it was created (the wait reads it
+    # again once it has subscribed to the plan's changes, so none is missed).
+    plan = plans_for_agent(agent).get(pk=submission.plan.pk) if submission.replayed else _as_created(submission.plan)
+    if wait and plan.status not in FINAL_FOR_WAIT:
+        return _waiting(agent, plan, wait, functools.partial(_submitted, replayed=submission.replayed))
     return _submitted(plan, submission.replayed)
 
 

@@ -155,6 +155,29 @@ def test_a_waiting_get_is_answered_by_the_transition_signal(asgi_app, agent, por
     assert wakeup.waiting_count() == 0
 
 
+def test_a_waiting_submit_of_a_new_plan_parks_without_reading_it_back(asgi_app, agent, portal, woken, held_signals,
+                                                                      monkeypatch):
+    """The plan was just created: the view hands it to the wait as it is (the wait reads it once it
+    has subscribed), and the answer is still the creation's: 201 with its Location."""
+    from apps.plans import api
+
+    read_back, real = [], api.plans_for_agent
+    monkeypatch.setattr(api, "plans_for_agent", lambda a: read_back.append(a) or real(a))
+
+    async def scenario():
+        request = asyncio.ensure_future(asgi_call(asgi_app, "POST", "/api/v1/plans", token=agent.token, body=WRITE,
+                                                  query="wait=30"))
+        await until(lambda: woken.entered == 1, "the submit parked")
+        (plan_id,) = in_thread(lambda: list(Plan.objects.values_list("pk", flat=True)))
+        await write_then_release(held_signals, cancel, [plan_id], agent)
+        return plan_id, await request
+
+    plan_id, (status, headers, content) = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert status == 201 and headers["location"] == f"/api/v1/plans/{plan_id}"
+    assert json.loads(content)["status"] == "cancelled" and woken == [True]
+    assert read_back == []
+
+
 def test_a_waiting_submit_replay_is_answered_with_the_replay_header(asgi_app, agent, portal, woken, held_signals):
     body = {**WRITE, "idempotency_key": "long-poll-1"}
 
