@@ -92,18 +92,33 @@ def _queue(users, plan: Plan, kind: str) -> list[Notice]:
     return made
 
 
-def _dispatch(notices: list[Notice]) -> None:
+def _dispatch(notices: list[Notice], *, flush: set | None = None) -> None:
+    """Queue the sending of these notices once the transaction commits: each person's emails go
+    out together (`flush_email`), Bitrix24 notifications one by one. `flush`: a set that collects
+    the people whose email is due, when the caller flushes them once for many plans."""
     from .tasks import flush_email, send_bitrix_notice
 
-    for user_id in sorted({n.user_id for n in notices if n.channel == NoticeChannel.EMAIL}):
-        flush_email.delay_on_commit(user_id)
+    emails = sorted({n.user_id for n in notices if n.channel == NoticeChannel.EMAIL})
+    if flush is not None:
+        flush.update(emails)
+    else:
+        for user_id in emails:
+            flush_email.delay_on_commit(user_id)
     for notice in notices:
         if notice.channel == NoticeChannel.BITRIX:
             send_bitrix_notice.delay_on_commit(notice.pk)
 
 
-def notify_pending(*, plan_id) -> int:
-    """A plan waits: tell every approver who may decide it, once (the plan is marked told)."""
+def _flush_emails(user_ids: set) -> None:
+    from .tasks import flush_email
+
+    for user_id in sorted(user_ids):
+        flush_email.delay(user_id)
+
+
+def notify_pending(*, plan_id, flush: set | None = None) -> int:
+    """A plan waits: tell every approver who may decide it, once (the plan is marked told).
+    `flush`: see `_dispatch`."""
     with transaction.atomic():
         plan = (Plan.objects.select_for_update(of=("self",)).select_related("portal", "agent")
                 .filter(pk=plan_id).first())
@@ -111,20 +126,23 @@ def notify_pending(*, plan_id) -> int:
             return 0
         notices = _queue(deciders(plan), plan, NoticeKind.PENDING)
         Plan.objects.filter(pk=plan.pk).update(approvers_told_at=timezone.now())
-        _dispatch(notices)
+        _dispatch(notices, flush=flush)
     return len(notices)
 
 
 def notify_waiting(*, portal_id: int, limit: int = NOTICE_RUN_LIMIT) -> int:
     """One notice run for a portal: the approvers of every plan that waits and was not announced
     yet, oldest first. Clears the wake flag before it reads (`apps.core.wake`). Returns the number
-    of plans announced; a run that reaches `limit` hands over to a new one."""
+    of plans announced; a run that reaches `limit` hands over to a new one. Each approver's email
+    is flushed once for the run, so a burst of plans does not leave a retrying task per plan and
+    person in the worker (each would wake again when the minute between emails is over)."""
     _WAKE.clear(portal_id)
     waiting = (Plan.objects.filter(portal_id=portal_id, status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None)
                .order_by("created_at").values_list("pk", flat=True))
-    ids = list(waiting[:limit])
+    ids, flush = list(waiting[:limit]), set()
     for plan_id in ids:
-        notify_pending(plan_id=plan_id)
+        notify_pending(plan_id=plan_id, flush=flush)
+    _flush_emails(flush)  # one email task per person for the whole run, not one per plan
     if len(ids) == limit:
         notify_wake(portal_id=portal_id)
     return len(ids)
@@ -162,16 +180,17 @@ def notify_lost(*, now=None) -> int:
     lost = (Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None,
                                 updated_at__lt=now - datetime.timedelta(seconds=NOTICE_WAKE_TTL_SECONDS))
             .order_by("created_at").values_list("pk", flat=True))
-    ids = list(lost[:NOTICE_RUN_LIMIT])
+    ids, flush = list(lost[:NOTICE_RUN_LIMIT]), set()
     for plan_id in ids:
-        notify_pending(plan_id=plan_id)
+        notify_pending(plan_id=plan_id, flush=flush)
+    _flush_emails(flush)
     return len(ids)
 
 
 def remind_due(*, now=None) -> int:
     """Reminders at half a waiting plan's lifetime, escalations at 80 % (a beat task)."""
     now = now or timezone.now()
-    count = 0
+    count, flush = 0, set()
     waiting = Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, expires_at__gt=now).select_related(
         "portal", "agent")
     for plan in waiting:
@@ -185,8 +204,9 @@ def remind_due(*, now=None) -> int:
                 notices += _queue(deciders(plan), plan, NoticeKind.REMINDER)
             if elapsed >= ESCALATION_AT:
                 notices += _queue(fallback_approvers(plan), plan, NoticeKind.ESCALATION)
-            _dispatch(notices)
+            _dispatch(notices, flush=flush)
         count += len(notices)
+    _flush_emails(flush)
     return count
 
 

@@ -70,13 +70,27 @@ def test_a_busy_portal_queues_one_run_until_that_run_starts(agent, portal, appro
     assert notify.notify_waiting(portal_id=portal.pk) == 0  # announced once
 
 
+def test_a_run_flushes_each_approvers_email_once_for_all_its_plans(agent, portal, approvers, monkeypatch):
+    from apps.approvals import tasks
+
+    flushes = []
+    monkeypatch.setattr(tasks.flush_email, "delay", lambda *a: flushes.append(a))
+    monkeypatch.setattr(tasks.flush_email, "delay_on_commit", lambda *a: flushes.append(("per plan", *a)))
+    for _ in range(3):
+        submit(agent, portal)
+    assert notify.notify_waiting(portal_id=portal.pk) == 3
+    assert sorted(flushes) == sorted((user.pk,) for user in approvers)  # not one per plan and person
+    assert Notice.objects.filter(kind="pending", status="queued").count() == 6  # the flush sends them together
+
+
 def test_a_run_announces_only_its_own_portals_plans_oldest_first(agent, portal, approvers, make_agent, monkeypatch):
     other = Portal.objects.create(slug="other", base_url="https://other.bitrix24.com", auth_mode=AuthMode.WEBHOOK)
     theirs = submit(make_agent("other-agent", portal=other), other)
     first, second = submit(agent, portal), submit(agent, portal)
     told = []
     real = notify.notify_pending
-    monkeypatch.setattr(notify, "notify_pending", lambda *, plan_id: told.append(plan_id) or real(plan_id=plan_id))
+    monkeypatch.setattr(notify, "notify_pending",
+                        lambda *, plan_id, flush: told.append(plan_id) or real(plan_id=plan_id, flush=flush))
     assert notify.notify_waiting(portal_id=portal.pk) == 2
     assert told == [first.pk, second.pk]
     assert Plan.objects.get(pk=theirs.pk).approvers_told_at is None
