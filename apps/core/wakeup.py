@@ -15,9 +15,10 @@ A process that waits starts one daemon thread that receives for all its waiters;
 no thread of its own (`Subscription.wait` is awaited; `wait_sync` is for sync callers). Keys are
 short strings: `plan:<uuid>`, `events:<portal id>`.
 
-Nothing depends on a signal arriving: a waiter re-reads the state after subscribing and every
-`WAKEUP_FALLBACK_SECONDS` (default 5 s) anyway, a safety net for a signal lost while Redis
-reconnects or a socket buffer was full, not the way waits are answered. A failing transport is
+Nothing depends on a signal arriving: a waiter re-reads the state after subscribing, and again
+every `WAKEUP_FALLBACK_SECONDS` (default 5 s) anyway, a safety net for a signal lost while Redis
+reconnects or a socket buffer was full, not the way waits are answered. (The API's async plan
+waits share one check per event loop instead: `apps.plans.selectors._FinalSweep`.) A failing transport is
 logged and never fails the caller: the change it reports is already committed.
 """
 
@@ -126,6 +127,11 @@ def fallback_seconds() -> float:
 def waiting_count() -> int:
     with _lock:
         return sum(len(s) for s in _waiters.values())
+
+
+def wake_here(*keys: str) -> None:
+    """Wake this process's waiters of `keys` (a fallback check found their state changed)."""
+    _dispatch(keys)
 
 
 def _dispatch(keys) -> None:

@@ -1,5 +1,11 @@
+import asyncio
+import contextlib
+import contextvars
+import logging
 import time
 import uuid
+import weakref
+from collections import Counter
 
 from django.db.models import Q
 
@@ -9,6 +15,8 @@ from apps.portals.models import Portal
 
 from .choices import FINAL_FOR_WAIT, PlanStatus
 from .models import Plan
+
+logger = logging.getLogger(__name__)
 
 
 def plans_for_agent(agent):
@@ -43,20 +51,80 @@ def _plan_reload(agent, plan_id) -> Plan:
 
 async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
     """`plan_wait_final` for async views (the API's `?wait=`): between reads it holds no thread and
-    no database connection (`apps.core.aio.park`); the transition's notify wakes it."""
+    no database connection (`apps.core.aio.park`); the transition's notify wakes it. The safety net
+    for a lost notify is the event loop's `_FinalSweep`, not a re-read per waiter."""
     if plan.status in FINAL_FOR_WAIT or seconds <= 0:
         return plan
     deadline = time.monotonic() + seconds
-    with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub:
+    sweep = _FinalSweep.of_running_loop()
+    with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub, sweep.watching(plan.pk):
         plan = await aio.run_sync(_plan_reload, agent, plan.pk)  # after subscribing: no change is missed
         while plan.status not in FINAL_FOR_WAIT:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             await aio.park()
-            await sub.wait(min(remaining, wakeup.fallback_seconds()))
+            await sub.wait(remaining)
             plan = await aio.run_sync(_plan_reload, agent, plan.pk)
     return plan
+
+
+def _final_among(plan_ids: list[str]) -> list:
+    found = []
+    for start in range(0, len(plan_ids), 500):
+        found += Plan.objects.filter(pk__in=plan_ids[start:start + 500], status__in=FINAL_FOR_WAIT).values_list(
+            "pk", flat=True)
+    aio.release_connections()
+    return found
+
+
+class _FinalSweep:
+    """The safety net of an event loop's plan waits: every `WAKEUP_FALLBACK_SECONDS` one query
+    for those of the plans waited on that are final, whose waiters it wakes as the transition's
+    notify would have. A notify lost while Redis reconnects costs one sweep's delay, and 500
+    parked waits cost one query per period instead of a re-read each (100 a second)."""
+
+    _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FinalSweep]" = weakref.WeakKeyDictionary()
+
+    def __init__(self):
+        self.plans: Counter = Counter()
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def of_running_loop(cls) -> "_FinalSweep":
+        loop = asyncio.get_running_loop()
+        sweep = cls._by_loop.get(loop)
+        if sweep is None:
+            sweep = cls._by_loop[loop] = cls()
+        return sweep
+
+    @contextlib.contextmanager
+    def watching(self, plan_id):
+        key = str(plan_id)
+        self.plans[key] += 1
+        if self.task is None or self.task.done():
+            # in a context of its own: the sweep outlives the request that started it
+            self.task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
+        try:
+            yield
+        finally:
+            self.plans[key] -= 1
+            if self.plans[key] <= 0:
+                del self.plans[key]
+
+    async def _run(self) -> None:
+        while self.plans:
+            await asyncio.sleep(wakeup.fallback_seconds())
+            plan_ids = list(self.plans)
+            if not plan_ids:
+                break
+            try:
+                final = await aio.run_sync(_final_among, plan_ids)
+            except Exception:  # noqa: BLE001 - the next sweep tries again; the waits end at their deadlines
+                logger.warning("the plan waits' fallback sweep failed", exc_info=True)
+                continue
+            if final:
+                wakeup.wake_here(*(wakeup.plan_key(plan_id) for plan_id in final))
 
 
 def plan_get_for_agent(*, agent, plan_id) -> Plan:

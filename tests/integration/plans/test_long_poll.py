@@ -178,6 +178,47 @@ def test_a_waiting_submit_of_a_new_plan_parks_without_reading_it_back(asgi_app, 
     assert read_back == []
 
 
+def test_lost_signals_are_caught_by_one_sweep_for_all_of_a_loops_waits(asgi_app, agent, portal, woken, held_signals,
+                                                                       settings, monkeypatch):
+    """The safety net for a lost wake-up is one query per period for every plan the event loop's
+    waits are on (`_FinalSweep`), not a re-read per waiter: pending plans cost their waiters
+    nothing, and a plan that became final with its signal lost is answered by the next sweep."""
+    from apps.plans import selectors
+
+    settings.WAKEUP_FALLBACK_SECONDS = 0.2
+    sweeps, reloads, gate = [], [], threading.Lock()  # gate: the suite's in-memory SQLite takes one writer
+    real_final, real_reload = selectors._final_among, selectors._plan_reload
+
+    def final_among(plan_ids):
+        with gate:
+            sweeps.append(sorted(plan_ids))
+            return real_final(plan_ids)
+
+    monkeypatch.setattr(selectors, "_final_among", final_among)
+    monkeypatch.setattr(selectors, "_plan_reload",
+                        lambda a, plan_id: reloads.append(plan_id) or real_reload(a, plan_id))
+    plan_ids = in_thread(submit, agent, portal, 5)
+
+    def cancel_quietly():
+        with gate:
+            in_thread(cancel, plan_ids, agent)  # its signals are held: never released, lost
+
+    async def scenario():
+        requests = [asyncio.ensure_future(asgi_call(asgi_app, "GET", f"/api/v1/plans/{plan_id}", token=agent.token,
+                                                    query="wait=30")) for plan_id in plan_ids]
+        await until(lambda: woken.entered == 5, "the requests parked")
+        await until(lambda: len(sweeps) >= 3, "three sweeps of the pending plans")
+        assert not any(request.done() for request in requests) and len(reloads) == 5  # read once, after subscribing
+        await asyncio.get_running_loop().run_in_executor(None, cancel_quietly)
+        return await asyncio.gather(*requests)
+
+    answers = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert [(status, json.loads(content)["status"]) for status, _, content in answers] == [(200, "cancelled")] * 5
+    assert held_signals.sent  # the transitions did signal; the signals were lost
+    assert sweeps[0] == sorted(str(plan_id) for plan_id in plan_ids)  # one query for all five
+    assert len(reloads) == 10  # once after subscribing, once when the sweep woke it
+
+
 def test_a_waiting_submit_replay_is_answered_with_the_replay_header(asgi_app, agent, portal, woken, held_signals):
     body = {**WRITE, "idempotency_key": "long-poll-1"}
 
