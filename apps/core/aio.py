@@ -36,7 +36,7 @@ _made: dict = {}  # name -> (pid, what was made in that process)
 _turns = itertools.count()
 
 
-def _per_process(name: str, make):
+def per_process(name: str, make):
     """`make()`'s result, made once per process (and again in a forked child)."""
     pid = os.getpid()
     found = _made.get(name)
@@ -50,7 +50,7 @@ def _mark_pooled() -> None:
 
 
 def _executor() -> ThreadPoolExecutor:
-    return _per_process("wait-pool", lambda: ThreadPoolExecutor(
+    return per_process("wait-pool", lambda: ThreadPoolExecutor(
         int(getattr(settings, "API_WAIT_DB_SLOTS", 8)), thread_name_prefix="api-wait-db", initializer=_mark_pooled))
 
 
@@ -107,7 +107,7 @@ class _SharedThread(ThreadPoolExecutor):
 
 def shared_request_thread() -> _SharedThread:
     """One of the process's `API_REQUEST_THREADS` (default 4) shared request threads, in turn."""
-    threads = _per_process("request-threads", lambda: [
+    threads = per_process("request-threads", lambda: [
         _SharedThread(n) for n in range(max(1, int(getattr(settings, "API_REQUEST_THREADS", 4))))])
     return threads[next(_turns) % len(threads)]
 
