@@ -58,7 +58,10 @@ async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
     deadline = time.monotonic() + seconds
     sweep = _FinalSweep.of_running_loop()
     with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub, sweep.watching(plan.pk):
-        plan = await aio.run_sync(_plan_reload, agent, plan.pk)  # after subscribing: no change is missed
+        # After subscribing no change is missed; what the caller read is still good unless the
+        # status moved in between (what is rendered is read again when the wait ends anyway).
+        if await aio.run_sync(_status_now, plan.pk) != plan.status:
+            plan = await aio.run_sync(_plan_reload, agent, plan.pk)
         while plan.status not in FINAL_FOR_WAIT:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -67,6 +70,12 @@ async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
             await sub.wait(remaining)
             plan = await aio.run_sync(_plan_reload, agent, plan.pk)
     return plan
+
+
+def _status_now(plan_id) -> str | None:
+    status = Plan.objects.filter(pk=plan_id).values_list("status", flat=True).first()
+    aio.release_connections()
+    return status
 
 
 def _final_among(plan_ids: list[str]) -> list:

@@ -3,6 +3,7 @@ sleeps or times anything), fetching and listing an agent's own plans, and who ma
 against the survivors of `make mutate MUTATE_ONLY=selectors` (bench/README.md, "Mutation
 testing"); every test calls the public selectors."""
 
+import asyncio
 import time
 import uuid
 
@@ -193,3 +194,15 @@ def test_an_approver_who_decided_is_told_a_second_one_is_needed(agent, portal, a
         "You have already decided this plan; a second approver is needed.")
     assert selectors.plan_decisions_for(user=approver, plan=plan) == []
     assert selectors.plan_decisions_for(user=approver2, plan=plan) == ["approve", "reject"]
+
+
+@pytest.mark.django_db(transaction=True)  # the wait reads on threads of its own
+def test_an_async_wait_catches_a_change_made_between_the_callers_read_and_its_subscription(agent, portal, settings):
+    """The caller's plan was read before the wait subscribed: a plan that moved on meanwhile (its
+    signal sent before anyone listened) is read again at once instead of waited on."""
+    settings.WAKEUP_FALLBACK_SECONDS = 3600  # no sweep within the test: only the check can see it
+    plan = pending(agent, portal)
+    stale = Plan.objects.get(pk=plan.pk)
+    services.plan_cancel(plan_id=plan.pk, agent=agent)
+    answered = asyncio.run(asyncio.wait_for(selectors.plan_await_final(agent=agent, plan=stale, seconds=30), 10))
+    assert (stale.status, answered.status) == (PlanStatus.PENDING_APPROVAL, PlanStatus.CANCELLED)
