@@ -3,7 +3,10 @@
 each check right before sending gives, and that the check reads the steps as they were approved.
 The portal is a recorder (no HTTP): a refused plan must reach it with nothing."""
 
+import datetime
+
 import pytest
+from django.utils import timezone
 
 from apps.agents.services import agent_revoke
 from apps.audit import registry as audit_events
@@ -406,3 +409,19 @@ def test_a_refused_step_fails_the_plan_naming_only_that_step(approve, monkeypatc
     assert plan.error == {"code": "step_failed", "message": "The portal refused a step.", "steps": {"second": refused}}
     moved = [e.data for e in new_entries(since) if e.data.get("to") == "failed"]
     assert len(moved) == 1 and moved[0]["failed_steps"] == ["second"], moved
+
+
+def test_a_plan_sent_back_to_its_approvers_gets_a_full_ttl_from_now(approve, settings):
+    plan = executing_with(approve, [])
+    since = last_seq()
+    before = timezone.now()
+    assert executor._back_to_approvers(plan, {"call": {"TITLE", "ASSIGNED_BY_ID"}}) == executor.Outcome(
+        "pending_approval")
+    after = timezone.now()
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.status == "pending_approval"
+    ttl = datetime.timedelta(seconds=settings.PLAN_TTL)
+    assert before + ttl <= plan.expires_at <= after + ttl
+    assert not Approval.objects.filter(plan=plan, dismissed_at__isnull=True).exists()
+    moved = [e.data for e in new_entries(since) if e.data.get("to") == "pending_approval"]
+    assert len(moved) == 1 and moved[0]["changed_since_approval"] == {"call": ["ASSIGNED_BY_ID", "TITLE"]}

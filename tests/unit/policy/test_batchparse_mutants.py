@@ -3,6 +3,8 @@ survive (mutmut 2.5.1, `make mutate MUTATE_ONLY=policy_batchparse`; bench/README
 each refusal's exact error (the older tests compared only the field), the limits exactly at their
 bounds, and PHP's reading of query strings where the older table had no case."""
 
+import dataclasses
+
 import pytest
 
 from apps.policy.batchparse import (
@@ -11,6 +13,7 @@ from apps.policy.batchparse import (
     MAX_QUERY_DEPTH,
     MAX_QUERY_VARS,
     BatchCommand,
+    ParsedBatch,
     parse_batch,
     parse_php_query,
 )
@@ -165,3 +168,21 @@ def test_a_transfer_segment_anywhere_after_the_first_is_forbidden(method):
 @pytest.mark.parametrize("method", ["upload.thing.get", "download.list"])
 def test_a_first_segment_named_upload_or_download_is_fine(method):
     assert parse_batch({"cmd": {"a": method}}).commands[0].method == method
+
+
+def test_a_checked_batch_cannot_be_changed_afterwards():
+    """What was checked is what is sent: a parsed batch and its commands are immutable."""
+    parsed = parse_batch({"cmd": {"a": "crm.lead.get?id=1"}})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.commands[0].method = "crm.lead.delete"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.halt = True
+    assert parsed.canonical_params() == {"cmd": {"a": "crm.lead.get?id=1"}, "halt": 0}
+
+
+def test_the_defaults_of_a_command_and_a_batch():
+    command = BatchCommand("k", "a.b")
+    assert (command.params, command.query, command.command) == ({}, "", "a.b")
+    batch = ParsedBatch(form="v2", commands=(command,))
+    assert batch.halt is False and batch.cmd_is_list is False
+    assert batch.canonical_params() == {"cmd": {"k": "a.b"}, "halt": 0}
