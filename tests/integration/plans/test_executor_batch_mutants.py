@@ -48,3 +48,16 @@ def test_a_plan_of_several_steps_runs_alone_even_with_plans_waiting(make_agent, 
     assert executor.execute(plan_id=two.pk).status == "succeeded"
     assert portal_calls == [("steps", ["first", "second"])]
     assert Plan.objects.get(pk=waiting.pk).status == "approved"
+
+
+def test_a_batch_plan_runs_alone_even_with_plans_waiting(make_agent, portal, portal_calls):
+    """A `batch` cannot sit inside another batch (the portal refuses it): a plan whose one call is
+    a batch is never a leader or a companion."""
+    agent = make_agent("batcher", portal=portal, read="auto")
+    inner = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "b", "method": "batch", "params": {"halt": 0, "cmd": {"a": "crm.lead.get?id=1"}}}]).plan
+    waiting = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "only", "method": "crm.lead.get", "params": {"id": 3}}]).plan
+    assert executor.execute(plan_id=inner.pk).status == "succeeded"
+    assert portal_calls == [("steps", ["b"])]
+    assert Plan.objects.get(pk=waiting.pk).status == "approved"
