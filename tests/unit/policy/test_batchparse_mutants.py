@@ -15,6 +15,8 @@ from apps.policy.batchparse import (
     BatchCommand,
     ParsedBatch,
     parse_batch,
+    parse_batch_rest3,
+    parse_batch_v2,
     parse_php_query,
 )
 from apps.policy.errors import PolicyForbidden, PolicyInputError
@@ -186,3 +188,12 @@ def test_the_defaults_of_a_command_and_a_batch():
     batch = ParsedBatch(form="v2", commands=(command,))
     assert batch.halt is False and batch.cmd_is_list is False
     assert batch.canonical_params() == {"cmd": {"k": "a.b"}, "halt": 0}
+
+
+def test_each_form_names_params_by_default():
+    with pytest.raises(PolicyInputError) as info:
+        parse_batch_v2({"cmd": {}})
+    assert info.value.field == "params.cmd"
+    with pytest.raises(PolicyInputError) as info:
+        parse_batch_rest3([{"method": "a..b"}])
+    assert info.value.field == "params.0.method"
