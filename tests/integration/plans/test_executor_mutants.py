@@ -3,11 +3,14 @@
 each check right before sending gives, and that the check reads the steps as they were approved.
 The portal is a recorder (no HTTP): a refused plan must reach it with nothing."""
 
+import datetime
+
 import pytest
+from django.utils import timezone
 
 from apps.agents.services import agent_revoke
 from apps.audit import registry as audit_events
-from apps.bitrix.errors import BitrixError, NotSent, OutcomeUnknown
+from apps.bitrix.errors import BitrixError, Deferred, NotSent, OutcomeUnknown
 from apps.plans import executor, services
 from apps.plans.choices import AttemptOutcome
 from apps.plans.evaluation import content_hash
@@ -306,3 +309,119 @@ def test_a_portal_without_a_credential_fails_the_plan_with_a_clear_error(make_ag
     assert "no credential" in plan.error["message"]
     # nothing was sent: the attempt says so (not "the portal answered")
     assert [(a.outcome, a.detail["code"]) for a in plan.attempts.all()] == [("not_sent", "CREDENTIAL_BROKEN")]
+
+
+# --- after sending (mutmut on branch mutate4) --------------------------------------------------
+
+
+def test_a_lost_write_answer_needs_reconciliation_with_its_exact_error(approve, portal_raises):
+    plan = approve()
+    portal_raises["exc"] = OutcomeUnknown("READ_TIMEOUT", "The answer did not arrive")
+    assert executor.execute(plan_id=plan.pk) == executor.Outcome("needs_reconciliation")
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.error == {
+        "code": "outcome_unknown",
+        "message": "The call may have reached the portal but the answer was lost; check the portal and settle "
+                   "the plan.",
+        "cause": OutcomeUnknown("READ_TIMEOUT", "The answer did not arrive").as_dict()}
+    assert plan.error["cause"]["code"] == "READ_TIMEOUT"
+
+
+def executing_with(approve, details: list[dict]) -> Plan:
+    """An approved plan moved to `executing` whose closed attempts carry `details`, in order."""
+    plan = approve()
+    Plan.objects.filter(pk=plan.pk).update(status="executing", attempt_count=len(details))
+    ExecutionAttempt.objects.bulk_create([ExecutionAttempt(plan=plan, number=i, outcome=AttemptOutcome.NOT_SENT,
+                                                           detail=detail)
+                                          for i, detail in enumerate(details, start=1)])
+    return Plan.objects.get(pk=plan.pk)
+
+
+DEFERRED = {"code": "DEFERRED", "deferred": True}
+REFUSED = {"code": "QUERY_LIMIT_EXCEEDED", "deferred": False}
+
+
+@pytest.mark.parametrize(("deferred", "tries", "gives_up"), [
+    (executor.MAX_DEFERRALS - 1, 0, False), (executor.MAX_DEFERRALS, 0, True),
+    (0, executor.MAX_ATTEMPTS - 1, False), (0, executor.MAX_ATTEMPTS, True),
+    (3, executor.MAX_ATTEMPTS - 1, False), (3, executor.MAX_ATTEMPTS, True),
+])
+def test_retries_are_counted_apart_from_deferrals(approve, deferred, tries, gives_up):
+    """Deferrals by our own limiter (200) and tries at the portal (8) have their own budgets:
+    the attempt just closed counts in its own budget."""
+    plan = executing_with(approve, [REFUSED] * tries + [DEFERRED] * deferred)
+    number = tries + deferred
+    exc = Deferred("DEFERRED", "Held by our limiter", retry_after=0.5) if deferred else NotSent("QUERY_LIMIT_EXCEEDED")
+    outcome = executor._retry_or_fail(plan, number, exc)
+    if not gives_up:
+        assert (outcome.status, outcome.attempt) == ("executing", number) and outcome.retry_in > 0
+        assert Plan.objects.get(pk=plan.pk).status == "executing"
+        return
+    assert outcome == executor.Outcome("failed")
+    assert Plan.objects.get(pk=plan.pk).error == {
+        "code": "retries_exhausted", "message": f"Gave up after {tries} tries and {deferred} deferrals.",
+        "cause": exc.as_dict()}
+
+
+def test_a_deferral_waits_what_the_limiter_said_plus_at_most_a_second(approve):
+    plan = executing_with(approve, [DEFERRED])
+    waits = [executor._retry_or_fail(plan, 1, Deferred(retry_after=5.0)).retry_in for _ in range(300)]
+    assert all(5.0 <= wait <= 6.0 for wait in waits)
+    assert min(waits) < 5.2 and max(waits) > 5.8  # jittered over the whole second
+    unsaid = [executor._retry_or_fail(plan, 1, Deferred()).retry_in for _ in range(300)]
+    assert all(1.0 <= wait <= 2.0 for wait in unsaid) and min(unsaid) < 1.2 and max(unsaid) > 1.8
+
+
+def test_a_refused_call_waits_the_backoff_of_its_try_and_at_least_what_the_portal_asked(approve):
+    plan = executing_with(approve, [REFUSED])
+    first = [executor._retry_or_fail(plan, 1, NotSent("QUERY_LIMIT_EXCEEDED")).retry_in for _ in range(100)]
+    assert all(executor.BACKOFF_BASE / 2 <= wait <= executor.BACKOFF_BASE for wait in first)
+    asked = executor._retry_or_fail(plan, 1, NotSent("QUERY_LIMIT_EXCEEDED", retry_after=90.0)).retry_in
+    assert asked == 90.0
+
+
+def test_a_try_after_deferrals_backs_off_as_the_plans_first_try(approve):
+    plan = executing_with(approve, [DEFERRED, DEFERRED, REFUSED])
+    waits = [executor._retry_or_fail(plan, 3, NotSent("QUERY_LIMIT_EXCEEDED")).retry_in for _ in range(100)]
+    assert all(executor.BACKOFF_BASE / 2 <= wait <= executor.BACKOFF_BASE for wait in waits)
+
+
+def test_a_refused_step_fails_the_plan_naming_only_that_step(approve, monkeypatch):
+    refused = {"error": "NOT_FOUND", "error_description": "Not found"}
+    answer = {"steps": {"first": {"result": {"ID": 1}, "error": None, "total": None, "next": None},
+                        "second": {"result": None, "error": refused, "total": None, "next": None}}}
+
+    class Answering:
+        def __init__(self, portal, **kwargs):
+            pass
+
+        def run_steps(self, steps, **kwargs):
+            return answer
+
+    monkeypatch.setattr(executor, "BitrixClient", Answering)
+    steps = [{"name": "first", "method": "crm.lead.get", "params": {"id": 1}},
+             {"name": "second", "method": "crm.lead.get", "params": {"id": 2}}]
+    plan = approve(steps, read="auto")
+    since = last_seq()
+    assert executor.execute(plan_id=plan.pk) == executor.Outcome("failed")
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.result == answer
+    assert plan.error == {"code": "step_failed", "message": "The portal refused a step.", "steps": {"second": refused}}
+    moved = [e.data for e in new_entries(since) if e.data.get("to") == "failed"]
+    assert len(moved) == 1 and moved[0]["failed_steps"] == ["second"], moved
+
+
+def test_a_plan_sent_back_to_its_approvers_gets_a_full_ttl_from_now(approve, settings):
+    plan = executing_with(approve, [])
+    since = last_seq()
+    before = timezone.now()
+    assert executor._back_to_approvers(plan, {"call": {"TITLE", "ASSIGNED_BY_ID"}}) == executor.Outcome(
+        "pending_approval")
+    after = timezone.now()
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.status == "pending_approval"
+    ttl = datetime.timedelta(seconds=settings.PLAN_TTL)
+    assert before + ttl <= plan.expires_at <= after + ttl
+    assert not Approval.objects.filter(plan=plan, dismissed_at__isnull=True).exists()
+    moved = [e.data for e in new_entries(since) if e.data.get("to") == "pending_approval"]
+    assert len(moved) == 1 and moved[0]["changed_since_approval"] == {"call": ["ASSIGNED_BY_ID", "TITLE"]}

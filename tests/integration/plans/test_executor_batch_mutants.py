@@ -1,0 +1,63 @@
+"""Tests written against the mutants of apps/plans/executor.py's auto-batching that its test set
+let survive (mutmut 2.5.1 on branch mutate4; bench/README.md lists them). The portal is a
+recorder (no HTTP): what matters is which plans go out together and how."""
+
+import pytest
+
+from apps.bitrix.envelope import BatchResult
+from apps.plans import executor, services
+from apps.plans.models import Plan
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def portal_calls(monkeypatch):
+    calls = []
+
+    class Recorder:
+        def __init__(self, portal, **kwargs):
+            pass
+
+        def run_steps(self, steps, **kwargs):
+            calls.append(("steps", [s["name"] for s in steps]))
+            return {"steps": {s["name"]: {"result": 1, "error": None, "total": None, "next": None} for s in steps}}
+
+        def batch(self, commands, **kwargs):
+            calls.append(("batch", [name for name, _method, _params in commands]))
+            return BatchResult(results={name: 1 for name, _method, _params in commands})
+
+        def release_reserved_slot(self):
+            calls.append(("release", None))
+
+    monkeypatch.setattr(executor, "BitrixClient", Recorder)
+    return calls
+
+
+def test_a_plan_of_several_steps_runs_alone_even_with_plans_waiting(make_agent, portal, portal_calls):
+    """Only a single call can share a batch: a batch command carries one method, so a two-step
+    plan in a batch would lose its second step."""
+    agent = make_agent("multi", portal=portal, read="auto")
+    two = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "first", "method": "crm.lead.get", "params": {"id": 1}},
+        {"name": "second", "method": "crm.deal.get", "params": {"id": 2}}]).plan
+    waiting = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "only", "method": "crm.lead.get", "params": {"id": 3}}]).plan
+    assert (two.status, waiting.status) == ("approved", "approved")
+    assert not executor.batchable(Plan.objects.get(pk=two.pk))
+    assert executor.execute(plan_id=two.pk).status == "succeeded"
+    assert portal_calls == [("steps", ["first", "second"])]
+    assert Plan.objects.get(pk=waiting.pk).status == "approved"
+
+
+def test_a_batch_plan_runs_alone_even_with_plans_waiting(make_agent, portal, portal_calls):
+    """A `batch` cannot sit inside another batch (the portal refuses it): a plan whose one call is
+    a batch is never a leader or a companion."""
+    agent = make_agent("batcher", portal=portal, read="auto")
+    inner = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "b", "method": "batch", "params": {"halt": 0, "cmd": {"a": "crm.lead.get?id=1"}}}]).plan
+    waiting = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "only", "method": "crm.lead.get", "params": {"id": 3}}]).plan
+    assert executor.execute(plan_id=inner.pk).status == "succeeded"
+    assert portal_calls == [("steps", ["b"])]
+    assert Plan.objects.get(pk=waiting.pk).status == "approved"
