@@ -87,12 +87,21 @@ def test_submit_with_an_idempotency_key(api, writer, stub_portal, django_assert_
     assert replay.status_code == 200 and replay.json()["id"] == response.json()["id"]
 
 
-def test_submit_for_approval(api, make_agent, stub_portal, django_assert_max_num_queries):
+def test_submit_for_approval(api, make_agent, stub_portal, django_assert_max_num_queries,
+                             django_capture_on_commit_callbacks, monkeypatch):
+    """Counted with what runs after the commit: the approvers' notice wake (the flag's read, and
+    its upsert when no notice run is queued)."""
+    from apps.approvals import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.notify_portal_pending, "delay", lambda *a: queued.append(a))
     agent = make_agent("qa", portal=stub_portal)  # writes need one approver
     api.post("/api/v1/plans", submit_body(stub_portal), token=agent.token)
-    with django_assert_max_num_queries(SUBMIT_MAX):
-        response = api.post("/api/v1/plans", submit_body(stub_portal), token=agent.token)
-    assert response.status_code == 201 and response.json()["status"] == "pending_approval"
+    for queued_run in (False, True):  # the first wakes a notice run, the second finds it queued
+        with django_assert_max_num_queries(SUBMIT_MAX), django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/api/v1/plans", submit_body(stub_portal), token=agent.token)
+        assert response.status_code == 201 and response.json()["status"] == "pending_approval"
+        assert len(queued) == 1, queued_run
 
 
 def plan_entries(plan):
