@@ -2,8 +2,11 @@
 let survive (mutmut 2.5.1 on branch mutate4; bench/README.md lists them). The portal is a
 recorder (no HTTP): what matters is which plans go out together and how."""
 
+import time
+
 import pytest
 
+from apps.bitrix import limiter
 from apps.bitrix.envelope import BatchResult
 from apps.plans import executor, services
 from apps.plans.models import Plan
@@ -61,3 +64,37 @@ def test_a_batch_plan_runs_alone_even_with_plans_waiting(make_agent, portal, por
     assert executor.execute(plan_id=inner.pk).status == "succeeded"
     assert portal_calls == [("steps", ["b"])]
     assert Plan.objects.get(pk=waiting.pk).status == "approved"
+
+
+def lead(plan):
+    """`_lead_batch` on a plan read without `_load`'s annotations (`holds`, `waiting`): the
+    defaults must be the careful ones, look the held methods up and look for companions."""
+    plan = Plan.objects.get(pk=plan.pk)
+    assert not hasattr(plan, "holds") and not hasattr(plan, "waiting")
+    record = executor._enter(plan)
+    return executor._lead_batch(plan, record)
+
+
+def test_a_leader_without_the_holds_annotation_still_runs_alone_when_its_method_is_held(
+        make_agent, portal, portal_calls):
+    agent = make_agent("holder", portal=portal, read="auto")
+    leader = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": 1}}]).plan
+    waiting = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "list", "method": "crm.lead.list", "params": {}}]).plan
+    limiter.method_block_hold(portal_id=portal.pk, method="crm.lead.get", time_info={
+        "operating_reset_at": time.time() + 600})
+    assert lead(leader).status == "succeeded"
+    assert portal_calls == [("steps", ["read"])]
+    assert Plan.objects.get(pk=waiting.pk).status == "approved"
+
+
+def test_a_leader_without_the_waiting_annotation_still_looks_for_companions(make_agent, portal, portal_calls):
+    agent = make_agent("looker", portal=portal, read="auto")
+    leader = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": 1}}]).plan
+    waiting = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "list", "method": "crm.lead.list", "params": {}}]).plan
+    assert lead(leader).status == "succeeded"
+    assert portal_calls == [("batch", ["p0", "p1"])]
+    assert Plan.objects.get(pk=waiting.pk).status == "succeeded"
