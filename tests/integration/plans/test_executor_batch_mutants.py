@@ -98,3 +98,25 @@ def test_a_leader_without_the_waiting_annotation_still_looks_for_companions(make
     assert lead(leader).status == "succeeded"
     assert portal_calls == [("batch", ["p0", "p1"])]
     assert Plan.objects.get(pk=waiting.pk).status == "succeeded"
+
+
+def test_a_leader_that_waited_for_its_slot_takes_the_plans_approved_meanwhile(make_agent, portal, portal_calls):
+    """`_load` saw no other plan waiting (`waiting` False), but the leader had to wait half a
+    second for its slot (rate 2/s, a bucket of one already full): it waits that long, then claims
+    the plan approved in the meantime."""
+    portal.rate_per_second, portal.burst = 2.0, 1
+    portal.save(update_fields=["rate_per_second", "burst"])
+    agent = make_agent("waiter", portal=portal, read="auto")
+    leader = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": 1}}]).plan
+    meanwhile = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "list", "method": "crm.lead.list", "params": {}}]).plan
+    plan = Plan.objects.get(pk=leader.pk)
+    plan.holds, plan.waiting = False, False
+    record = executor._enter(plan)
+    assert limiter.limiter_reserve(portal_id=portal.pk, rate=2.0, burst=1) == 0.0  # the bucket is full now
+    started = time.monotonic()
+    assert executor._lead_batch(plan, record).status == "succeeded"
+    assert time.monotonic() - started >= 0.45
+    assert portal_calls == [("batch", ["p0", "p1"])]
+    assert Plan.objects.get(pk=meanwhile.pk).status == "succeeded"
