@@ -2,6 +2,7 @@
 let survive (mutmut 2.5.1 on branch mutate4; bench/README.md lists them). The portal is a
 recorder (no HTTP): what matters is which plans go out together and how."""
 
+import logging
 import time
 
 import pytest
@@ -15,7 +16,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def portal_calls(monkeypatch):
+def sent_with():
+    """The keyword arguments of each call the recorder got (`reserved`, `halt`)."""
+    return []
+
+
+@pytest.fixture
+def portal_calls(monkeypatch, sent_with):
     calls = []
 
     class Recorder:
@@ -23,10 +30,12 @@ def portal_calls(monkeypatch):
             pass
 
         def run_steps(self, steps, **kwargs):
+            sent_with.append(kwargs)
             calls.append(("steps", [s["name"] for s in steps]))
             return {"steps": {s["name"]: {"result": 1, "error": None, "total": None, "next": None} for s in steps}}
 
         def batch(self, commands, **kwargs):
+            sent_with.append(kwargs)
             calls.append(("batch", [name for name, _method, _params in commands]))
             return BatchResult(results={name: 1 for name, _method, _params in commands})
 
@@ -120,3 +129,45 @@ def test_a_leader_that_waited_for_its_slot_takes_the_plans_approved_meanwhile(ma
     assert time.monotonic() - started >= 0.45
     assert portal_calls == [("batch", ["p0", "p1"])]
     assert Plan.objects.get(pk=meanwhile.pk).status == "succeeded"
+
+
+def test_a_leader_left_alone_is_sent_on_the_slot_it_reserved(make_agent, portal, portal_calls, sent_with):
+    """No companion: the leader goes as a plain call on the slot `_lead_batch` reserved, so the
+    client must not take a second one."""
+    agent = make_agent("loner", portal=portal, read="auto")
+    plan = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": 1}}]).plan
+    assert executor.execute(plan_id=plan.pk).status == "succeeded"
+    assert portal_calls == [("steps", ["read"])]
+    assert sent_with == [{"reserved": True}]
+
+
+def test_a_leader_found_alone_with_no_wait_does_not_look_for_companions(make_agent, portal, portal_calls):
+    """`_load` saw nobody waiting and the slot was free: the claim (a locking query) is skipped,
+    so a plan approved since then is left for its own run."""
+    agent = make_agent("skipper", portal=portal, read="auto")
+    leader = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": 1}}]).plan
+    later = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "list", "method": "crm.lead.list", "params": {}}]).plan
+    plan = Plan.objects.get(pk=leader.pk)
+    plan.holds, plan.waiting = False, False
+    record = executor._enter(plan)
+    assert executor._lead_batch(plan, record).status == "succeeded"
+    assert portal_calls == [("steps", ["read"])]
+    assert Plan.objects.get(pk=later.pk).status == "approved"
+
+
+def test_a_batch_leader_logs_its_size_and_timings(make_agent, portal, portal_calls, caplog):
+    agent = make_agent("logger", portal=portal, read="auto")
+    plans = [services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": i}}]).plan for i in (1, 2)]
+    with caplog.at_level(logging.INFO, logger="apps.plans.executor"):
+        assert executor.execute(plan_id=plans[0].pk).status == "succeeded"
+    assert portal_calls == [("batch", ["p0", "p1"])]
+    [record] = [r for r in caplog.records if "led a batch" in r.getMessage()]
+    assert record.msg == ("plan %s led a batch of %d plans: waited %.2f s for the slot, claimed in %.2f s, "
+                          "sent and settled in %.2f s")
+    pk, size, waited, claimed, sent = record.args
+    assert (pk, size, waited) == (plans[0].pk, 2, 0.0)
+    assert 0 <= claimed < 30 and 0 <= sent < 30  # durations, not sums of clock readings
