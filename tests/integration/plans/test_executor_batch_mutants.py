@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from apps.audit.models import AuditEntry
 from apps.bitrix import limiter
 from apps.bitrix.envelope import BatchResult
 from apps.plans import executor, services
@@ -171,3 +172,63 @@ def test_a_batch_leader_logs_its_size_and_timings(make_agent, portal, portal_cal
     pk, size, waited, claimed, sent = record.args
     assert (pk, size, waited) == (plans[0].pk, 2, 0.0)
     assert 0 <= claimed < 30 and 0 <= sent < 30  # durations, not sums of clock readings
+
+
+def trail(plan, after):
+    return [(e.action, e.data) for e in AuditEntry.objects.filter(plan_id=plan.pk, pk__gt=after).order_by("pk")]
+
+
+def test_each_companion_is_entered_counted_and_audited_as_a_batched_run(make_agent, portal, portal_calls):
+    """A companion moves to `executing` marked `batched`, with its attempt counted and numbered and
+    a `plan.attempt` entry naming its methods; a companion whose content changed since its
+    approval is entered the same way and failed on its own, never sent."""
+    agent = make_agent("companions", portal=portal, read="auto")
+    leader, good, changed = (services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": i}}]).plan for i in (1, 2, 3))
+    Plan.objects.filter(pk=changed.pk).update(steps=[{"name": "read", "method": "crm.lead.get", "params": {"id": 4}}])
+    after = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first()
+    assert executor.execute(plan_id=leader.pk).status == "succeeded"
+    assert portal_calls == [("batch", ["p0", "p1"])]
+    good = Plan.objects.get(pk=good.pk)
+    assert (good.status, good.attempt_count, [a.number for a in good.attempts.all()]) == ("succeeded", 1, [1])
+    assert trail(good, after) == [
+        ("plan.transition", {"from": "approved", "to": "executing", "batched": True}),
+        ("plan.attempt", {"attempt": 1, "methods": ["crm.lead.get"]}),
+        ("plan.transition", {"from": "executing", "to": "succeeded"}),
+    ]
+    changed = Plan.objects.get(pk=changed.pk)
+    assert (changed.status, changed.attempt_count, changed.attempts.count()) == ("failed", 0, 0)
+    assert changed.error["code"] == "content_hash_mismatch"
+    assert trail(changed, after)[0] == ("plan.transition", {"from": "approved", "to": "executing", "batched": True})
+
+
+def test_a_plan_that_cannot_join_does_not_stop_the_claim(make_agent, portal, portal_calls):
+    """The newest approved plan has two steps: it is passed over and the older single call still
+    joins the batch."""
+    agent = make_agent("passer", portal=portal, read="auto")
+    leader, older = (services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": i}}]).plan for i in (1, 2))
+    newest = services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "a", "method": "crm.lead.get", "params": {"id": 3}},
+        {"name": "b", "method": "crm.lead.get", "params": {"id": 4}}]).plan
+    assert executor.execute(plan_id=leader.pk).status == "succeeded"
+    assert portal_calls == [("batch", ["p0", "p1"])]
+    assert Plan.objects.get(pk=older.pk).status == "succeeded"
+    assert Plan.objects.get(pk=newest.pk).status == "approved"
+
+
+def test_the_claim_looks_at_no_more_than_twice_its_room(make_agent, portal, portal_calls, monkeypatch):
+    """A batch of at most three (room for two companions): the claim locks and reads the four
+    newest approved plans. Here those four have two steps each, so the two older single calls
+    beyond them wait for their own run."""
+    monkeypatch.setattr(executor, "MAX_BATCH", 3)
+    agent = make_agent("bounded", portal=portal, read="auto")
+    leader, *older = (services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": i}}]).plan for i in (1, 2, 3))
+    newer = [services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "a", "method": "crm.lead.get", "params": {"id": i}},
+        {"name": "b", "method": "crm.lead.get", "params": {"id": i}}]).plan for i in range(4)]
+    assert {p.status for p in newer} == {"approved"}
+    assert executor.execute(plan_id=leader.pk).status == "succeeded"
+    assert portal_calls == [("steps", ["read"])]
+    assert [Plan.objects.get(pk=p.pk).status for p in older] == ["approved", "approved"]
