@@ -10,6 +10,7 @@ import pytest
 from apps.audit.models import AuditEntry
 from apps.bitrix import limiter
 from apps.bitrix.envelope import BatchResult
+from apps.bitrix.errors import NotSent, OutcomeUnknown, PortalError
 from apps.plans import executor, services
 from apps.plans.models import Plan
 
@@ -232,3 +233,66 @@ def test_the_claim_looks_at_no_more_than_twice_its_room(make_agent, portal, port
     assert executor.execute(plan_id=leader.pk).status == "succeeded"
     assert portal_calls == [("steps", ["read"])]
     assert [Plan.objects.get(pk=p.pk).status for p in older] == ["approved", "approved"]
+
+
+@pytest.fixture
+def batch_raises(monkeypatch):
+    """A portal whose batch call raises the error the test puts in `errors[0]`."""
+    errors = []
+
+    class Refuser:
+        def __init__(self, portal, **kwargs):
+            pass
+
+        def batch(self, commands, **kwargs):
+            raise errors[0]
+
+        def release_reserved_slot(self):
+            pass
+
+    monkeypatch.setattr(executor, "BitrixClient", Refuser)
+    return errors
+
+
+def two_reads(make_agent, portal):
+    agent = make_agent("pair", portal=portal, read="auto")
+    return [services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": i}}]).plan for i in (1, 2)]
+
+
+def test_a_batch_not_sent_closes_every_attempt_as_not_sent_and_retries_each_plan(make_agent, portal, batch_raises):
+    exc = NotSent("QUERY_LIMIT_EXCEEDED", "Too many requests", retry_after=5.0)
+    batch_raises.append(exc)
+    leader, companion = two_reads(make_agent, portal)
+    outcome = executor.execute(plan_id=leader.pk)
+    assert (outcome.status, outcome.attempt) == ("executing", 1) and outcome.retry_in >= 5.0
+    [(companion_id, attempt, retry_in)] = outcome.companions
+    assert (companion_id, attempt) == (str(companion.pk), 1) and retry_in >= 5.0
+    for plan in (leader, companion):
+        attempt = Plan.objects.get(pk=plan.pk).attempts.get()
+        assert (attempt.outcome, attempt.detail) == ("not_sent", {**exc.as_dict(), "deferred": False, "batch": 2})
+
+
+def test_a_batch_with_its_answer_lost_closes_every_attempt_as_unknown(make_agent, portal, batch_raises):
+    exc = OutcomeUnknown("TIMEOUT", "No answer within 30 s")
+    batch_raises.append(exc)
+    leader, companion = two_reads(make_agent, portal)
+    outcome = executor.execute(plan_id=leader.pk)
+    assert outcome.status == "executing" and [c[:2] for c in outcome.companions] == [(str(companion.pk), 1)]
+    for plan in (leader, companion):
+        attempt = Plan.objects.get(pk=plan.pk).attempts.get()
+        assert (attempt.outcome, attempt.detail) == ("unknown", {**exc.as_dict(), "batch": 2})
+
+
+def test_a_batch_the_portal_refused_fails_every_plan_with_the_portals_error(make_agent, portal, batch_raises):
+    exc = PortalError("ACCESS_DENIED", "Access denied for this method")
+    batch_raises.append(exc)
+    leader, companion = two_reads(make_agent, portal)
+    assert executor.execute(plan_id=leader.pk) == executor.Outcome("failed")
+    for plan in (leader, companion):
+        plan = Plan.objects.get(pk=plan.pk)
+        assert plan.status == "failed"
+        assert plan.error == {"code": "portal_error", "message": "Access denied for this method",
+                              "cause": exc.as_dict()}
+        attempt = plan.attempts.get()
+        assert (attempt.outcome, attempt.detail) == ("answered", {**exc.as_dict(), "batch": 2})
