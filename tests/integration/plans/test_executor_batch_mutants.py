@@ -296,3 +296,14 @@ def test_a_batch_the_portal_refused_fails_every_plan_with_the_portals_error(make
                               "cause": exc.as_dict()}
         attempt = plan.attempts.get()
         assert (attempt.outcome, attempt.detail) == ("answered", {**exc.as_dict(), "batch": 2})
+
+
+def test_a_batch_takes_no_more_companions_than_its_room(make_agent, portal, portal_calls, monkeypatch):
+    monkeypatch.setattr(executor, "MAX_BATCH", 3)
+    agent = make_agent("roomy", portal=portal, read="auto")
+    leader, *others = (services.plan_submit(agent=agent, portal=portal, steps=[
+        {"name": "read", "method": "crm.lead.get", "params": {"id": i}}]).plan for i in range(5))
+    assert executor.execute(plan_id=leader.pk).status == "succeeded"
+    assert portal_calls == [("batch", ["p0", "p1", "p2"])]
+    # the newest two joined, the older two wait
+    assert [Plan.objects.get(pk=p.pk).status for p in others] == ["approved", "approved", "succeeded", "succeeded"]
