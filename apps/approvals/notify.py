@@ -109,6 +109,16 @@ def _dispatch(notices: list[Notice], *, flush: set | None = None) -> None:
             send_bitrix_notice.delay_on_commit(notice.pk)
 
 
+def _announce(plan_ids) -> list:
+    """Announce each plan (`notify_pending`), then flush each approver's email once for all of
+    them, not once per plan. Returns the ids."""
+    ids, flush = list(plan_ids), set()
+    for plan_id in ids:
+        notify_pending(plan_id=plan_id, flush=flush)
+    _flush_emails(flush)
+    return ids
+
+
 def _flush_emails(user_ids: set) -> None:
     from .tasks import flush_email
 
@@ -139,10 +149,7 @@ def notify_waiting(*, portal_id: int, limit: int = NOTICE_RUN_LIMIT) -> int:
     _WAKE.clear(portal_id)
     waiting = (Plan.objects.filter(portal_id=portal_id, status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None)
                .order_by("created_at").values_list("pk", flat=True))
-    ids, flush = list(waiting[:limit]), set()
-    for plan_id in ids:
-        notify_pending(plan_id=plan_id, flush=flush)
-    _flush_emails(flush)  # one email task per person for the whole run, not one per plan
+    ids = _announce(waiting[:limit])
     if len(ids) == limit:
         notify_wake(portal_id=portal_id)
     return len(ids)
@@ -180,11 +187,7 @@ def notify_lost(*, now=None) -> int:
     lost = (Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None,
                                 updated_at__lt=now - datetime.timedelta(seconds=NOTICE_WAKE_TTL_SECONDS))
             .order_by("created_at").values_list("pk", flat=True))
-    ids, flush = list(lost[:NOTICE_RUN_LIMIT]), set()
-    for plan_id in ids:
-        notify_pending(plan_id=plan_id, flush=flush)
-    _flush_emails(flush)
-    return len(ids)
+    return len(_announce(lost[:NOTICE_RUN_LIMIT]))
 
 
 def remind_due(*, now=None) -> int:
