@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from asgi_harness import fresh_redis  # noqa: E402
 from limiter_bench import free_port, wait_http  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -257,6 +258,7 @@ def main() -> int:
         "DJANGO_SETTINGS_MODULE": "controlplane.settings",
     }
     os.environ.update(env)
+    fresh_redis(env["CELERY_BROKER_URL"])  # no worker runs: earlier runs' tasks would pile up there
     python = sys.executable
     server = None
     try:

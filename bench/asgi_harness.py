@@ -37,6 +37,17 @@ def summary(values_s: list[float]) -> str:
             f"(n={len(ms)})")
 
 
+def fresh_redis(url: str) -> None:
+    """Empty a bench's own Redis database: an earlier run's queued and unacknowledged tasks (a
+    retry's countdown is held unacknowledged, and restored to the queue by the next worker) would
+    otherwise run in this one, in front of what it measures."""
+    if url.startswith("redis://"):
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+
+
 class Deployment:
     """`with Deployment("postgres") as d:` ... d.port, d.token, d.env; processes stopped and the
     throwaway database dropped on exit."""
@@ -80,6 +91,8 @@ class Deployment:
             })
         env.update(self.extra_env)
         self.env = env
+        for url in (env.get("CELERY_BROKER_URL", ""), env.get("CACHE_URL", "")):
+            fresh_redis(url)
         py = str(VENV_BIN / "python")
         for args in (["migrate", "--noinput", "-v", "0"], ["seed_demo"]):
             subprocess.run([py, "manage.py", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)

@@ -37,7 +37,7 @@ def bench_reads(d: Deployment, calls: int, gap: float) -> None:
     for _ in range(5):  # warm-up: imports, connections
         client.submit_read()
         time.sleep(gap)
-    latencies, bad, phases = [], [], []
+    latencies, bad, phases, ids = [], [], [], []
     for _ in range(calls):
         started, wall = time.perf_counter(), time.time()
         status, plan = client.submit_read(wait=10)
@@ -48,6 +48,7 @@ def bench_reads(d: Deployment, calls: int, gap: float) -> None:
             created, finished = _epoch(plan["created_at"]), _epoch(plan["finished_at"])
             answered = wall + latencies[-1]
             phases.append((created - wall, finished - created, answered - finished))
+            ids.append(plan["id"])
         time.sleep(gap)
     client.close()
     print(f"  auto read ?wait=10      : {summary(latencies)}; not succeeded: {len(bad)} {bad[:3]}")
@@ -55,6 +56,21 @@ def bench_reads(d: Deployment, calls: int, gap: float) -> None:
         medians = [statistics.median(p[i] for p in phases) * 1000 for i in range(3)]
         print(f"    medians: request -> plan created {medians[0]:.1f} ms, created -> finished by the worker "
               f"{medians[1]:.1f} ms, finished -> answer read {medians[2]:.1f} ms")
+        _worker_parts(d, ids)
+
+
+def _worker_parts(d: Deployment, ids: list[str]) -> None:
+    """The worker's part split by the plan's and its attempt's own timestamps (one attempt each)."""
+    d.django()
+    from apps.plans.models import ExecutionAttempt
+
+    parts = [((a.started_at - a.plan.created_at).total_seconds(), (a.finished_at - a.started_at).total_seconds(),
+              (a.plan.finished_at - a.finished_at).total_seconds())
+             for a in ExecutionAttempt.objects.filter(plan_id__in=ids).select_related("plan")]
+    if parts:
+        medians = [statistics.median(p[i] for p in parts) * 1000 for i in range(3)]
+        print(f"    worker medians: created -> attempt started {medians[0]:.1f} ms, the portal call "
+              f"{medians[1]:.1f} ms, answered -> plan finished {medians[2]:.1f} ms (n={len(parts)})")
 
 
 def _epoch(iso: str) -> float:

@@ -14,12 +14,16 @@ them, each re-polling as soon as its answer comes (at the 30 s deadline), as an 
 so all of them stay held while the submits are measured. The per-agent rate limit is raised for
 the run (`API_RATE_PER_MINUTE`): every waiter uses the demo agent's token.
 
+`--calls` (80, about 50 s: longer than one 30 s cycle of the waiters, so their deadline re-polls
+fall inside it) auto reads are timed, and beside them pending write submits without a wait at
+`--write-rate` per second (10), timed from their scheduled start (point 3's submit latency).
+
 Prints the submit latency alone and with the waiters held, how many waits were outstanding,
 the server process's threads and RSS while they were held, and the waiters' answers by status.
 Asserts nothing (bench/README.md keeps the figures).
 
-Usage: .venv/bin/python bench/longpoll_bench.py [--waits 500] [--plans 100] [--calls 40] [--gap 0.6]
-       [--cpus 0,1] [--ramp 10]
+Usage: .venv/bin/python bench/longpoll_bench.py [--waits 500] [--plans 100] [--calls 80] [--gap 0.6]
+       [--cpus 0,1] [--ramp 10] [--write-rate 10]
 """
 
 import argparse
@@ -84,27 +88,63 @@ class Waiters:
         return thread
 
 
-def timed_submits(d: Deployment, calls: int, gap: float) -> tuple[list[float], list]:
+def timed_submits(d: Deployment, calls: int, gap: float, slow: list | None = None) -> tuple[list[float], list]:
     client = Client(d.port, d.token)
     latencies, bad = [], []
     for _ in range(calls):
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         status, plan = client.submit_read(wait=10)
         latencies.append(time.perf_counter() - started)
         if status != 201 or plan.get("status") != "succeeded":
             bad.append((status, plan.get("status") or plan.get("error", {}).get("code")))
+        elif slow is not None:
+            slow.append((latencies[-1], wall, plan["id"]))
         time.sleep(gap)
     client.close()
     return latencies, bad
+
+
+def slowest_split(d: Deployment, slow: list, count: int = 3) -> None:
+    """Where the slowest reads' time went, by the plan's and its attempt's own timestamps."""
+    d.django()
+    from apps.plans.models import ExecutionAttempt
+
+    for latency, wall, plan_id in sorted(slow, reverse=True)[:count]:
+        a = ExecutionAttempt.objects.select_related("plan").filter(plan_id=plan_id).first()
+        if a is None:
+            continue
+        p = a.plan
+        created = p.created_at.timestamp()
+        print(f"    slow read {latency * 1000:.0f} ms: request -> created {(created - wall) * 1000:.0f} ms, "
+              f"-> attempt started {(a.started_at.timestamp() - created) * 1000:.0f} ms, portal call "
+              f"{(a.finished_at - a.started_at).total_seconds() * 1000:.0f} ms, -> finished "
+              f"{(p.finished_at - a.finished_at).total_seconds() * 1000:.0f} ms, -> answer read "
+              f"{(wall + latency - p.finished_at.timestamp()) * 1000:.0f} ms")
+
+
+def timed_writes(d: Deployment, rate: float, stop: threading.Event, out: list) -> None:
+    """Pending write submits (no wait) at `rate` per second on a fixed schedule, timed from
+    each one's scheduled start, until `stop`: point 3's submit latency, taken while the waits are held."""
+    client, due, i = Client(d.port, d.token), time.perf_counter(), 0
+    while not stop.is_set():
+        due += 1 / rate
+        status, plan = client.request("POST", "/api/v1/plans", {
+            "portal": "demo", "method": "crm.lead.add", "params": {"fields": {"TITLE": f"timed {i}"}}})
+        out.append((time.perf_counter() - (due - 1 / rate), status == 201 and plan.get("status") == "pending_approval"))
+        i += 1
+        time.sleep(max(0.0, due - time.perf_counter()))
+    client.close()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waits", type=int, default=500)
     parser.add_argument("--plans", type=int, default=100)
-    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--calls", type=int, default=80)
     parser.add_argument("--gap", type=float, default=0.6)
     parser.add_argument("--cpus", default="0,1")
+    parser.add_argument("--write-rate", type=float, default=10.0,
+                        help="pending write submits per second (no wait) timed beside the reads; 0: none")
     parser.add_argument("--ramp", type=float, default=10.0,
                         help="seconds over which the waiters arrive (0: all at once; their 30 s deadlines then "
                              "coincide and all re-poll together)")
@@ -145,9 +185,16 @@ def main() -> int:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        loaded, bad_loaded = timed_submits(d, args.calls, args.gap)
+        writes: list = []
+        writer = threading.Thread(target=timed_writes, args=(d, args.write_rate, sampler_stop, writes), daemon=True)
+        if args.write_rate > 0:
+            writer.start()
+        slow: list = []
+        loaded, bad_loaded = timed_submits(d, args.calls, args.gap, slow)
         sampler_stop.set()
         sampler.join()
+        if args.write_rate > 0:
+            writer.join()
         print(f"waits outstanding        : {held_at_start} when the submits started; during them min "
               f"{min(s[0] for s in samples)}, max {max(s[0] for s in samples)}")
         threads = sorted(s[1] for s in samples)
@@ -155,6 +202,13 @@ def main() -> int:
               f"min {threads[0]}, median {threads[len(threads) // 2]}, max {threads[-1]}; RSS {held_rss:.0f} MiB")
         print(f"submits, {args.waits} waits held: {summary(loaded)}; not succeeded {len(bad_loaded)} "
               f"{bad_loaded[:3]}")
+        if writes:
+            lat = sorted(w[0] for w in writes)
+            print(f"pending writes, no wait, {args.write_rate:g}/s beside them: "
+                  f"p50 {lat[len(lat) // 2] * 1000:.1f} ms, "
+                  f"p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms "
+                  f"(n={len(lat)}); not pending_approval {sum(not w[1] for w in writes)}")
+        slowest_split(d, slow)
         waiters.stop = True
         thread.join(timeout=40)
         print(f"waiters' answers         : {dict(waiters.answers)}")

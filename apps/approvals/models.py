@@ -117,7 +117,9 @@ class Notice(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["user", "plan", "kind", "channel"], name="notice_once")]
-        indexes = [models.Index(fields=["user", "channel", "status"])]
+        indexes = [models.Index(fields=["user", "channel", "status"]),
+                   # the beat's look for emails whose flush was lost (`notify.notify_lost`)
+                   models.Index(fields=["created_at"], condition=models.Q(status="queued"), name="notice_queued")]
 
     def __str__(self):
         return f"{self.get_kind_display()} to {self.user} by {self.channel}: {self.status}"
@@ -131,6 +133,19 @@ class Mailbox(models.Model):
 
     def __str__(self):
         return f"mailbox of {self.user}"
+
+
+class EmailWake(models.Model):
+    """One row per person with email notices to send: `requested_at` is set while their flush
+    (`tasks.flush_email`) is queued or waits out the minute between emails, so a burst of notice
+    runs queues one flush per person, not one each (`apps.core.wake`; see `notify._flush_emails`)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="+")
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"email wake of user {self.user_id}"
 
 
 class NoticeWake(models.Model):

@@ -31,6 +31,7 @@ from apps.plans.models import Plan
 from . import describe
 from .models import (
     ApproverBitrixUser,
+    EmailWake,
     Mailbox,
     Notice,
     NoticeChannel,
@@ -47,6 +48,9 @@ NOTICE_WAKE_TTL_SECONDS = 60
 #: Plans one notice run announces before it hands over to a new run.
 NOTICE_RUN_LIMIT = 200
 _WAKE = WakeFlag(NoticeWake, ttl_seconds=NOTICE_WAKE_TTL_SECONDS)
+#: A person's flush queued (or waiting out the minute between emails) longer than this is taken for lost.
+EMAIL_WAKE_TTL_SECONDS = 2 * int(EMAIL_INTERVAL.total_seconds())
+_EMAIL_WAKE = WakeFlag(EmailWake, ttl_seconds=EMAIL_WAKE_TTL_SECONDS)
 REMINDER_AT, ESCALATION_AT = 0.5, 0.8
 
 
@@ -96,14 +100,13 @@ def _dispatch(notices: list[Notice], *, flush: set | None = None) -> None:
     """Queue the sending of these notices once the transaction commits: each person's emails go
     out together (`flush_email`), Bitrix24 notifications one by one. `flush`: a set that collects
     the people whose email is due, when the caller flushes them once for many plans."""
-    from .tasks import flush_email, send_bitrix_notice
+    from .tasks import send_bitrix_notice
 
-    emails = sorted({n.user_id for n in notices if n.channel == NoticeChannel.EMAIL})
+    emails = {n.user_id for n in notices if n.channel == NoticeChannel.EMAIL}
     if flush is not None:
         flush.update(emails)
-    else:
-        for user_id in emails:
-            flush_email.delay_on_commit(user_id)
+    elif emails:
+        transaction.on_commit(lambda: _flush_emails(emails))
     for notice in notices:
         if notice.channel == NoticeChannel.BITRIX:
             send_bitrix_notice.delay_on_commit(notice.pk)
@@ -120,10 +123,19 @@ def _announce(plan_ids) -> list:
 
 
 def _flush_emails(user_ids: set) -> None:
+    """Queue each person's email flush unless one is queued already (or waits out their minute):
+    however many runs tell a person of plans meanwhile, one flush sends them all. A broker that
+    refuses the task loses nothing: the notices stay queued and `notify_lost` flushes them."""
     from .tasks import flush_email
 
     for user_id in sorted(user_ids):
-        flush_email.delay(user_id)
+        if not _EMAIL_WAKE.request(user_id):
+            continue
+        try:
+            flush_email.delay(user_id)
+        except Exception:  # noqa: BLE001 - the notices are committed; the beat task flushes them
+            logger.warning("could not queue the email flush of user %s; the beat task will", user_id, exc_info=True)
+            _EMAIL_WAKE.clear(user_id)
 
 
 def notify_pending(*, plan_id, flush: set | None = None) -> int:
@@ -182,12 +194,18 @@ def notify_schedule(plan: Plan) -> None:
 
 def notify_lost(*, now=None) -> int:
     """Plans still unannounced a while after they began to wait (their run was lost, or the broker
-    refused it): announce them now (a beat task). Returns the number of plans announced."""
+    refused it): announce them now (a beat task); and emails queued longer than a flush may take
+    (it was lost): flush them. Returns the number of plans announced."""
     now = now or timezone.now()
     lost = (Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None,
                                 updated_at__lt=now - datetime.timedelta(seconds=NOTICE_WAKE_TTL_SECONDS))
             .order_by("created_at").values_list("pk", flat=True))
-    return len(_announce(lost[:NOTICE_RUN_LIMIT]))
+    announced = _announce(lost[:NOTICE_RUN_LIMIT])
+    unsent = (Notice.objects.filter(status=NoticeStatus.QUEUED, channel=NoticeChannel.EMAIL,
+                                    created_at__lt=now - datetime.timedelta(seconds=EMAIL_WAKE_TTL_SECONDS))
+              .values_list("user_id", flat=True).distinct())
+    _flush_emails(set(unsent))
+    return len(announced)
 
 
 def remind_due(*, now=None) -> int:
@@ -230,11 +248,18 @@ def _line(notice: Notice) -> str:
 
 def flush_email(*, user_id) -> float | None:
     """Send this person's queued email notices as one message, at most once a minute. Returns
-    the seconds to wait when the minute is not over yet (the task retries then)."""
+    the seconds to wait when the minute is not over yet: the task retries then, and stays the
+    person's one flush meanwhile (its wake flag kept set)."""
     now = timezone.now()
+    last_sent = Mailbox.objects.filter(user_id=user_id).values_list("last_sent_at", flat=True).first()
+    if last_sent and now - last_sent < EMAIL_INTERVAL:
+        _EMAIL_WAKE.arm(user_id, now=now)
+        return (last_sent + EMAIL_INTERVAL - now).total_seconds()
+    _EMAIL_WAKE.clear(user_id)  # before the read: a notice committed from now on queues a new flush
     with transaction.atomic():
         mailbox, _ = Mailbox.objects.select_for_update().get_or_create(user_id=user_id)
-        if mailbox.last_sent_at and now - mailbox.last_sent_at < EMAIL_INTERVAL:
+        if mailbox.last_sent_at and now - mailbox.last_sent_at < EMAIL_INTERVAL:  # another flush just sent
+            _EMAIL_WAKE.arm(user_id, now=now)
             return (mailbox.last_sent_at + EMAIL_INTERVAL - now).total_seconds()
         queued = list(Notice.objects.select_related("user", "plan__portal", "plan__agent").filter(
             user_id=user_id, channel=NoticeChannel.EMAIL, status=NoticeStatus.QUEUED).order_by("created_at"))

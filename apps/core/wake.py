@@ -52,6 +52,12 @@ class WakeFlag:
         adapt = connection.ops.adapt_datetimefield_value
         return sql.fetchone(self._set, [key, adapt(now), adapt(stale)]) is not None
 
+    def arm(self, key, *, now: dt.datetime | None = None) -> None:
+        """Set the flag whatever it holds: a run that must run again later (it retries) keeps it
+        set, so the requests meanwhile queue nothing, and its ttl counts from now."""
+        now = now or timezone.now()
+        self.model.objects.update_or_create(pk=key, defaults={"requested_at": now})
+
     def clear(self, key) -> None:
         """A run starts (before it reads), or queueing one failed and the next request must try again."""
         self.model.objects.filter(pk=key).update(requested_at=None)

@@ -83,6 +83,102 @@ def test_a_run_flushes_each_approvers_email_once_for_all_its_plans(agent, portal
     assert Notice.objects.filter(kind="pending", status="queued").count() == 6  # the flush sends them together
 
 
+@pytest.fixture
+def queued_flushes(monkeypatch):
+    """The user ids whose email flush was queued (the task's `delay`, replaced)."""
+    from apps.approvals import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.flush_email, "delay", lambda user_id: queued.append(user_id))
+    return queued
+
+
+def test_runs_one_after_another_queue_one_flush_per_person(agent, portal, approvers, queued_flushes):
+    """Each run used to queue its own flush per person: a busy portal's runs left hundreds of
+    flushes retrying together after the minute between emails, in front of the plans' executions."""
+    alice, bob = approvers
+    for _ in range(3):
+        submit(agent, portal)
+        assert notify.notify_waiting(portal_id=portal.pk) == 1
+    assert sorted(queued_flushes) == sorted([alice.pk, bob.pk])
+    assert notify.flush_email(user_id=alice.pk) is None  # sends the three, and lets go of the flag
+    assert mail.outbox[-1].subject == "3 plans wait for your decision"
+    submit(agent, portal)
+    notify.notify_waiting(portal_id=portal.pk)
+    assert sorted(queued_flushes) == sorted([alice.pk, bob.pk, alice.pk])  # bob's first flush is still queued
+
+
+def test_a_flush_waiting_out_its_minute_stays_the_persons_only_one(agent, portal, approvers, queued_flushes):
+    alice = approvers[0]
+    submit(agent, portal)
+    notify.notify_waiting(portal_id=portal.pk)
+    assert notify.flush_email(user_id=alice.pk) is None
+    submit(agent, portal)
+    notify.notify_waiting(portal_id=portal.pk)
+    assert queued_flushes.count(alice.pk) == 2
+    wait = notify.flush_email(user_id=alice.pk)  # the minute is not over: it will retry
+    assert wait is not None and 0 < wait <= 60
+    for _ in range(2):
+        submit(agent, portal)
+        notify.notify_waiting(portal_id=portal.pk)
+    assert queued_flushes.count(alice.pk) == 2  # the retrying flush sends these too
+    Mailbox.objects.filter(user=alice).update(last_sent_at=timezone.now() - datetime.timedelta(seconds=61))
+    assert notify.flush_email(user_id=alice.pk) is None
+    assert [m.subject for m in mail.outbox if m.to == ["alice@example.com"]][-1] == "3 plans wait for your decision"
+    submit(agent, portal)
+    notify.notify_waiting(portal_id=portal.pk)
+    assert queued_flushes.count(alice.pk) == 3  # the flush let go of the flag before it read
+
+
+def test_a_flush_that_retries_keeps_its_flag_fresh(agent, portal, approvers, queued_flushes):
+    """A flush queued long ago (a busy worker) that must wait out the minute sets its flag anew, so
+    the flag's ttl counts from its retry and no second flush is queued meanwhile."""
+    from apps.approvals.models import EmailWake
+
+    alice = approvers[0]
+    Mailbox.objects.create(user=alice, last_sent_at=timezone.now() - datetime.timedelta(seconds=30))
+    long_ago = timezone.now() - datetime.timedelta(seconds=notify.EMAIL_WAKE_TTL_SECONDS - 5)
+    EmailWake.objects.create(user=alice, requested_at=long_ago)
+    before = timezone.now()
+    assert 25 < notify.flush_email(user_id=alice.pk) <= 30
+    assert EmailWake.objects.get(user=alice).requested_at >= before
+    assert notify._EMAIL_WAKE.request(alice.pk, now=long_ago + datetime.timedelta(
+        seconds=notify.EMAIL_WAKE_TTL_SECONDS + 1)) is False
+
+
+def test_a_flush_lost_for_longer_than_the_ttl_is_replaced(agent, portal, approvers, queued_flushes):
+    alice = approvers[0]
+    start = timezone.now()
+    notify._EMAIL_WAKE.arm(alice.pk, now=start)  # a retrying flush that never came back
+    assert notify._EMAIL_WAKE.request(alice.pk, now=start + datetime.timedelta(seconds=1)) is False
+    late = start + datetime.timedelta(seconds=notify.EMAIL_WAKE_TTL_SECONDS + 1)
+    assert notify._EMAIL_WAKE.request(alice.pk, now=late) is True
+
+
+def test_emails_whose_flush_was_lost_are_flushed_by_the_beat_task(agent, portal, approvers, monkeypatch, caplog):
+    from apps.approvals import tasks
+
+    def down(user_id):
+        raise OSError("broker unreachable")
+
+    monkeypatch.setattr(tasks.flush_email, "delay", down)
+    submit(agent, portal)
+    notify.notify_waiting(portal_id=portal.pk)  # told, but their flushes could not be queued
+    assert "could not queue the email flush of user" in caplog.text
+    queued = Notice.objects.filter(channel="email", status="queued")
+    assert queued.count() == 2
+    flushed = []
+    monkeypatch.setattr(tasks.flush_email, "delay", lambda user_id: flushed.append(user_id))
+    created = queued.first().created_at
+    soon = created + datetime.timedelta(seconds=notify.EMAIL_WAKE_TTL_SECONDS - 1)
+    assert notify.notify_lost(now=soon) == 0 and flushed == []
+    later = created + datetime.timedelta(seconds=notify.EMAIL_WAKE_TTL_SECONDS + 1)
+    notify.notify_lost(now=later)
+    assert sorted(flushed) == sorted(user.pk for user in approvers)
+    notify.notify_lost(now=later)
+    assert len(flushed) == 2  # their flushes are queued now: not again
+
+
 def test_a_run_announces_only_its_own_portals_plans_oldest_first(agent, portal, approvers, make_agent, monkeypatch):
     other = Portal.objects.create(slug="other", base_url="https://other.bitrix24.com", auth_mode=AuthMode.WEBHOOK)
     theirs = submit(make_agent("other-agent", portal=other), other)
