@@ -20,7 +20,7 @@ class CallbackDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class NoticeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What approvers were told, and what failed to reach them."""
 
-    list_display = ("created_at", "user", "plan", "kind", "channel", "status", "error", "sent_at")
+    list_display = ("created_at", "user", "plan", "kind", "round", "channel", "status", "error", "sent_at")
     list_filter = ("status", "channel", "kind")
     search_fields = ("user__username", "plan__id")
     readonly_fields = [f.name for f in Notice._meta.fields]

@@ -113,10 +113,14 @@ class Notice(models.Model):
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    round = models.PositiveSmallIntegerField(
+        default=0, help_text="How many times the plan had gone back to its approvers (a record changed after "
+                             "it was approved) when this was told: each time they are told again.")
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["user", "plan", "kind", "channel"], name="notice_once")]
+        constraints = [models.UniqueConstraint(fields=["user", "plan", "kind", "channel", "round"],
+                                               name="notice_once_a_round")]
         indexes = [models.Index(fields=["user", "channel", "status"]),
                    # the beat's look for emails whose flush was lost (`notify.notify_lost`)
                    models.Index(fields=["created_at"], condition=models.Q(status="queued"), name="notice_queued")]

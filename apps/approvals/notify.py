@@ -26,7 +26,7 @@ from apps.bitrix.errors import BitrixError, NotSent
 from apps.bitrix.redact import redact
 from apps.core.wake import WakeFlag
 from apps.plans.choices import PlanStatus
-from apps.plans.models import Plan
+from apps.plans.models import Approval, Plan
 
 from . import describe
 from .models import (
@@ -78,8 +78,14 @@ def fallback_approvers(plan: Plan) -> list:
     return list(users)
 
 
-def _queue(users, plan: Plan, kind: str) -> list[Notice]:
-    """One notice per person and channel; a notice that exists already is not made again."""
+def _round(plan: Plan) -> int:
+    """How many times the plan went back to its approvers: each time dismissed its approvals at once."""
+    return (Approval.history.filter(plan=plan, dismissed_at__isnull=False).values("dismissed_at")
+            .distinct().count())
+
+
+def _queue(users, plan: Plan, kind: str, sent_back: int = 0) -> list[Notice]:
+    """One notice per person, channel and round; a notice that exists already is not made again."""
     bitrix_ids = dict(ApproverBitrixUser.objects.filter(portal=plan.portal, user__in=users).values_list(
         "user_id", "bitrix_user_id"))
     made = []
@@ -90,7 +96,8 @@ def _queue(users, plan: Plan, kind: str) -> list[Notice]:
         for channel in channels:
             try:
                 with transaction.atomic():
-                    made.append(Notice.objects.create(user=user, plan=plan, kind=kind, channel=channel))
+                    made.append(Notice.objects.create(user=user, plan=plan, kind=kind, channel=channel,
+                                                      round=sent_back))
             except IntegrityError:
                 continue
     return made
@@ -146,7 +153,7 @@ def notify_pending(*, plan_id, flush: set | None = None) -> int:
                 .filter(pk=plan_id).first())
         if plan is None or plan.status != PlanStatus.PENDING_APPROVAL or plan.approvers_told_at is not None:
             return 0
-        notices = _queue(deciders(plan), plan, NoticeKind.PENDING)
+        notices = _queue(deciders(plan), plan, NoticeKind.PENDING, _round(plan))
         Plan.objects.filter(pk=plan.pk).update(approvers_told_at=timezone.now())
         _dispatch(notices, flush=flush)
     return len(notices)
@@ -221,10 +228,11 @@ def remind_due(*, now=None) -> int:
         elapsed = (now - plan.created_at).total_seconds() / lifetime
         with transaction.atomic():
             notices = []
+            sent_back = _round(plan) if elapsed >= REMINDER_AT else 0
             if elapsed >= REMINDER_AT:
-                notices += _queue(deciders(plan), plan, NoticeKind.REMINDER)
+                notices += _queue(deciders(plan), plan, NoticeKind.REMINDER, sent_back)
             if elapsed >= ESCALATION_AT:
-                notices += _queue(fallback_approvers(plan), plan, NoticeKind.ESCALATION)
+                notices += _queue(fallback_approvers(plan), plan, NoticeKind.ESCALATION, sent_back)
             _dispatch(notices, flush=flush)
         count += len(notices)
     _flush_emails(flush)
@@ -238,10 +246,17 @@ SUBJECTS = {
 }
 
 
+AGAIN = "waits for your decision again: a record changed after it was approved"
+
+
+def _about(notice: Notice) -> str:
+    return AGAIN if notice.kind == NoticeKind.PENDING and notice.round else SUBJECTS[notice.kind]
+
+
 def _line(notice: Notice) -> str:
     plan = notice.plan
     return (f"- [{describe.RISK_WORDS.get(plan.risk, plan.risk)}] {describe.summary(plan.steps)}\n"
-            f"  agent {plan.agent.slug} on {plan.portal.slug}, {SUBJECTS[notice.kind]}"
+            f"  agent {plan.agent.slug} on {plan.portal.slug}, {_about(notice)}"
             f"{', expires ' + plan.expires_at.strftime('%Y-%m-%d %H:%M %Z') if plan.expires_at else ''}\n"
             f"  {plan_link(plan.pk)}")
 
@@ -272,7 +287,7 @@ def flush_email(*, user_id) -> float | None:
             return None
         user = live[0].user
         if len(live) == 1:
-            subject = f"Plan {str(live[0].plan_id)[:8]} on {live[0].plan.portal.slug} {SUBJECTS[live[0].kind]}"
+            subject = f"Plan {str(live[0].plan_id)[:8]} on {live[0].plan.portal.slug} {_about(live[0])}"
         else:
             subject = f"{len(live)} plans wait for your decision"
         body = "\n\n".join(_line(n) for n in live) + f"\n\nYour inbox: {settings.SITE_URL.rstrip('/')}/approvals/\n"
@@ -299,7 +314,7 @@ def send_bitrix(*, notice_id) -> float | None:
         Notice.objects.filter(pk=notice.pk).update(status=NoticeStatus.FAILED, error="no Bitrix24 user id any more")
         return None
     plan = notice.plan
-    message = (f"Plan {describe.summary(plan.steps)} by agent {plan.agent.slug} {SUBJECTS[notice.kind]}: "
+    message = (f"Plan {describe.summary(plan.steps)} by agent {plan.agent.slug} {_about(notice)}: "
                f"[URL={plan_link(plan.pk)}]open it[/URL]")
     try:
         BitrixClient(plan.portal).call("im.notify.system.add", {"USER_ID": target.bitrix_user_id, "MESSAGE": message})

@@ -5,9 +5,10 @@ by a new plan; a delete says why it cannot. Against a sandbox portal over HTTP."
 import json
 
 import pytest
+from django.core import mail
 from django.urls import reverse
 
-from apps.approvals.models import PlanPreview
+from apps.approvals.models import Mailbox, Notice, PlanPreview
 from apps.audit.models import AuditEntry
 from apps.bitrix.client import BitrixClient
 from apps.plans.models import Approval, Plan
@@ -44,18 +45,31 @@ def title(portal_client, lead_id):
 
 def test_a_record_changed_after_approval_goes_back_to_the_approvers(client, world, celery_drain):
     agent, approver, portal_client = world
+    approver.email = "st-approver@example.com"
+    approver.save()
     lead = portal_client.call("crm.lead.add", {"fields": {"TITLE": "ACME order"}}).result
     plan_id = submit(client, agent, "crm.lead.update", {"id": lead, "fields": {"TITLE": "ACME order (paid)"}})
     celery_drain()  # reads the pre-image, tells the approvers
     first_told = Plan.objects.get(pk=plan_id).approvers_told_at
     assert first_told is not None
+    assert list(Notice.objects.filter(plan_id=plan_id).values_list("user_id", "kind", "round")) == [
+        (approver.pk, "pending", 0)]
     plan_decide(plan_id=plan_id, user=approver, decision="approve")
     portal_client.call("crm.lead.update", {"id": lead, "fields": {"TITLE": "ACME order (cancelled)"}})
+    Mailbox.objects.filter(user=approver).update(last_sent_at=None)  # the minute between emails is over
 
     celery_drain()  # the executor re-reads, finds the change, sends nothing
     plan = Plan.objects.get(pk=plan_id)
     assert plan.status == "pending_approval"
     assert plan.approvers_told_at > first_told  # waiting again: its portal's notice run took it up again
+    # and they are told again, in so many words (a notice of its own: the first one is not made twice)
+    assert list(Notice.objects.filter(plan_id=plan_id).order_by("round").values_list("user_id", "kind", "round")) == [
+        (approver.pk, "pending", 0), (approver.pk, "pending", 1)]
+    again = Notice.objects.get(plan_id=plan_id, round=1)
+    assert mail.outbox[-1].subject == (f"Plan {plan_id[:8]} on st waits for your decision again: "
+                                       "a record changed after it was approved")
+    again.refresh_from_db()
+    assert again.status == "sent"
     assert title(portal_client, lead) == "ACME order (cancelled)"
     assert plan.approvals.count() == 0
     assert [(a.outcome, a.detail) for a in plan.attempts.all()] == [
