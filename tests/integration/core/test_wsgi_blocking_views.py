@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import AsyncToSync
 
 from apps.core import wakeup
-from apps.plans import services
+from apps.plans import selectors, services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WRITE = [{"name": "call", "method": "crm.lead.add", "params": {"fields": {"TITLE": "x"}}}]
@@ -75,11 +75,15 @@ def test_a_wait_under_wsgi_is_woken_by_the_transition(wsgi_app, agent, portal, e
     held, original_notify = [], wakeup.notify
     monkeypatch.setattr(wakeup, "notify", lambda *keys: held.append(keys))  # released after the write commits
     plan = services.plan_submit(agent=agent, portal=portal, steps=WRITE).plan
+    # the wait subscribes, then checks the status once: cancel only after that read (SQLite's
+    # in-memory test database refuses a read while another thread writes)
+    checked, status_now = threading.Event(), selectors._status_now
+    monkeypatch.setattr(selectors, "_status_now", lambda plan_id: (status_now(plan_id), checked.set())[0])
     answers = []
     poller = threading.Thread(target=lambda: answers.append(
         wsgi_call(wsgi_app, "GET", f"/api/v1/plans/{plan.pk}", token=agent.token, query="wait=30")))
     poller.start()
-    while wakeup.waiting_count() == 0 and poller.is_alive():
+    while not (checked.is_set() and wakeup.waiting_count()) and poller.is_alive():
         time.sleep(0.01)
     services.plan_cancel(plan_id=plan.pk, agent=agent)
     assert held, "the cancel sent no wake-up"
