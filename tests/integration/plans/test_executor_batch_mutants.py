@@ -397,3 +397,46 @@ def test_commands_missing_from_the_answer_are_unknown_and_do_not_stop_the_rest(m
     older = Plan.objects.get(pk=older.pk)
     assert (older.status, older.result) == ("succeeded", {"steps": {"older": {
         "result": {"ID": "2"}, "error": None, "total": None, "next": None}}})
+
+
+@pytest.mark.parametrize(("rate", "description", "retry_after"), [
+    (0.25, "Too many requests", 4.0),  # one slot of the portal's rate
+    (2.0, "", 1.0),  # half a second: at least one
+])
+def test_a_command_refused_for_the_request_rate_is_retried_alone_after_one_slot(
+        make_agent, portal, batch_answer, rate, description, retry_after):
+    portal.rate_per_second = rate
+    portal.save(update_fields=["rate_per_second"])
+    agent = make_agent("limited", portal=portal, write="auto")
+    leader, companion = submitted(agent, portal, {"name": "read", "method": "crm.lead.get", "params": {"id": 1}},
+                                  {"name": "list", "method": "crm.lead.list", "params": {}})
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}}, errors={
+        "p1": {"error": "QUERY_LIMIT_EXCEEDED", "error_description": description}}))
+    outcome = executor.execute(plan_id=leader.pk)
+    assert outcome.status == "succeeded"
+    [(companion_id, attempt, retry_in)] = outcome.companions
+    assert (companion_id, attempt) == (str(companion.pk), 1) and retry_in >= retry_after
+    companion = Plan.objects.get(pk=companion.pk)
+    assert companion.status == "executing"
+    record = companion.attempts.get()
+    assert (record.outcome, record.detail) == ("not_sent", {
+        "code": "QUERY_LIMIT_EXCEEDED", "description": description, "http_status": None,
+        "retry_after": retry_after, "deferred": False, "batch": 2})
+
+
+def test_a_command_over_its_operating_time_waits_until_the_reset_the_portal_named(make_agent, portal, batch_answer):
+    agent = make_agent("slow", portal=portal, write="auto")
+    leader, companion = submitted(agent, portal, {"name": "read", "method": "crm.lead.get", "params": {"id": 1}},
+                                  {"name": "list", "method": "crm.lead.list", "params": {}})
+    refusal = {"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked due to operation time limit."}
+    reset_at = time.time() + 30
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}}, errors={"p1": refusal},
+                                                  times={"p1": {"operating_reset_at": reset_at}}))
+    outcome = executor.execute(plan_id=leader.pk)
+    [(_companion_id, _attempt, retry_in)] = outcome.companions
+    record = Plan.objects.get(pk=companion.pk).attempts.get()
+    assert record.outcome == "not_sent"
+    detail = dict(record.detail)
+    assert 25 < detail.pop("retry_after") <= 30 and 25 < retry_in <= 60
+    assert detail == {"code": "OPERATION_TIME_LIMIT", "description": refusal["error_description"],
+                      "http_status": None, "deferred": False, "batch": 2}
