@@ -6,6 +6,8 @@ import logging
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEntry
 from apps.bitrix import limiter
@@ -440,3 +442,21 @@ def test_a_command_over_its_operating_time_waits_until_the_reset_the_portal_name
     assert 25 < detail.pop("retry_after") <= 30 and 25 < retry_in <= 60
     assert detail == {"code": "OPERATION_TIME_LIMIT", "description": refusal["error_description"],
                       "http_status": None, "deferred": False, "batch": 2}
+
+
+def test_refused_commands_are_settled_with_the_answered_ones_whatever_their_number(make_agent, portal, batch_answer):
+    """A refused command is an answer too: its plan is settled together with the others (one UPDATE
+    of the attempts, one per final state), not one by one, so a batch costs the same statements
+    with one refused command as with four (after a first batch: it creates the portal's limiter row)."""
+    agent = make_agent("manyrefused", portal=portal, write="auto")
+    refusal = {"error": "NOT_FOUND", "error_description": "Not found"}
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}}, errors={n: refusal for n in names[1:]}))
+    counts = []
+    for refused in (1, 1, 4):
+        leader, *others = submitted(agent, portal, *({"name": "read", "method": "crm.lead.get", "params": {"id": i}}
+                                                     for i in range(refused + 1)))
+        with CaptureQueriesContext(connection) as run:
+            assert executor.execute(plan_id=leader.pk) == executor.Outcome("succeeded")
+        assert [Plan.objects.get(pk=p.pk).status for p in others] == ["failed"] * refused
+        counts.append(len(run.captured_queries))
+    assert counts[1] == counts[2], counts
