@@ -6,6 +6,8 @@ import logging
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEntry
 from apps.bitrix import limiter
@@ -307,3 +309,154 @@ def test_a_batch_takes_no_more_companions_than_its_room(make_agent, portal, port
     assert portal_calls == [("batch", ["p0", "p1", "p2"])]
     # the newest two joined, the older two wait
     assert [Plan.objects.get(pk=p.pk).status for p in others] == ["approved", "approved", "succeeded", "succeeded"]
+
+
+# --- settling each plan on its own command's answer (_settle_members, _settle_member) ------------
+
+
+@pytest.fixture
+def batch_answer(monkeypatch):
+    """A portal whose batch answers with what `answer[0]` builds from the command names (no HTTP)."""
+    answer = []
+
+    class Answerer:
+        def __init__(self, portal, **kwargs):
+            pass
+
+        def batch(self, commands, **kwargs):
+            return answer[0]([name for name, _method, _params in commands])
+
+        def release_reserved_slot(self):
+            pass
+
+    monkeypatch.setattr(executor, "BitrixClient", Answerer)
+    return answer
+
+
+def submitted(agent, portal, *steps):
+    """One single-call plan per step, oldest first (a batch takes its companions newest first)."""
+    plans = [services.plan_submit(agent=agent, portal=portal, steps=[step]).plan for step in steps]
+    assert {p.status for p in plans} == {"approved"}
+    return plans
+
+
+def test_each_answered_command_keeps_its_own_result_total_and_next(make_agent, portal, batch_answer):
+    agent = make_agent("lister", portal=portal, write="auto")
+    leader, companion = submitted(agent, portal, {"name": "read", "method": "crm.lead.get", "params": {"id": 1}},
+                                  {"name": "list", "method": "crm.lead.list", "params": {}})
+    batch_answer.append(lambda names: BatchResult(
+        results={"p0": {"ID": "1"}, "p1": [{"ID": "5"}]}, totals={"p1": 120}, nexts={"p1": 50}))
+    assert executor.execute(plan_id=leader.pk) == executor.Outcome("succeeded")
+    assert Plan.objects.get(pk=leader.pk).result == {"steps": {"read": {
+        "result": {"ID": "1"}, "error": None, "total": None, "next": None}}}
+    assert Plan.objects.get(pk=companion.pk).result == {"steps": {"list": {
+        "result": [{"ID": "5"}], "error": None, "total": 120, "next": 50}}}
+
+
+def test_a_refused_command_fails_its_plan_with_the_portals_error_kept_whole(make_agent, portal, batch_answer):
+    agent = make_agent("refused", portal=portal, write="auto")
+    leader, companion = submitted(agent, portal, {"name": "read", "method": "crm.lead.get", "params": {"id": 1}},
+                                  {"name": "find", "method": "crm.lead.get", "params": {"id": 999}})
+    refusal = {"error": "NOT_FOUND", "error_description": "Not found"}
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}}, errors={"p1": refusal}))
+    after = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first()
+    assert executor.execute(plan_id=leader.pk) == executor.Outcome("succeeded")
+    failed = Plan.objects.get(pk=companion.pk)
+    assert failed.status == "failed"
+    assert failed.result == {"steps": {"find": {"result": None, "error": refusal, "total": None, "next": None}}}
+    assert failed.error == {"code": "step_failed", "message": "The portal refused a step.",
+                            "steps": {"find": refusal}}
+    assert trail(failed, after)[-1] == ("plan.transition", {"from": "executing", "to": "failed",
+                                                            "failed_steps": ["find"]})
+    attempt = failed.attempts.get()
+    assert (attempt.outcome, attempt.detail) == ("answered", {"batch": 2})
+
+
+def test_commands_missing_from_the_answer_are_unknown_and_do_not_stop_the_rest(make_agent, portal, batch_answer):
+    """The answer holds nothing for two commands in the middle of the batch: nobody knows whether
+    they ran. The write waits for a human, the read is retried; the command after them is still
+    settled on its own answer."""
+    agent = make_agent("missing", portal=portal, write="auto")
+    older, read, write = submitted(
+        agent, portal, {"name": "older", "method": "crm.lead.get", "params": {"id": 2}},
+        {"name": "read", "method": "crm.lead.get", "params": {"id": 3}},
+        {"name": "write", "method": "crm.lead.add", "params": {"fields": {"TITLE": "x"}}})
+    leader = submitted(agent, portal, {"name": "lead", "method": "crm.lead.get", "params": {"id": 1}})[0]
+    # members: the leader, then the newest first: p0 leader, p1 write, p2 read, p3 older
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}, "p3": {"ID": "2"}}))
+    outcome = executor.execute(plan_id=leader.pk)
+    assert (outcome.status, [c[:2] for c in outcome.companions]) == ("succeeded", [(str(read.pk), 1)])
+    missing = {"code": "BATCH_ANSWER_MISSING", "description": "The batch answer held nothing for this call.",
+               "http_status": None}
+    write = Plan.objects.get(pk=write.pk)
+    assert (write.status, write.error["code"], write.error["cause"]) == ("needs_reconciliation", "outcome_unknown",
+                                                                         missing)
+    read = Plan.objects.get(pk=read.pk)
+    assert read.status == "executing"
+    for plan in (write, read):
+        attempt = plan.attempts.get()
+        assert (attempt.outcome, attempt.detail) == ("unknown", {**missing, "batch": 4})
+    older = Plan.objects.get(pk=older.pk)
+    assert (older.status, older.result) == ("succeeded", {"steps": {"older": {
+        "result": {"ID": "2"}, "error": None, "total": None, "next": None}}})
+
+
+@pytest.mark.parametrize(("rate", "description", "retry_after"), [
+    (0.25, "Too many requests", 4.0),  # one slot of the portal's rate
+    (2.0, "", 1.0),  # half a second: at least one
+])
+def test_a_command_refused_for_the_request_rate_is_retried_alone_after_one_slot(
+        make_agent, portal, batch_answer, rate, description, retry_after):
+    portal.rate_per_second = rate
+    portal.save(update_fields=["rate_per_second"])
+    agent = make_agent("limited", portal=portal, write="auto")
+    leader, companion = submitted(agent, portal, {"name": "read", "method": "crm.lead.get", "params": {"id": 1}},
+                                  {"name": "list", "method": "crm.lead.list", "params": {}})
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}}, errors={
+        "p1": {"error": "QUERY_LIMIT_EXCEEDED", "error_description": description}}))
+    outcome = executor.execute(plan_id=leader.pk)
+    assert outcome.status == "succeeded"
+    [(companion_id, attempt, retry_in)] = outcome.companions
+    assert (companion_id, attempt) == (str(companion.pk), 1) and retry_in >= retry_after
+    companion = Plan.objects.get(pk=companion.pk)
+    assert companion.status == "executing"
+    record = companion.attempts.get()
+    assert (record.outcome, record.detail) == ("not_sent", {
+        "code": "QUERY_LIMIT_EXCEEDED", "description": description, "http_status": None,
+        "retry_after": retry_after, "deferred": False, "batch": 2})
+
+
+def test_a_command_over_its_operating_time_waits_until_the_reset_the_portal_named(make_agent, portal, batch_answer):
+    agent = make_agent("slow", portal=portal, write="auto")
+    leader, companion = submitted(agent, portal, {"name": "read", "method": "crm.lead.get", "params": {"id": 1}},
+                                  {"name": "list", "method": "crm.lead.list", "params": {}})
+    refusal = {"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked due to operation time limit."}
+    reset_at = time.time() + 30
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}}, errors={"p1": refusal},
+                                                  times={"p1": {"operating_reset_at": reset_at}}))
+    outcome = executor.execute(plan_id=leader.pk)
+    [(_companion_id, _attempt, retry_in)] = outcome.companions
+    record = Plan.objects.get(pk=companion.pk).attempts.get()
+    assert record.outcome == "not_sent"
+    detail = dict(record.detail)
+    assert 25 < detail.pop("retry_after") <= 30 and 25 < retry_in <= 60
+    assert detail == {"code": "OPERATION_TIME_LIMIT", "description": refusal["error_description"],
+                      "http_status": None, "deferred": False, "batch": 2}
+
+
+def test_refused_commands_are_settled_with_the_answered_ones_whatever_their_number(make_agent, portal, batch_answer):
+    """A refused command is an answer too: its plan is settled together with the others (one UPDATE
+    of the attempts, one per final state), not one by one, so a batch costs the same statements
+    with one refused command as with four (after a first batch: it creates the portal's limiter row)."""
+    agent = make_agent("manyrefused", portal=portal, write="auto")
+    refusal = {"error": "NOT_FOUND", "error_description": "Not found"}
+    batch_answer.append(lambda names: BatchResult(results={"p0": {"ID": "1"}}, errors={n: refusal for n in names[1:]}))
+    counts = []
+    for refused in (1, 1, 4):
+        leader, *others = submitted(agent, portal, *({"name": "read", "method": "crm.lead.get", "params": {"id": i}}
+                                                     for i in range(refused + 1)))
+        with CaptureQueriesContext(connection) as run:
+            assert executor.execute(plan_id=leader.pk) == executor.Outcome("succeeded")
+        assert [Plan.objects.get(pk=p.pk).status for p in others] == ["failed"] * refused
+        counts.append(len(run.captured_queries))
+    assert counts[1] == counts[2], counts
