@@ -6,6 +6,7 @@ sinks' failures and the sink error's place in the error catalogue."""
 import contextlib
 import http.client
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -20,18 +21,23 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit import registry
+from apps.audit.keys import macs
 from apps.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from apps.audit.services import (
     CheckpointSinkError,
+    VerifyResult,
     actor_of,
     audit_checkpoint,
     audit_collected,
     audit_record,
     audit_verify,
+    load_checkpoints,
     publish_checkpoints,
 )
 from apps.core.api import error_response
 from apps.core.exceptions import error_codes
+
+from .conftest import tampering
 
 pytestmark = pytest.mark.django_db
 
@@ -371,3 +377,176 @@ def test_a_hung_url_sink_is_cut_after_thirty_seconds(entries, settings, monkeypa
         audit_checkpoint()
     assert raised.value.message == "The checkpoint URL could not be reached: TimeoutError."
     assert bounds == [("anchor.example", 8080, 30)]
+
+
+# --- publishing, keeping and reading back checkpoints (the mutants after `publish_checkpoints`) -
+
+
+def test_each_sink_line_is_the_checkpoint_as_json_with_sorted_keys(entries, checkpoint_file):
+    published = audit_checkpoint()
+    lines = checkpoint_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert lines == [json.dumps(cp, sort_keys=True) + "\n" for cp in published]
+    assert [list(json.loads(line)) for line in lines] == [["at", "chain", "hash", "kid", "seq", "sig", "type"]] * 2
+
+
+def test_only_the_twenty_latest_copies_are_searched_for_a_valid_one(entries):
+    """Copies that do not verify (written without the key) above the last valid one: up to
+    nineteen of them, the valid copy is still found and nothing moved; twenty hide it, and the
+    head is published again."""
+    assert [(cp["chain"], cp["seq"]) for cp in audit_checkpoint()] == [("portal:acme", 1), ("system", 1)]
+    for seq in range(2, 21):
+        AuditCheckpoint.objects.create(chain="system", seq=seq, hash="0" * 64, at="x", kid="t2", sig="0" * 64)
+    assert audit_checkpoint() == []
+    AuditCheckpoint.objects.create(chain="system", seq=21, hash="0" * 64, at="x", kid="t2", sig="0" * 64)
+    assert [(cp["chain"], cp["seq"]) for cp in audit_checkpoint()] == [("system", 1)]
+
+
+def test_each_published_checkpoint_is_logged(entries, caplog):
+    with caplog.at_level(logging.INFO, logger="apps.audit.services"):
+        audit_checkpoint()
+    assert [r.getMessage() for r in caplog.records if r.name == "apps.audit.services"] == [
+        "audit checkpoint portal:acme #1 published", "audit checkpoint system #1 published"]
+
+
+def signed(chain, seq, entry_hash="a" * 64, at="2026-11-25T00:00:00+00:00"):
+    """A checkpoint signed under the current key, as only a holder of the key can make one."""
+    checkpoint = {"type": "audit-checkpoint", "chain": chain, "seq": seq, "hash": entry_hash, "at": at, "kid": "t2"}
+    checkpoint["sig"] = macs().checkpoint_signature(checkpoint)
+    return checkpoint
+
+
+def test_reading_checkpoints_names_each_bad_line_and_goes_on(entries, checkpoint_file):
+    """Blank lines are skipped, every bad line is named by its number (from 1) and reading goes
+    on past it; the database copies are read after the file and named by chain and seq."""
+    acme, system = audit_checkpoint()
+    forged = {**system, "seq": 50, "hash": "f" * 64}
+    checkpoint_file.write_text("".join([
+        json.dumps(system) + "\n",
+        "\n",
+        "{not json\n",
+        "[1, 2]\n",
+        json.dumps(forged) + "\n",
+        json.dumps(signed(5, 7)) + "\n",
+        json.dumps(signed("system", 1)) + "\n",
+        "   \n",
+        json.dumps(acme) + "\n",
+    ]), encoding="utf-8")
+    AuditCheckpoint.objects.create(chain="system", seq=999, hash="0" * 64, at="x", kid="t2", sig="0" * 64)
+    loaded = load_checkpoints()
+    assert loaded.problems == [
+        "checkpoints.jsonl line 3: not JSON",
+        "checkpoints.jsonl line 4: not a JSON object",
+        "checkpoints.jsonl line 5: checkpoint signature is invalid (forged or altered)",
+        "checkpoints.jsonl line 6: malformed checkpoint",
+        "checkpoints.jsonl line 7: two signed checkpoints disagree about system #1",
+        "database copy of checkpoint system #999: checkpoint signature is invalid (forged or altered)",
+    ]
+    assert loaded.valid == [system, acme]
+    assert loaded.source == str(checkpoint_file)
+    assert loaded.anchors() == {"portal:acme": {1: acme}, "system": {1: system}}
+
+
+def test_a_sink_file_that_cannot_be_read_is_named_with_why(db, tmp_path):
+    missing = tmp_path / "nowhere.jsonl"
+    assert load_checkpoints(missing).problems == [f"{missing}: cannot be read (FileNotFoundError)"]
+    garbled = tmp_path / "garbled.jsonl"
+    garbled.write_bytes(b"\xff\xfe{}\n")
+    loaded = load_checkpoints(garbled)
+    assert (loaded.problems, loaded.valid, loaded.source) == (
+        [f"{garbled}: cannot be read (UnicodeDecodeError)"], [], str(garbled))
+
+
+def test_without_a_sink_file_only_the_database_copies_are_read(entries, settings, checkpoint_file):
+    published = audit_checkpoint()
+    checkpoint_file.unlink()  # the configured file not there (yet): not a problem, nothing read
+    loaded = load_checkpoints()
+    assert (loaded.valid, loaded.problems, loaded.source) == (published, [], "")
+    settings.AUDIT_CHECKPOINT_PATH = ""  # no file configured at all
+    loaded = load_checkpoints()
+    assert (loaded.valid, loaded.problems, loaded.source) == (published, [], "")
+
+
+CHAIN = "portal:acme"
+
+
+@pytest.fixture
+def five(db):
+    for i in range(5):
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": i})
+    return dict(AuditEntry.objects.filter(chain=CHAIN).values_list("seq", "hash"))
+
+
+def broken(problem, seq, checked, *, checkpoints=0, source=""):
+    """The result of verifying the one chain of `five` with one problem."""
+    return VerifyResult(ok=False, checked=checked, bad_seq=seq, problem=problem, chain=CHAIN,
+                        problems=(f"{CHAIN}: entry #{seq}: {problem}",), chains=1, checkpoints=checkpoints,
+                        checkpoint_source=source)
+
+
+def test_an_empty_log_verifies_with_nothing_checked(db):
+    assert audit_verify() == VerifyResult(ok=True, checked=0)
+
+
+def test_an_intact_chain_verifies_with_its_counts(five, checkpoint_file):
+    assert audit_verify() == VerifyResult(ok=True, checked=5, chains=1)
+    audit_checkpoint()
+    assert audit_verify() == VerifyResult(ok=True, checked=5, bad_seq=None, problem="", chain="", problems=(),
+                                          chains=1, checkpoints=1, checkpoint_source=str(checkpoint_file))
+
+
+def test_a_missing_head_row_is_named(five):
+    AuditHead.objects.filter(chain=CHAIN).delete()
+    assert audit_verify() == broken("the chain's head row is missing (entries run to #5)", 6, 5)
+
+
+@pytest.mark.parametrize(("deleted", "problem"), [
+    ([5], "entries #5 are missing: deleted (head is #5)"),
+    ([4, 5], "entries #4..#5 are missing: deleted (head is #5)"),
+])
+def test_deleted_last_entries_are_named_by_their_range(five, deleted, problem):
+    with tampering():
+        AuditEntry.objects.filter(chain=CHAIN, seq__in=deleted).delete()
+    assert audit_verify() == broken(problem, deleted[0], 5 - len(deleted))
+
+
+@pytest.mark.parametrize(("head_seq", "head_of"), [(5, None), (4, 4), (4, 5)])
+def test_a_head_that_does_not_point_at_the_last_entry_is_named(five, head_seq, head_of):
+    """The head's seq or its hash (or both) not those of the last entry."""
+    AuditHead.objects.filter(chain=CHAIN).update(seq=head_seq, hash=five[head_of] if head_of else "0" * 64)
+    assert audit_verify() == broken(f"the head (#{head_seq}) does not point at the last entry #5", 5, 5)
+
+
+@pytest.mark.parametrize(("kept", "what"), [
+    (4, "entries #5 are missing: the tail was truncated and the head rewound"),
+    (1, "entries #2..#5 are missing: the tail was truncated and the head rewound"),
+    (0, "entries #1..#5 are missing: the chain was wiped"),
+])
+def test_a_tail_cut_below_a_signed_checkpoint_is_named(five, checkpoint_file, kept, what):
+    (checkpoint,) = audit_checkpoint()
+    with tampering():
+        AuditEntry.objects.filter(chain=CHAIN, seq__gt=kept).delete()
+    if kept:
+        AuditHead.objects.filter(chain=CHAIN).update(seq=kept, hash=five[kept])
+    else:
+        AuditHead.objects.all().delete()
+    AuditCheckpoint.objects.all().delete()  # the sink file remains
+    assert audit_verify() == broken(f"{what} (signed checkpoint #5 of {checkpoint['at']})", kept + 1, kept,
+                                    checkpoints=1, source=str(checkpoint_file))
+
+
+def test_a_wiped_chain_with_its_head_reset_passes_without_checkpoints(five):
+    """What the checkpoints exist for: without one, a chain wiped and its head set back to 0 looks
+    like a chain never written."""
+    with tampering():
+        AuditEntry.objects.all().delete()
+    AuditHead.objects.filter(chain=CHAIN).update(seq=0, hash="0" * 64)
+    assert audit_verify() == VerifyResult(ok=True, checked=0, chains=1)
+
+
+def test_a_checkpoint_problem_alone_is_the_results_problem(five, checkpoint_file):
+    audit_checkpoint()
+    checkpoint_file.write_text(checkpoint_file.read_text() + "{not json\n")
+    assert audit_verify() == VerifyResult(
+        ok=False, checked=5, bad_seq=None, problem="checkpoints.jsonl line 2: not JSON", chain="",
+        problems=("checkpoints: checkpoints.jsonl line 2: not JSON",), chains=1, checkpoints=1,
+        checkpoint_source=str(checkpoint_file))
