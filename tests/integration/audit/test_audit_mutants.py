@@ -21,21 +21,25 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit import registry
+from apps.audit import services as audit_services
 from apps.audit.keys import macs
 from apps.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from apps.audit.services import (
     CheckpointSinkError,
     VerifyResult,
+    _rows,
+    _sqlite_rows,
     actor_of,
     audit_checkpoint,
     audit_collected,
+    audit_export_prepare,
     audit_record,
     audit_verify,
     load_checkpoints,
     publish_checkpoints,
 )
 from apps.core.api import error_response
-from apps.core.exceptions import error_codes
+from apps.core.exceptions import ApplicationError, error_codes
 
 from .conftest import tampering
 
@@ -550,3 +554,88 @@ def test_a_checkpoint_problem_alone_is_the_results_problem(five, checkpoint_file
         ok=False, checked=5, bad_seq=None, problem="checkpoints.jsonl line 2: not JSON", chain="",
         problems=("checkpoints: checkpoints.jsonl line 2: not JSON",), chains=1, checkpoints=1,
         checkpoint_source=str(checkpoint_file))
+
+
+# --- reading the entries for verification --------------------------------------------------------
+
+
+@pytest.fixture
+def varied(db):
+    """Entries with and without plan, portal and actor, with nested data."""
+    plan = PlanLike(pk=uuid.UUID("6f1c1b2e-0000-4000-8000-00000000abcd"))
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", plan=plan, data={"n": {"a": [1, "é"]}})
+    audit_record(action=registry.AGENT_CREATED, data={"agent": "a"})
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+
+
+def test_the_orm_reader_yields_what_the_sqlite_reader_yields(varied, monkeypatch):
+    """On another database (PostgreSQL) the entries are read through the ORM: the same rows, so
+    the same hashes verify."""
+    direct = list(_sqlite_rows())
+    assert [(chain, row[0], row[6]) for chain, row in direct] == [
+        ("portal:acme", 1, "6f1c1b2e-0000-4000-8000-00000000abcd"), ("portal:acme", 2, None), ("system", 1, None)]
+    monkeypatch.setattr(connection, "vendor", "postgresql")
+    assert list(_rows()) == direct
+
+
+def test_on_sqlite_the_entries_are_read_with_one_plain_select(varied):
+    with CaptureQueriesContext(connection) as queries:
+        rows = list(_rows())
+    assert len(rows) == 3
+    assert [q["sql"] for q in queries] == [
+        "SELECT chain, seq, created_at, action, actor_type, actor, portal, plan_id, data, prev_hash, hash, key_id "
+        "FROM audit_auditentry ORDER BY chain, seq"]
+
+
+class TextTimes:
+    """A cursor of a connection without Django's converters: timestamps come back as the text
+    SQLite stores (`YYYY-MM-DD HH:MM:SS.ffffff`)."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cursor.close()
+
+    def execute(self, sql):
+        self.cursor.execute(sql)
+
+    def fetchmany(self, size):
+        return [(row[0], row[1], str(row[2]), *row[3:]) for row in self.cursor.fetchmany(size)]
+
+
+class TextConnection:
+    vendor = "sqlite"
+
+    def cursor(self):
+        return TextTimes(connection.cursor())
+
+
+def test_timestamps_read_as_text_verify_too(varied, monkeypatch):
+    direct = list(_sqlite_rows())
+    monkeypatch.setattr(audit_services, "connection", TextConnection())
+    assert list(_sqlite_rows()) == direct
+    assert audit_verify() == VerifyResult(ok=True, checked=3, chains=2)
+
+
+# --- the export's refusals ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("opts", "error"), [
+    ({"fmt": "xml"}, {"code": "invalid_request", "message": "The format is jsonl or csv.", "field": "format"}),
+    ({"chain": "portal:nope"},
+     {"code": "not_found", "message": "There is no audit chain 'portal:nope'.", "field": "chain"}),
+    ({"start": 0}, {"code": "invalid_request", "message": "The range starts at entry 1 or later.", "field": "from"}),
+    ({"start": 3, "stop": 2},
+     {"code": "invalid_request", "message": "The range ends between #3 and the head #5.", "field": "to"}),
+    ({"stop": 6}, {"code": "invalid_request", "message": "The range ends between #1 and the head #5.", "field": "to"}),
+])
+def test_each_export_refusal_is_exact(five, opts, error):
+    args = {"chain": CHAIN, "start": 1, "stop": None, "fmt": "jsonl", **opts}
+    with pytest.raises(ApplicationError) as raised:
+        audit_export_prepare(**args)
+    assert raised.value.as_dict() == error
+    assert not AuditEntry.objects.filter(action=registry.AUDIT_EXPORTED).exists()
