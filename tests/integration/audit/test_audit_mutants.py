@@ -4,7 +4,11 @@ names as its actor, what it stores, what one write costs, the collected writes, 
 sinks' failures and the sink error's place in the error catalogue."""
 
 import contextlib
+import csv
+import dataclasses
+import datetime
 import http.client
+import io
 import json
 import logging
 import os
@@ -27,11 +31,13 @@ from apps.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from apps.audit.services import (
     CheckpointSinkError,
     VerifyResult,
+    _locked_head,
     _rows,
     _sqlite_rows,
     actor_of,
     audit_checkpoint,
     audit_collected,
+    audit_export_lines,
     audit_export_prepare,
     audit_record,
     audit_verify,
@@ -639,3 +645,104 @@ def test_each_export_refusal_is_exact(five, opts, error):
         audit_export_prepare(**args)
     assert raised.value.as_dict() == error
     assert not AuditEntry.objects.filter(action=registry.AUDIT_EXPORTED).exists()
+
+
+# --- the export ------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_exactly_at_the_ranges_end_covers_it(five, checkpoint_file):
+    (checkpoint,) = audit_checkpoint()
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=5, fmt="jsonl")
+    assert plan.checkpoint == checkpoint
+    assert AuditCheckpoint.objects.count() == 1 and len(checkpoint_file.read_text().splitlines()) == 1
+
+
+def test_the_earliest_covering_checkpoint_is_chosen_whatever_the_sink_order(five, checkpoint_file):
+    (early,) = audit_checkpoint()
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    (late,) = audit_checkpoint()
+    first, second = checkpoint_file.read_text().splitlines()
+    checkpoint_file.write_text(f"{second}\n{first}\n")  # the sink as fetched: later one first
+    assert (early["seq"], late["seq"]) == (5, 6)
+    assert audit_export_prepare(chain=CHAIN, start=1, stop=4, fmt="jsonl").checkpoint == early
+
+
+def test_the_export_is_audited_with_its_range_format_and_checkpoint(five, django_user_model):
+    user = django_user_model.objects.create_user(username="dora", password="pw-dora")
+    audit_export_prepare(chain=CHAIN, start=2, stop=3, fmt="csv", actor=user)
+    exported = AuditEntry.objects.get(action=registry.AUDIT_EXPORTED)
+    assert (exported.chain, exported.actor_type, exported.actor) == ("system", "user", "dora")
+    assert exported.data == {"chain": CHAIN, "from": 2, "to": 3, "format": "csv", "checkpoint": 5}
+
+
+EXPORTED_AT = datetime.datetime(2026, 11, 25, 5, 0, tzinfo=datetime.UTC)
+
+
+def test_a_jsonl_export_is_one_sorted_utf8_json_record_a_line(db, monkeypatch):
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"text": "é ü"})
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=1, fmt="jsonl")
+    monkeypatch.setattr(audit_services.timezone, "now", lambda: EXPORTED_AT)
+    lines = list(audit_export_lines(plan))
+    records = [json.loads(line) for line in lines]
+    assert lines == [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records]
+    assert '"data": {"text": "é ü"}' in lines[1]
+    assert records[0] == {"record": "header", "type": "audit-export", "v": 1, "chain": CHAIN, "from": 1, "to": 1,
+                          "through": 2, "exported_at": "2026-11-25T05:00:00+00:00"}
+    assert [r["record"] for r in records] == ["header", "entry", "entry", "checkpoint"]
+    assert records[-1] == {"record": "checkpoint", "checkpoint": plan.checkpoint}
+
+
+def test_a_csv_export_holds_the_plan_id_and_the_header_and_checkpoint_as_sorted_json(db, monkeypatch):
+    plan_id = uuid.UUID("6f1c1b2e-0000-4000-8000-00000000abcd")
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", plan=PlanLike(pk=plan_id), data={"b": 1, "a": 2})
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=2, fmt="csv")
+    monkeypatch.setattr(audit_services.timezone, "now", lambda: EXPORTED_AT)
+    rows = list(csv.DictReader(io.StringIO("".join(audit_export_lines(plan)))))
+    header = {"type": "audit-export", "v": 1, "chain": CHAIN, "from": 1, "to": 2, "through": 2,
+              "exported_at": "2026-11-25T05:00:00+00:00"}
+    assert [(r["record"], r["chain"], r["data"]) for r in (rows[0], rows[-1])] == [
+        ("header", CHAIN, json.dumps(header, sort_keys=True)),
+        ("checkpoint", CHAIN, json.dumps(plan.checkpoint, sort_keys=True))]
+    assert [(r["seq"], r["plan_id"], r["data"]) for r in rows[1:-1]] == [
+        ("1", str(plan_id), '{"a":2,"b":1}'), ("2", "", "{}")]
+
+
+def test_a_large_csv_export_is_streamed_in_chunks_of_just_over_64_kib(db):
+    for i in range(120):
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": i, "pad": "x" * (900 + i % 7)})
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=None, fmt="csv")
+    chunks = list(audit_export_lines(plan))
+    assert len(chunks) == 3
+    for chunk in chunks[:-1]:
+        before_last_row = chunk[:chunk.rstrip("\n").rindex("\n") + 1]
+        assert len(before_last_row) <= 64 * 1024 < len(chunk)
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+    assert [r["record"] for r in rows] == ["header"] + ["entry"] * 120 + ["checkpoint"]
+    assert [json.loads(r["data"])["i"] for r in rows[1:-1]] == list(range(120))
+
+
+def test_a_verification_result_and_an_export_plan_cannot_be_altered(five):
+    """Both are handed to commands and views: what was verified or checked is what they show."""
+    result = audit_verify()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.ok = False
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=2, fmt="jsonl")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.stop = 5
+
+
+def test_where_the_database_can_lock_rows_the_head_is_read_for_update(db, monkeypatch):
+    """SQLite (this suite) has no `SELECT ... FOR UPDATE`; PostgreSQL does, and the head must be
+    read with it or two writers could fork a chain. The statement is recorded, not run."""
+    sent = []
+
+    def fetchone(statement, params):
+        sent.append((statement, params))
+        return (3, "a" * 64)
+
+    monkeypatch.setattr(connection.features, "has_select_for_update", True)
+    monkeypatch.setattr(audit_services.sql, "fetchone", fetchone)
+    assert _locked_head("system") == (3, "a" * 64)
+    assert sent == [("SELECT seq, hash FROM audit_audithead WHERE chain = %s FOR UPDATE", ["system"])]
