@@ -1,7 +1,9 @@
 """Tests written against the mutants of apps/audit/services.py that the audit test set let
 survive (mutmut 2.5.1, `make mutate MUTATE_ONLY=audit`; bench/README.md lists them): who an entry
 names as its actor, what it stores, what one write costs, the collected writes, the checkpoint
-sinks' failures and the sink error's place in the error catalogue."""
+sinks' failures and the sink error's place in the error catalogue; then (the mutants from
+`publish_checkpoints` on) which checkpoints are published, reading them back, both entry readers,
+every verification result and the export's refusals, records, lines and chunks."""
 
 import contextlib
 import csv
