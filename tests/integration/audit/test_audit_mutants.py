@@ -1,11 +1,18 @@
 """Tests written against the mutants of apps/audit/services.py that the audit test set let
 survive (mutmut 2.5.1, `make mutate MUTATE_ONLY=audit`; bench/README.md lists them): who an entry
 names as its actor, what it stores, what one write costs, the collected writes, the checkpoint
-sinks' failures and the sink error's place in the error catalogue."""
+sinks' failures and the sink error's place in the error catalogue; then (the mutants from
+`publish_checkpoints` on) which checkpoints are published, reading them back, both entry readers,
+every verification result and the export's refusals, records, lines and chunks."""
 
 import contextlib
+import csv
+import dataclasses
+import datetime
 import http.client
+import io
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -20,18 +27,29 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit import registry
+from apps.audit import services as audit_services
+from apps.audit.keys import macs
 from apps.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from apps.audit.services import (
     CheckpointSinkError,
+    VerifyResult,
+    _locked_head,
+    _rows,
+    _sqlite_rows,
     actor_of,
     audit_checkpoint,
     audit_collected,
+    audit_export_lines,
+    audit_export_prepare,
     audit_record,
     audit_verify,
+    load_checkpoints,
     publish_checkpoints,
 )
 from apps.core.api import error_response
-from apps.core.exceptions import error_codes
+from apps.core.exceptions import ApplicationError, error_codes
+
+from .conftest import tampering
 
 pytestmark = pytest.mark.django_db
 
@@ -371,3 +389,362 @@ def test_a_hung_url_sink_is_cut_after_thirty_seconds(entries, settings, monkeypa
         audit_checkpoint()
     assert raised.value.message == "The checkpoint URL could not be reached: TimeoutError."
     assert bounds == [("anchor.example", 8080, 30)]
+
+
+# --- publishing, keeping and reading back checkpoints (the mutants after `publish_checkpoints`) -
+
+
+def test_each_sink_line_is_the_checkpoint_as_json_with_sorted_keys(entries, checkpoint_file):
+    published = audit_checkpoint()
+    lines = checkpoint_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert lines == [json.dumps(cp, sort_keys=True) + "\n" for cp in published]
+    assert [list(json.loads(line)) for line in lines] == [["at", "chain", "hash", "kid", "seq", "sig", "type"]] * 2
+
+
+def test_only_the_twenty_latest_copies_are_searched_for_a_valid_one(entries):
+    """Copies that do not verify (written without the key) above the last valid one: up to
+    nineteen of them, the valid copy is still found and nothing moved; twenty hide it, and the
+    head is published again."""
+    assert [(cp["chain"], cp["seq"]) for cp in audit_checkpoint()] == [("portal:acme", 1), ("system", 1)]
+    for seq in range(2, 21):
+        AuditCheckpoint.objects.create(chain="system", seq=seq, hash="0" * 64, at="x", kid="t2", sig="0" * 64)
+    assert audit_checkpoint() == []
+    AuditCheckpoint.objects.create(chain="system", seq=21, hash="0" * 64, at="x", kid="t2", sig="0" * 64)
+    assert [(cp["chain"], cp["seq"]) for cp in audit_checkpoint()] == [("system", 1)]
+
+
+def test_each_published_checkpoint_is_logged(entries, caplog):
+    with caplog.at_level(logging.INFO, logger="apps.audit.services"):
+        audit_checkpoint()
+    assert [r.getMessage() for r in caplog.records if r.name == "apps.audit.services"] == [
+        "audit checkpoint portal:acme #1 published", "audit checkpoint system #1 published"]
+
+
+def signed(chain, seq, entry_hash="a" * 64, at="2026-11-25T00:00:00+00:00"):
+    """A checkpoint signed under the current key, as only a holder of the key can make one."""
+    checkpoint = {"type": "audit-checkpoint", "chain": chain, "seq": seq, "hash": entry_hash, "at": at, "kid": "t2"}
+    checkpoint["sig"] = macs().checkpoint_signature(checkpoint)
+    return checkpoint
+
+
+def test_reading_checkpoints_names_each_bad_line_and_goes_on(entries, checkpoint_file):
+    """Blank lines are skipped, every bad line is named by its number (from 1) and reading goes
+    on past it; the database copies are read after the file and named by chain and seq."""
+    acme, system = audit_checkpoint()
+    forged = {**system, "seq": 50, "hash": "f" * 64}
+    checkpoint_file.write_text("".join([
+        json.dumps(system) + "\n",
+        "\n",
+        "{not json\n",
+        "[1, 2]\n",
+        json.dumps(forged) + "\n",
+        json.dumps(signed(5, 7)) + "\n",
+        json.dumps(signed("system", 1)) + "\n",
+        "   \n",
+        json.dumps(acme) + "\n",
+    ]), encoding="utf-8")
+    AuditCheckpoint.objects.create(chain="system", seq=999, hash="0" * 64, at="x", kid="t2", sig="0" * 64)
+    loaded = load_checkpoints()
+    assert loaded.problems == [
+        "checkpoints.jsonl line 3: not JSON",
+        "checkpoints.jsonl line 4: not a JSON object",
+        "checkpoints.jsonl line 5: checkpoint signature is invalid (forged or altered)",
+        "checkpoints.jsonl line 6: malformed checkpoint",
+        "checkpoints.jsonl line 7: two signed checkpoints disagree about system #1",
+        "database copy of checkpoint system #999: checkpoint signature is invalid (forged or altered)",
+    ]
+    assert loaded.valid == [system, acme]
+    assert loaded.source == str(checkpoint_file)
+    assert loaded.anchors() == {"portal:acme": {1: acme}, "system": {1: system}}
+
+
+def test_a_sink_file_that_cannot_be_read_is_named_with_why(db, tmp_path):
+    missing = tmp_path / "nowhere.jsonl"
+    assert load_checkpoints(missing).problems == [f"{missing}: cannot be read (FileNotFoundError)"]
+    garbled = tmp_path / "garbled.jsonl"
+    garbled.write_bytes(b"\xff\xfe{}\n")
+    loaded = load_checkpoints(garbled)
+    assert (loaded.problems, loaded.valid, loaded.source) == (
+        [f"{garbled}: cannot be read (UnicodeDecodeError)"], [], str(garbled))
+
+
+def test_without_a_sink_file_only_the_database_copies_are_read(entries, settings, checkpoint_file):
+    published = audit_checkpoint()
+    checkpoint_file.unlink()  # the configured file not there (yet): not a problem, nothing read
+    loaded = load_checkpoints()
+    assert (loaded.valid, loaded.problems, loaded.source) == (published, [], "")
+    settings.AUDIT_CHECKPOINT_PATH = ""  # no file configured at all
+    loaded = load_checkpoints()
+    assert (loaded.valid, loaded.problems, loaded.source) == (published, [], "")
+
+
+CHAIN = "portal:acme"
+
+
+@pytest.fixture
+def five(db):
+    for i in range(5):
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": i})
+    return dict(AuditEntry.objects.filter(chain=CHAIN).values_list("seq", "hash"))
+
+
+def broken(problem, seq, checked, *, checkpoints=0, source=""):
+    """The result of verifying the one chain of `five` with one problem."""
+    return VerifyResult(ok=False, checked=checked, bad_seq=seq, problem=problem, chain=CHAIN,
+                        problems=(f"{CHAIN}: entry #{seq}: {problem}",), chains=1, checkpoints=checkpoints,
+                        checkpoint_source=source)
+
+
+def test_an_empty_log_verifies_with_nothing_checked(db):
+    assert audit_verify() == VerifyResult(ok=True, checked=0)
+
+
+def test_an_intact_chain_verifies_with_its_counts(five, checkpoint_file):
+    assert audit_verify() == VerifyResult(ok=True, checked=5, chains=1)
+    audit_checkpoint()
+    assert audit_verify() == VerifyResult(ok=True, checked=5, bad_seq=None, problem="", chain="", problems=(),
+                                          chains=1, checkpoints=1, checkpoint_source=str(checkpoint_file))
+
+
+def test_a_missing_head_row_is_named(five):
+    AuditHead.objects.filter(chain=CHAIN).delete()
+    assert audit_verify() == broken("the chain's head row is missing (entries run to #5)", 6, 5)
+
+
+@pytest.mark.parametrize(("deleted", "problem"), [
+    ([5], "entries #5 are missing: deleted (head is #5)"),
+    ([4, 5], "entries #4..#5 are missing: deleted (head is #5)"),
+])
+def test_deleted_last_entries_are_named_by_their_range(five, deleted, problem):
+    with tampering():
+        AuditEntry.objects.filter(chain=CHAIN, seq__in=deleted).delete()
+    assert audit_verify() == broken(problem, deleted[0], 5 - len(deleted))
+
+
+@pytest.mark.parametrize(("head_seq", "head_of"), [(5, None), (4, 4), (4, 5)])
+def test_a_head_that_does_not_point_at_the_last_entry_is_named(five, head_seq, head_of):
+    """The head's seq or its hash (or both) not those of the last entry."""
+    AuditHead.objects.filter(chain=CHAIN).update(seq=head_seq, hash=five[head_of] if head_of else "0" * 64)
+    assert audit_verify() == broken(f"the head (#{head_seq}) does not point at the last entry #5", 5, 5)
+
+
+@pytest.mark.parametrize(("kept", "what"), [
+    (4, "entries #5 are missing: the tail was truncated and the head rewound"),
+    (1, "entries #2..#5 are missing: the tail was truncated and the head rewound"),
+    (0, "entries #1..#5 are missing: the chain was wiped"),
+])
+def test_a_tail_cut_below_a_signed_checkpoint_is_named(five, checkpoint_file, kept, what):
+    (checkpoint,) = audit_checkpoint()
+    with tampering():
+        AuditEntry.objects.filter(chain=CHAIN, seq__gt=kept).delete()
+    if kept:
+        AuditHead.objects.filter(chain=CHAIN).update(seq=kept, hash=five[kept])
+    else:
+        AuditHead.objects.all().delete()
+    AuditCheckpoint.objects.all().delete()  # the sink file remains
+    assert audit_verify() == broken(f"{what} (signed checkpoint #5 of {checkpoint['at']})", kept + 1, kept,
+                                    checkpoints=1, source=str(checkpoint_file))
+
+
+def test_a_wiped_chain_with_its_head_reset_passes_without_checkpoints(five):
+    """What the checkpoints exist for: without one, a chain wiped and its head set back to 0 looks
+    like a chain never written."""
+    with tampering():
+        AuditEntry.objects.all().delete()
+    AuditHead.objects.filter(chain=CHAIN).update(seq=0, hash="0" * 64)
+    assert audit_verify() == VerifyResult(ok=True, checked=0, chains=1)
+
+
+def test_a_checkpoint_problem_alone_is_the_results_problem(five, checkpoint_file):
+    audit_checkpoint()
+    checkpoint_file.write_text(checkpoint_file.read_text() + "{not json\n")
+    assert audit_verify() == VerifyResult(
+        ok=False, checked=5, bad_seq=None, problem="checkpoints.jsonl line 2: not JSON", chain="",
+        problems=("checkpoints: checkpoints.jsonl line 2: not JSON",), chains=1, checkpoints=1,
+        checkpoint_source=str(checkpoint_file))
+
+
+# --- reading the entries for verification --------------------------------------------------------
+
+
+@pytest.fixture
+def varied(db):
+    """Entries with and without plan, portal and actor, with nested data."""
+    plan = PlanLike(pk=uuid.UUID("6f1c1b2e-0000-4000-8000-00000000abcd"))
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", plan=plan, data={"n": {"a": [1, "é"]}})
+    audit_record(action=registry.AGENT_CREATED, data={"agent": "a"})
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+
+
+def test_the_orm_reader_yields_what_the_sqlite_reader_yields(varied, monkeypatch):
+    """On another database (PostgreSQL) the entries are read through the ORM: the same rows, so
+    the same hashes verify."""
+    direct = list(_sqlite_rows())
+    assert [(chain, row[0], row[6]) for chain, row in direct] == [
+        ("portal:acme", 1, "6f1c1b2e-0000-4000-8000-00000000abcd"), ("portal:acme", 2, None), ("system", 1, None)]
+    monkeypatch.setattr(connection, "vendor", "postgresql")
+    assert list(_rows()) == direct
+
+
+def test_on_sqlite_the_entries_are_read_with_one_plain_select(varied):
+    with CaptureQueriesContext(connection) as queries:
+        rows = list(_rows())
+    assert len(rows) == 3
+    assert [q["sql"] for q in queries] == [
+        "SELECT chain, seq, created_at, action, actor_type, actor, portal, plan_id, data, prev_hash, hash, key_id "
+        "FROM audit_auditentry ORDER BY chain, seq"]
+
+
+class TextTimes:
+    """A cursor of a connection without Django's converters: timestamps come back as the text
+    SQLite stores (`YYYY-MM-DD HH:MM:SS.ffffff`)."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cursor.close()
+
+    def execute(self, sql):
+        self.cursor.execute(sql)
+
+    def fetchmany(self, size):
+        return [(row[0], row[1], str(row[2]), *row[3:]) for row in self.cursor.fetchmany(size)]
+
+
+class TextConnection:
+    vendor = "sqlite"
+
+    def cursor(self):
+        return TextTimes(connection.cursor())
+
+
+def test_timestamps_read_as_text_verify_too(varied, monkeypatch):
+    direct = list(_sqlite_rows())
+    monkeypatch.setattr(audit_services, "connection", TextConnection())
+    assert list(_sqlite_rows()) == direct
+    assert audit_verify() == VerifyResult(ok=True, checked=3, chains=2)
+
+
+# --- the export's refusals ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("opts", "error"), [
+    ({"fmt": "xml"}, {"code": "invalid_request", "message": "The format is jsonl or csv.", "field": "format"}),
+    ({"chain": "portal:nope"},
+     {"code": "not_found", "message": "There is no audit chain 'portal:nope'.", "field": "chain"}),
+    ({"start": 0}, {"code": "invalid_request", "message": "The range starts at entry 1 or later.", "field": "from"}),
+    ({"start": 3, "stop": 2},
+     {"code": "invalid_request", "message": "The range ends between #3 and the head #5.", "field": "to"}),
+    ({"stop": 6}, {"code": "invalid_request", "message": "The range ends between #1 and the head #5.", "field": "to"}),
+])
+def test_each_export_refusal_is_exact(five, opts, error):
+    args = {"chain": CHAIN, "start": 1, "stop": None, "fmt": "jsonl", **opts}
+    with pytest.raises(ApplicationError) as raised:
+        audit_export_prepare(**args)
+    assert raised.value.as_dict() == error
+    assert not AuditEntry.objects.filter(action=registry.AUDIT_EXPORTED).exists()
+
+
+# --- the export ------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_exactly_at_the_ranges_end_covers_it(five, checkpoint_file):
+    (checkpoint,) = audit_checkpoint()
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=5, fmt="jsonl")
+    assert plan.checkpoint == checkpoint
+    assert AuditCheckpoint.objects.count() == 1 and len(checkpoint_file.read_text().splitlines()) == 1
+
+
+def test_the_earliest_covering_checkpoint_is_chosen_whatever_the_sink_order(five, checkpoint_file):
+    (early,) = audit_checkpoint()
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    (late,) = audit_checkpoint()
+    first, second = checkpoint_file.read_text().splitlines()
+    checkpoint_file.write_text(f"{second}\n{first}\n")  # the sink as fetched: later one first
+    assert (early["seq"], late["seq"]) == (5, 6)
+    assert audit_export_prepare(chain=CHAIN, start=1, stop=4, fmt="jsonl").checkpoint == early
+
+
+def test_the_export_is_audited_with_its_range_format_and_checkpoint(five, django_user_model):
+    user = django_user_model.objects.create_user(username="dora", password="pw-dora")
+    audit_export_prepare(chain=CHAIN, start=2, stop=3, fmt="csv", actor=user)
+    exported = AuditEntry.objects.get(action=registry.AUDIT_EXPORTED)
+    assert (exported.chain, exported.actor_type, exported.actor) == ("system", "user", "dora")
+    assert exported.data == {"chain": CHAIN, "from": 2, "to": 3, "format": "csv", "checkpoint": 5}
+
+
+EXPORTED_AT = datetime.datetime(2026, 11, 25, 5, 0, tzinfo=datetime.UTC)
+
+
+def test_a_jsonl_export_is_one_sorted_utf8_json_record_a_line(db, monkeypatch):
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"text": "é ü"})
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=1, fmt="jsonl")
+    monkeypatch.setattr(audit_services.timezone, "now", lambda: EXPORTED_AT)
+    lines = list(audit_export_lines(plan))
+    records = [json.loads(line) for line in lines]
+    assert lines == [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records]
+    assert '"data": {"text": "é ü"}' in lines[1]
+    assert records[0] == {"record": "header", "type": "audit-export", "v": 1, "chain": CHAIN, "from": 1, "to": 1,
+                          "through": 2, "exported_at": "2026-11-25T05:00:00+00:00"}
+    assert [r["record"] for r in records] == ["header", "entry", "entry", "checkpoint"]
+    assert records[-1] == {"record": "checkpoint", "checkpoint": plan.checkpoint}
+
+
+def test_a_csv_export_holds_the_plan_id_and_the_header_and_checkpoint_as_sorted_json(db, monkeypatch):
+    plan_id = uuid.UUID("6f1c1b2e-0000-4000-8000-00000000abcd")
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", plan=PlanLike(pk=plan_id), data={"b": 1, "a": 2})
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={})
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=2, fmt="csv")
+    monkeypatch.setattr(audit_services.timezone, "now", lambda: EXPORTED_AT)
+    rows = list(csv.DictReader(io.StringIO("".join(audit_export_lines(plan)))))
+    header = {"type": "audit-export", "v": 1, "chain": CHAIN, "from": 1, "to": 2, "through": 2,
+              "exported_at": "2026-11-25T05:00:00+00:00"}
+    assert [(r["record"], r["chain"], r["data"]) for r in (rows[0], rows[-1])] == [
+        ("header", CHAIN, json.dumps(header, sort_keys=True)),
+        ("checkpoint", CHAIN, json.dumps(plan.checkpoint, sort_keys=True))]
+    assert [(r["seq"], r["plan_id"], r["data"]) for r in rows[1:-1]] == [
+        ("1", str(plan_id), '{"a":2,"b":1}'), ("2", "", "{}")]
+
+
+def test_a_large_csv_export_is_streamed_in_chunks_of_just_over_64_kib(db):
+    for i in range(120):
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": i, "pad": "x" * (900 + i % 7)})
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=None, fmt="csv")
+    chunks = list(audit_export_lines(plan))
+    assert len(chunks) == 3
+    for chunk in chunks[:-1]:
+        before_last_row = chunk[:chunk.rstrip("\n").rindex("\n") + 1]
+        assert len(before_last_row) <= 64 * 1024 < len(chunk)
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+    assert [r["record"] for r in rows] == ["header"] + ["entry"] * 120 + ["checkpoint"]
+    assert [json.loads(r["data"])["i"] for r in rows[1:-1]] == list(range(120))
+
+
+def test_a_verification_result_and_an_export_plan_cannot_be_altered(five):
+    """Both are handed to commands and views: what was verified or checked is what they show."""
+    result = audit_verify()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.ok = False
+    plan = audit_export_prepare(chain=CHAIN, start=1, stop=2, fmt="jsonl")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.stop = 5
+
+
+def test_where_the_database_can_lock_rows_the_head_is_read_for_update(db, monkeypatch):
+    """SQLite (this suite) has no `SELECT ... FOR UPDATE`; PostgreSQL does, and the head must be
+    read with it or two writers could fork a chain. The statement is recorded, not run."""
+    sent = []
+
+    def fetchone(statement, params):
+        sent.append((statement, params))
+        return (3, "a" * 64)
+
+    monkeypatch.setattr(connection.features, "has_select_for_update", True)
+    monkeypatch.setattr(audit_services.sql, "fetchone", fetchone)
+    assert _locked_head("system") == (3, "a" * 64)
+    assert sent == [("SELECT seq, hash FROM audit_audithead WHERE chain = %s FOR UPDATE", ["system"])]
