@@ -228,11 +228,11 @@ def remind_due(*, now=None) -> int:
         elapsed = (now - plan.created_at).total_seconds() / lifetime
         with transaction.atomic():
             notices = []
-            sent_back = _round(plan) if elapsed >= REMINDER_AT else 0
-            if elapsed >= REMINDER_AT:
+            if elapsed >= REMINDER_AT:  # ESCALATION_AT comes later
+                sent_back = _round(plan)
                 notices += _queue(deciders(plan), plan, NoticeKind.REMINDER, sent_back)
-            if elapsed >= ESCALATION_AT:
-                notices += _queue(fallback_approvers(plan), plan, NoticeKind.ESCALATION, sent_back)
+                if elapsed >= ESCALATION_AT:
+                    notices += _queue(fallback_approvers(plan), plan, NoticeKind.ESCALATION, sent_back)
             _dispatch(notices, flush=flush)
         count += len(notices)
     _flush_emails(flush)
@@ -261,21 +261,28 @@ def _line(notice: Notice) -> str:
             f"  {plan_link(plan.pk)}")
 
 
+def _minute_left(user_id, last_sent, now) -> float | None:
+    """The seconds until the person may get another email, with their flush's flag kept set (it
+    retries then); None when the minute is over."""
+    if last_sent and now - last_sent < EMAIL_INTERVAL:
+        _EMAIL_WAKE.arm(user_id, now=now)
+        return (last_sent + EMAIL_INTERVAL - now).total_seconds()
+    return None
+
+
 def flush_email(*, user_id) -> float | None:
     """Send this person's queued email notices as one message, at most once a minute. Returns
     the seconds to wait when the minute is not over yet: the task retries then, and stays the
     person's one flush meanwhile (its wake flag kept set)."""
     now = timezone.now()
     last_sent = Mailbox.objects.filter(user_id=user_id).values_list("last_sent_at", flat=True).first()
-    if last_sent and now - last_sent < EMAIL_INTERVAL:
-        _EMAIL_WAKE.arm(user_id, now=now)
-        return (last_sent + EMAIL_INTERVAL - now).total_seconds()
+    if (wait := _minute_left(user_id, last_sent, now)) is not None:
+        return wait
     _EMAIL_WAKE.clear(user_id)  # before the read: a notice committed from now on queues a new flush
     with transaction.atomic():
         mailbox, _ = Mailbox.objects.select_for_update().get_or_create(user_id=user_id)
-        if mailbox.last_sent_at and now - mailbox.last_sent_at < EMAIL_INTERVAL:  # another flush just sent
-            _EMAIL_WAKE.arm(user_id, now=now)
-            return (mailbox.last_sent_at + EMAIL_INTERVAL - now).total_seconds()
+        if (wait := _minute_left(user_id, mailbox.last_sent_at, now)) is not None:  # another flush just sent
+            return wait
         queued = list(Notice.objects.select_related("user", "plan__portal", "plan__agent").filter(
             user_id=user_id, channel=NoticeChannel.EMAIL, status=NoticeStatus.QUEUED).order_by("created_at"))
         live = [n for n in queued if n.kind == NoticeKind.ESCALATION or n.plan.status == PlanStatus.PENDING_APPROVAL]
