@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections import Counter, defaultdict
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -47,11 +48,18 @@ EMAIL_INTERVAL = datetime.timedelta(seconds=60)
 NOTICE_WAKE_TTL_SECONDS = 60
 #: Plans one notice run announces before it hands over to a new run.
 NOTICE_RUN_LIMIT = 200
+#: A notice run starts this long after the plan that woke it: a busy portal's plans of that
+#: second share one run. Approvers are told within about a second, email at most once a minute.
+NOTICE_RUN_DELAY_SECONDS = 1.0
+#: Plans announced in one transaction (their rows stay locked until it commits).
+NOTICE_BATCH = 50
 _WAKE = WakeFlag(NoticeWake, ttl_seconds=NOTICE_WAKE_TTL_SECONDS)
 #: A person's flush queued (or waiting out the minute between emails) longer than this is taken for lost.
 EMAIL_WAKE_TTL_SECONDS = 2 * int(EMAIL_INTERVAL.total_seconds())
 _EMAIL_WAKE = WakeFlag(EmailWake, ttl_seconds=EMAIL_WAKE_TTL_SECONDS)
 REMINDER_AT, ESCALATION_AT = 0.5, 0.8
+#: Plans one digest email lists; the rest are counted, with the link to the inbox.
+DIGEST_LINES = 50
 
 
 def plan_link(plan_id) -> str:
@@ -60,12 +68,22 @@ def plan_link(plan_id) -> str:
 
 def deciders(plan: Plan) -> list:
     """The portal's approvers who may decide this plan now."""
+    return _deciders_of([plan])[plan.pk]
+
+
+def _deciders_of(plans: list[Plan]) -> dict:
+    """`deciders` of many plans at once: plan pk -> its portal's active approvers who hold the
+    permission, less the agent's owner and those who decided it already."""
     User = get_user_model()
-    decided = set(plan.approvals.values_list("user_id", flat=True))
-    users = User.objects.filter(approvable_portals=plan.portal, is_active=True).exclude(pk__in=decided)
-    if plan.agent.owner_id:
-        users = users.exclude(pk=plan.agent.owner_id)
-    return [u for u in users if u.has_perm("plans.approve_plan")]
+    decided = defaultdict(set)
+    for plan_id, user_id in Approval.objects.filter(plan__in=plans).values_list("plan_id", "user_id"):
+        decided[plan_id].add(user_id)
+    approvers = {}
+    for portal_id in {plan.portal_id for plan in plans}:
+        users = User.objects.filter(approvable_portals=portal_id, is_active=True).order_by("pk")
+        approvers[portal_id] = [u for u in users if u.has_perm("plans.approve_plan")]
+    return {plan.pk: [u for u in approvers[plan.portal_id]
+                      if u.pk not in decided[plan.pk] and u.pk != plan.agent.owner_id] for plan in plans}
 
 
 def fallback_approvers(plan: Plan) -> list:
@@ -78,28 +96,46 @@ def fallback_approvers(plan: Plan) -> list:
     return list(users)
 
 
-def _round(plan: Plan) -> int:
-    """How many times the plan went back to its approvers: each time dismissed its approvals at once."""
-    return (Approval.history.filter(plan=plan, dismissed_at__isnull=False).values("dismissed_at")
-            .distinct().count())
+def _rounds(plans: list[Plan]) -> Counter:
+    """How many times each plan went back to its approvers: each time dismissed its approvals at
+    once. plan pk -> count (0 for a plan never sent back)."""
+    dismissals = (Approval.history.filter(plan__in=plans, dismissed_at__isnull=False)
+                  .values_list("plan_id", "dismissed_at").order_by().distinct())
+    return Counter(plan_id for plan_id, _ in dismissals)
 
 
-def _queue(users, plan: Plan, kind: str, sent_back: int = 0) -> list[Notice]:
-    """One notice per person, channel and round; a notice that exists already is not made again."""
-    bitrix_ids = dict(ApproverBitrixUser.objects.filter(portal=plan.portal, user__in=users).values_list(
-        "user_id", "bitrix_user_id"))
+def _queue(wanted: list[tuple[Plan, list, int]], kind: str) -> list[Notice]:
+    """For each (plan, people, round): one notice per person, channel and round. A notice that exists
+    already is not made again. One insert for them all; should another writer make one of them
+    meanwhile (two reminder passes overlapping), one at a time, skipping what exists."""
+    if not wanted:
+        return []
+    plans = [plan for plan, _users, _round in wanted]
+    user_ids = {user.pk for _plan, users, _round in wanted for user in users}
+    in_bitrix = set(ApproverBitrixUser.objects.filter(
+        portal_id__in={plan.portal_id for plan in plans}, user_id__in=user_ids).values_list("portal_id", "user_id"))
+    exist = set(Notice.objects.filter(plan__in=plans, kind=kind).values_list("user_id", "plan_id", "channel", "round"))
+    new = []
+    for plan, users, sent_back in wanted:
+        for user in users:
+            channels = [NoticeChannel.EMAIL] if user.email else []
+            if (plan.portal_id, user.pk) in in_bitrix:
+                channels.append(NoticeChannel.BITRIX)
+            new += [Notice(user=user, plan=plan, kind=kind, channel=channel, round=sent_back)
+                    for channel in channels if (user.pk, plan.pk, channel, sent_back) not in exist]
+    try:
+        with transaction.atomic():
+            return Notice.objects.bulk_create(new)
+    except IntegrityError:
+        pass
     made = []
-    for user in users:
-        channels = [NoticeChannel.EMAIL] if user.email else []
-        if user.pk in bitrix_ids:
-            channels.append(NoticeChannel.BITRIX)
-        for channel in channels:
-            try:
-                with transaction.atomic():
-                    made.append(Notice.objects.create(user=user, plan=plan, kind=kind, channel=channel,
-                                                      round=sent_back))
-            except IntegrityError:
-                continue
+    for notice in new:
+        try:
+            with transaction.atomic():
+                notice.save(force_insert=True)
+        except IntegrityError:
+            continue
+        made.append(notice)
     return made
 
 
@@ -119,14 +155,39 @@ def _dispatch(notices: list[Notice], *, flush: set | None = None) -> None:
             send_bitrix_notice.delay_on_commit(notice.pk)
 
 
-def _announce(plan_ids) -> list:
-    """Announce each plan (`notify_pending`), then flush each approver's email once for all of
-    them, not once per plan. Returns the ids."""
-    ids, flush = list(plan_ids), set()
-    for plan_id in ids:
-        notify_pending(plan_id=plan_id, flush=flush)
+def _announce_batch(waiting, *, size: int, flush: set, skip_locked: bool = True) -> tuple[int, int]:
+    """Announce up to `size` of the plans in `waiting` (a queryset) that wait unannounced, oldest
+    first, in one transaction: their rows locked, their notices made with one insert, their
+    approvers' email collected in `flush`. A plan another transaction holds (a run beside this
+    one, a decision) is skipped, not waited for: two runs share the plans instead of taking turns
+    on each. Returns how many plans were announced and how many notices made."""
+    with transaction.atomic():
+        plans = list(waiting.select_for_update(of=("self",), skip_locked=skip_locked)
+                     .select_related("portal", "agent")
+                     .filter(status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None)
+                     .order_by("created_at")[:size])
+        if not plans:
+            return 0, 0
+        told, rounds = _deciders_of(plans), _rounds(plans)
+        notices = _queue([(plan, told[plan.pk], rounds[plan.pk]) for plan in plans], NoticeKind.PENDING)
+        Plan.objects.filter(pk__in=[plan.pk for plan in plans]).update(approvers_told_at=timezone.now())
+        _dispatch(notices, flush=flush)
+    return len(plans), len(notices)
+
+
+def _announce(waiting, *, limit: int) -> int:
+    """Announce what waits unannounced in `waiting`, `NOTICE_BATCH` plans a transaction, up to
+    `limit` plans; then flush each approver's email once for all of them, not once per plan.
+    Returns how many were announced."""
+    flush, total = set(), 0
+    while total < limit:
+        size = min(NOTICE_BATCH, limit - total)
+        told, _made = _announce_batch(waiting, size=size, flush=flush)
+        total += told
+        if told < size:  # none left, or the rest held by another transaction: a later run announces them
+            break
     _flush_emails(flush)
-    return ids
+    return total
 
 
 def _flush_emails(user_ids: set) -> None:
@@ -147,43 +208,49 @@ def _flush_emails(user_ids: set) -> None:
 
 def notify_pending(*, plan_id, flush: set | None = None) -> int:
     """A plan waits: tell every approver who may decide it, once (the plan is marked told).
-    `flush`: see `_dispatch`."""
-    with transaction.atomic():
-        plan = (Plan.objects.select_for_update(of=("self",)).select_related("portal", "agent")
-                .filter(pk=plan_id).first())
-        if plan is None or plan.status != PlanStatus.PENDING_APPROVAL or plan.approvers_told_at is not None:
-            return 0
-        notices = _queue(deciders(plan), plan, NoticeKind.PENDING, _round(plan))
-        Plan.objects.filter(pk=plan.pk).update(approvers_told_at=timezone.now())
-        _dispatch(notices, flush=flush)
-    return len(notices)
+    `flush`: see `_dispatch`. Returns the number of notices made."""
+    collect = set() if flush is None else flush
+    _told, made = _announce_batch(Plan.objects.filter(pk=plan_id), size=1, flush=collect, skip_locked=False)
+    if flush is None:
+        _flush_emails(collect)
+    return made
 
 
 def notify_waiting(*, portal_id: int, limit: int = NOTICE_RUN_LIMIT) -> int:
     """One notice run for a portal: the approvers of every plan that waits and was not announced
-    yet, oldest first. Clears the wake flag before it reads (`apps.core.wake`). Returns the number
-    of plans announced; a run that reaches `limit` hands over to a new one. Each approver's email
-    is flushed once for the run, so a burst of plans does not leave a retrying task per plan and
-    person in the worker (each would wake again when the minute between emails is over)."""
-    _WAKE.clear(portal_id)
-    waiting = (Plan.objects.filter(portal_id=portal_id, status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None)
-               .order_by("created_at").values_list("pk", flat=True))
-    ids = _announce(waiting[:limit])
-    if len(ids) == limit:
-        notify_wake(portal_id=portal_id)
-    return len(ids)
+    yet, oldest first. Returns the number of plans announced. Each approver's email is flushed
+    once for the run, so a burst of plans does not leave a retrying task per plan and person in
+    the worker (each would wake again when the minute between emails is over).
+
+    The wake flag (`apps.core.wake`) stays set while the run announces, so the plans committed
+    meanwhile queue no run of their own (a busy portal's submits then only read the flag); it is
+    cleared before the run's last read, which finds them. A run that reaches `limit` hands over
+    to a new one, the flag kept set."""
+    waiting = Plan.objects.filter(portal_id=portal_id)
+    count = _announce(waiting, limit=limit)
+    if count < limit:
+        _WAKE.clear(portal_id)
+        count += _announce(waiting, limit=limit - count)
+    if count == limit:
+        _WAKE.arm(portal_id)
+        _queue_run(portal_id)
+    return count
 
 
 def notify_wake(*, portal_id: int) -> bool:
-    """After a waiting plan is committed: queue the portal's notice run unless one is queued and has
-    not started. True when a run was queued. A broker that cannot take the task loses nothing:
-    the plan stays unannounced and `remind_due` (a beat task) picks it up."""
-    if not _WAKE.request(portal_id):
-        return False
+    """After a waiting plan is committed: queue the portal's notice run unless one is queued or
+    running and has not yet made its last read. True when a run was queued."""
+    return _WAKE.request(portal_id) and _queue_run(portal_id, countdown=NOTICE_RUN_DELAY_SECONDS)
+
+
+def _queue_run(portal_id: int, *, countdown: float = 0) -> bool:
+    """Queue the portal's notice run (its flag set), `countdown` seconds from now. A broker that
+    cannot take the task loses nothing: the plans stay unannounced and `notify_lost` (a beat
+    task) announces them."""
     from .tasks import notify_portal_pending
 
     try:
-        notify_portal_pending.delay(portal_id)
+        notify_portal_pending.apply_async((portal_id,), countdown=countdown or None)
     except Exception:  # noqa: BLE001 - the plan is committed; the beat task announces it
         logger.warning("could not queue the approvers' notices of portal %s; the beat task will", portal_id,
                        exc_info=True)
@@ -204,35 +271,36 @@ def notify_lost(*, now=None) -> int:
     refused it): announce them now (a beat task); and emails queued longer than a flush may take
     (it was lost): flush them. Returns the number of plans announced."""
     now = now or timezone.now()
-    lost = (Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, approvers_told_at=None,
-                                updated_at__lt=now - datetime.timedelta(seconds=NOTICE_WAKE_TTL_SECONDS))
-            .order_by("created_at").values_list("pk", flat=True))
-    announced = _announce(lost[:NOTICE_RUN_LIMIT])
+    lost = Plan.objects.filter(updated_at__lt=now - datetime.timedelta(seconds=NOTICE_WAKE_TTL_SECONDS))
+    announced = _announce(lost, limit=NOTICE_RUN_LIMIT)
     unsent = (Notice.objects.filter(status=NoticeStatus.QUEUED, channel=NoticeChannel.EMAIL,
                                     created_at__lt=now - datetime.timedelta(seconds=EMAIL_WAKE_TTL_SECONDS))
               .values_list("user_id", flat=True).distinct())
     _flush_emails(set(unsent))
-    return len(announced)
+    return announced
 
 
 def remind_due(*, now=None) -> int:
-    """Reminders at half a waiting plan's lifetime, escalations at 80 % (a beat task)."""
+    """Reminders at half a waiting plan's lifetime, escalations at 80 % (a beat task), made for
+    `NOTICE_BATCH` plans at a time."""
     now = now or timezone.now()
     count, flush = 0, set()
-    waiting = Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, expires_at__gt=now).select_related(
-        "portal", "agent")
-    for plan in waiting:
+    waiting = (Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, expires_at__gt=now)
+               .select_related("portal", "agent").order_by("created_at"))
+    due = []
+    for plan in waiting.iterator(chunk_size=NOTICE_BATCH):
         lifetime = (plan.expires_at - plan.created_at).total_seconds()
-        if lifetime <= 0:
-            continue
-        elapsed = (now - plan.created_at).total_seconds() / lifetime
+        if lifetime > 0 and (now - plan.created_at).total_seconds() / lifetime >= REMINDER_AT:
+            due.append(plan)  # ESCALATION_AT comes later
+    for start in range(0, len(due), NOTICE_BATCH):
+        plans = due[start:start + NOTICE_BATCH]
+        told, rounds = _deciders_of(plans), _rounds(plans)
+        late = [plan for plan in plans
+                if (now - plan.created_at) / (plan.expires_at - plan.created_at) >= ESCALATION_AT]
         with transaction.atomic():
-            notices = []
-            if elapsed >= REMINDER_AT:  # ESCALATION_AT comes later
-                sent_back = _round(plan)
-                notices += _queue(deciders(plan), plan, NoticeKind.REMINDER, sent_back)
-                if elapsed >= ESCALATION_AT:
-                    notices += _queue(fallback_approvers(plan), plan, NoticeKind.ESCALATION, sent_back)
+            notices = _queue([(plan, told[plan.pk], rounds[plan.pk]) for plan in plans], NoticeKind.REMINDER)
+            notices += _queue([(plan, fallback_approvers(plan), rounds[plan.pk]) for plan in late],
+                              NoticeKind.ESCALATION)
             _dispatch(notices, flush=flush)
         count += len(notices)
     _flush_emails(flush)
@@ -270,6 +338,12 @@ def _minute_left(user_id, last_sent, now) -> float | None:
     return None
 
 
+def _mark(pks: list, **fields) -> None:
+    """Update these notices, a thousand ids a statement (SQLite caps a statement's parameters)."""
+    for start in range(0, len(pks), 1000):
+        Notice.objects.filter(pk__in=pks[start:start + 1000]).update(**fields)
+
+
 def flush_email(*, user_id) -> float | None:
     """Send this person's queued email notices as one message, at most once a minute. Returns
     the seconds to wait when the minute is not over yet: the task retries then, and stays the
@@ -283,28 +357,32 @@ def flush_email(*, user_id) -> float | None:
         mailbox, _ = Mailbox.objects.select_for_update().get_or_create(user_id=user_id)
         if (wait := _minute_left(user_id, mailbox.last_sent_at, now)) is not None:  # another flush just sent
             return wait
-        queued = list(Notice.objects.select_related("user", "plan__portal", "plan__agent").filter(
-            user_id=user_id, channel=NoticeChannel.EMAIL, status=NoticeStatus.QUEUED).order_by("created_at"))
-        live = [n for n in queued if n.kind == NoticeKind.ESCALATION or n.plan.status == PlanStatus.PENDING_APPROVAL]
-        stale = [n.pk for n in queued if n not in live]
+        queued = (Notice.objects.filter(user_id=user_id, channel=NoticeChannel.EMAIL, status=NoticeStatus.QUEUED)
+                  .order_by("created_at").values_list("pk", "kind", "plan__status"))
+        live, stale = [], []
+        for pk, kind, plan_status in queued:
+            told = kind == NoticeKind.ESCALATION or plan_status == PlanStatus.PENDING_APPROVAL
+            (live if told else stale).append(pk)
         if stale:  # decided or gone meanwhile: nothing to tell
-            Notice.objects.filter(pk__in=stale).update(status=NoticeStatus.SENT, error="decided before sending",
-                                                       sent_at=now)
+            _mark(stale, status=NoticeStatus.SENT, error="decided before sending", sent_at=now)
         if not live:
             return None
-        user = live[0].user
+        shown = list(Notice.objects.select_related("user", "plan__portal", "plan__agent")
+                     .filter(pk__in=live[:DIGEST_LINES]).order_by("created_at"))
+        user = shown[0].user
         if len(live) == 1:
-            subject = f"Plan {str(live[0].plan_id)[:8]} on {live[0].plan.portal.slug} {_about(live[0])}"
+            subject = f"Plan {str(shown[0].plan_id)[:8]} on {shown[0].plan.portal.slug} {_about(shown[0])}"
         else:
             subject = f"{len(live)} plans wait for your decision"
-        body = "\n\n".join(_line(n) for n in live) + f"\n\nYour inbox: {settings.SITE_URL.rstrip('/')}/approvals/\n"
+        more = f"\n\n... and {len(live) - len(shown)} more." if len(live) > len(shown) else ""
+        body = ("\n\n".join(_line(n) for n in shown) + more
+                + f"\n\nYour inbox: {settings.SITE_URL.rstrip('/')}/approvals/\n")
         try:
             send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
         except Exception as exc:  # noqa: BLE001 - a failed notice never blocks a plan
-            Notice.objects.filter(pk__in=[n.pk for n in live]).update(
-                status=NoticeStatus.FAILED, error=redact(f"{type(exc).__name__}: {exc}")[:500])
+            _mark(live, status=NoticeStatus.FAILED, error=redact(f"{type(exc).__name__}: {exc}")[:500])
             return None
-        Notice.objects.filter(pk__in=[n.pk for n in live]).update(status=NoticeStatus.SENT, sent_at=now)
+        _mark(live, status=NoticeStatus.SENT, sent_at=now)
         mailbox.last_sent_at = now
         mailbox.save(update_fields=["last_sent_at"])
     return None

@@ -36,7 +36,10 @@ class Plan(models.Model):
     class Meta:
         ordering = ["-created_at"]
         permissions = [("approve_plan", "Can approve or reject plans")]
-        indexes = [models.Index(fields=["agent", "-created_at"]), models.Index(fields=["status"])]
+        indexes = [models.Index(fields=["agent", "-created_at"]), models.Index(fields=["status"]),
+                   # what the approvers' notice runs look for (`apps.approvals.notify`): few rows at any time
+                   models.Index(fields=["portal", "created_at"], name="plan_unannounced",
+                                condition=models.Q(status="pending_approval", approvers_told_at__isnull=True))]
 
     def __str__(self):
         return f"plan {self.id} ({self.status})"

@@ -34,11 +34,11 @@ def submit(agent, portal, **kwargs):
 
 @pytest.fixture
 def queued_runs(monkeypatch):
-    """The portal ids whose notice run was queued (the task's `delay`, replaced)."""
+    """The portal ids whose notice run was queued (the task's `apply_async`, replaced)."""
     from apps.approvals import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.notify_portal_pending, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(tasks.notify_portal_pending, "apply_async", lambda args, **kw: queued.append(tuple(args)))
     monkeypatch.setattr(tasks.read_preimages, "delay", lambda *a: None)
     return queued
 
@@ -179,17 +179,84 @@ def test_emails_whose_flush_was_lost_are_flushed_by_the_beat_task(agent, portal,
     assert len(flushed) == 2  # their flushes are queued now: not again
 
 
-def test_a_run_announces_only_its_own_portals_plans_oldest_first(agent, portal, approvers, make_agent, monkeypatch):
+def test_a_run_announces_only_its_own_portals_plans_oldest_first(agent, portal, approvers, make_agent):
     other = Portal.objects.create(slug="other", base_url="https://other.bitrix24.com", auth_mode=AuthMode.WEBHOOK)
     theirs = submit(make_agent("other-agent", portal=other), other)
-    first, second = submit(agent, portal), submit(agent, portal)
-    told = []
-    real = notify.notify_pending
-    monkeypatch.setattr(notify, "notify_pending",
-                        lambda *, plan_id, flush: told.append(plan_id) or real(plan_id=plan_id, flush=flush))
-    assert notify.notify_waiting(portal_id=portal.pk) == 2
-    assert told == [first.pk, second.pk]
+    first, second, third = submit(agent, portal), submit(agent, portal), submit(agent, portal)
+    assert notify.notify_waiting(portal_id=portal.pk, limit=2) == 2
+    told = Plan.objects.exclude(approvers_told_at=None).values_list("pk", flat=True)
+    assert sorted(told) == sorted([first.pk, second.pk])
+    alice = approvers[0]
+    assert list(Notice.objects.filter(user=alice).order_by("pk").values_list("plan_id", flat=True)) == [
+        first.pk, second.pk]
+    assert notify.notify_waiting(portal_id=portal.pk) == 1
+    assert Plan.objects.get(pk=third.pk).approvers_told_at is not None
     assert Plan.objects.get(pk=theirs.pk).approvers_told_at is None
+
+
+def test_a_run_announces_a_batch_of_plans_in_one_go(agent, portal, approvers, queued_flushes,
+                                                    django_assert_max_num_queries):
+    """A plan a transaction made a notice run cost a dozen statements and a commit per plan; at 100
+    waiting plans a second the runs filled the worker, in front of the executions."""
+    plans = [submit(agent, portal) for _ in range(notify.NOTICE_BATCH + 10)]
+    with django_assert_max_num_queries(45):  # 40: two batches of 16, the last read, the flag, two flushes
+        assert notify.notify_waiting(portal_id=portal.pk) == len(plans)
+    assert Notice.objects.filter(kind="pending", status="queued").count() == 2 * len(plans)
+    assert not Plan.objects.filter(approvers_told_at=None).exists()
+    assert sorted(queued_flushes) == sorted(u.pk for u in approvers)
+
+
+def test_a_notice_made_meanwhile_by_another_writer_is_not_made_again(agent, portal, approvers):
+    """The one insert fails on a notice that exists (two reminder passes overlapping, say): the
+    notices are then made one at a time, and the one that exists is skipped."""
+    alice, bob = approvers
+    plan = submit(agent, portal)
+    made = notify._queue([(plan, [alice, bob], 0), (plan, [alice], 0)], "reminder")
+    assert sorted(n.user_id for n in made) == sorted([alice.pk, bob.pk])
+    assert all(n.pk for n in made)
+    assert Notice.objects.filter(plan=plan, kind="reminder").count() == 2
+
+
+def test_plans_committed_while_a_run_announces_queue_no_run_and_are_announced_by_it(
+        agent, portal, approvers, queued_runs, monkeypatch, django_capture_on_commit_callbacks):
+    """Clearing the flag at a run's start made every plan committed during the run queue a run
+    of its own: at 100 plans a second, a run every two plans, each a flag write and a task."""
+    with django_capture_on_commit_callbacks(execute=True):
+        first = submit(agent, portal)
+    assert queued_runs == [(portal.pk,)]
+    during = []
+    announce = notify._announce
+
+    def announce_and_submit(waiting, *, limit):
+        if not during:
+            with django_capture_on_commit_callbacks(execute=True):
+                during.append(submit(agent, portal))
+        return announce(waiting, limit=limit)
+
+    monkeypatch.setattr(notify, "_announce", announce_and_submit)
+    assert notify.notify_waiting(portal_id=portal.pk) == 2
+    assert queued_runs == [(portal.pk,)]  # the plan made during the run queued nothing
+    assert Plan.objects.filter(pk__in=[first.pk, during[0].pk], approvers_told_at=None).count() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(agent, portal)
+    assert queued_runs == [(portal.pk,), (portal.pk,)]  # the run ended with its flag clear
+
+
+def test_a_run_waits_a_second_for_more_plans_and_a_hand_over_starts_at_once(agent, portal, approvers,
+                                                                            monkeypatch):
+    """At 100 plans a second, runs queued at once announced a few plans each, and paid a run's
+    fixed costs (the approvers and their permissions, the flag, the task) every few plans."""
+    from apps.approvals import tasks
+
+    countdowns = []
+    monkeypatch.setattr(tasks.notify_portal_pending, "apply_async",
+                        lambda args, countdown=None: countdowns.append(countdown))
+    for _ in range(3):
+        submit(agent, portal)
+    assert notify.notify_wake(portal_id=portal.pk) is True
+    assert countdowns == [notify.NOTICE_RUN_DELAY_SECONDS] and 0 < notify.NOTICE_RUN_DELAY_SECONDS <= 2
+    assert notify.notify_waiting(portal_id=portal.pk, limit=2) == 2
+    assert countdowns == [notify.NOTICE_RUN_DELAY_SECONDS, None]  # the plans left wait already
 
 
 def test_a_run_that_reaches_its_limit_hands_over_to_a_new_one(agent, portal, approvers, queued_runs):
@@ -197,6 +264,7 @@ def test_a_run_that_reaches_its_limit_hands_over_to_a_new_one(agent, portal, app
         submit(agent, portal)
     assert notify.notify_waiting(portal_id=portal.pk, limit=2) == 2
     assert queued_runs == [(portal.pk,)]
+    assert notify._WAKE.request(portal.pk) is False  # handed over with the flag set: plans meanwhile queue nothing
     assert notify.notify_waiting(portal_id=portal.pk, limit=2) == 1
     assert queued_runs == [(portal.pk,)]  # the last run found fewer than its limit
 
@@ -212,10 +280,10 @@ def test_a_broker_that_refuses_the_run_loses_no_plan(agent, portal, approvers, m
                                                     django_capture_on_commit_callbacks, caplog):
     from apps.approvals import tasks
 
-    def down(*args):
+    def down(*args, **kwargs):
         raise OSError("broker unreachable")
 
-    monkeypatch.setattr(tasks.notify_portal_pending, "delay", down)
+    monkeypatch.setattr(tasks.notify_portal_pending, "apply_async", down)
     with django_capture_on_commit_callbacks(execute=True):
         plan = submit(agent, portal)  # committed and answered all the same
     assert "could not queue the approvers' notices of portal" in caplog.text
@@ -223,7 +291,7 @@ def test_a_broker_that_refuses_the_run_loses_no_plan(agent, portal, approvers, m
     assert plan.status == "pending_approval" and plan.approvers_told_at is None
     # the flag was given back: the next plan tries the broker again
     attempts = []
-    monkeypatch.setattr(tasks.notify_portal_pending, "delay", lambda *a: attempts.append(a))
+    monkeypatch.setattr(tasks.notify_portal_pending, "apply_async", lambda args, **kw: attempts.append(tuple(args)))
     with django_capture_on_commit_callbacks(execute=True):
         submit(agent, portal)
     assert attempts == [(portal.pk,)]
@@ -283,6 +351,19 @@ def test_one_email_a_minute_then_a_digest(agent, portal, approvers):
     assert all(str(p.pk) in digest.body for p in later)
 
 
+def test_a_long_digest_lists_its_first_plans_and_counts_the_rest(agent, portal, approvers):
+    alice = approvers[0]
+    plans = [submit(agent, portal) for _ in range(notify.DIGEST_LINES + 5)]
+    assert notify.notify_waiting(portal_id=portal.pk) == len(plans)
+    assert notify.flush_email(user_id=alice.pk) is None
+    digest = [m for m in mail.outbox if m.to == ["alice@example.com"]][-1]
+    assert digest.subject == f"{len(plans)} plans wait for your decision"
+    assert all(str(p.pk) in digest.body for p in plans[:notify.DIGEST_LINES])
+    assert not any(str(p.pk) in digest.body for p in plans[notify.DIGEST_LINES:])
+    assert "... and 5 more." in digest.body and "/approvals/" in digest.body
+    assert Notice.objects.filter(user=alice, status="sent").count() == len(plans)
+
+
 def test_a_plan_decided_before_the_digest_is_left_out(agent, portal, approvers):
     alice, bob = approvers
     plan = submit(agent, portal)
@@ -318,6 +399,15 @@ def test_reminder_at_half_and_escalation_at_80_percent(agent, portal, approvers,
     assert notify.remind_due(now=start + (end - start) * 0.6) == 0  # once only
     assert notify.remind_due(now=start + (end - start) * 0.85) == 1
     assert Notice.objects.get(kind="escalation").user == fallback
+
+
+def test_reminders_of_many_plans_take_a_few_statements_a_batch(agent, portal, approvers,
+                                                               django_assert_max_num_queries):
+    plans = [submit(agent, portal) for _ in range(notify.NOTICE_BATCH + 10)]
+    start, end = plans[-1].created_at, plans[-1].expires_at
+    with django_assert_max_num_queries(40):  # 33: the read, two batches of 14, two flushes
+        assert notify.remind_due(now=start + (end - start) * 0.55) == 2 * len(plans)
+    assert notify.remind_due(now=start + (end - start) * 0.6) == 0  # once only
 
 
 def test_bitrix_notification_through_the_portal_transport(db, agent, make_approver):

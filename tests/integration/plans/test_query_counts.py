@@ -94,7 +94,7 @@ def test_submit_for_approval(api, make_agent, stub_portal, django_assert_max_num
     from apps.approvals import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.notify_portal_pending, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(tasks.notify_portal_pending, "apply_async", lambda args, **kw: queued.append(tuple(args)))
     agent = make_agent("qa", portal=stub_portal)  # writes need one approver
     api.post("/api/v1/plans", submit_body(stub_portal), token=agent.token)
     for queued_run in (False, True):  # the first wakes a notice run, the second finds it queued
