@@ -16,7 +16,8 @@ the run (`API_RATE_PER_MINUTE`): every waiter uses the demo agent's token.
 
 `--calls` (80, about 50 s: longer than one 30 s cycle of the waiters, so their deadline re-polls
 fall inside it) auto reads are timed, and beside them pending write submits without a wait at
-`--write-rate` per second (10), timed from their scheduled start (point 3's submit latency).
+`--write-rate` per second (10), timed from their scheduled start (point 3's submit latency): an
+open loop over 8 connections.
 
 Prints the submit latency alone and with the waiters held, how many waits were outstanding,
 the server process's threads and RSS while they were held, and the waiters' answers by status.
@@ -122,18 +123,31 @@ def slowest_split(d: Deployment, slow: list, count: int = 3) -> None:
               f"{(wall + latency - p.finished_at.timestamp()) * 1000:.0f} ms")
 
 
-def timed_writes(d: Deployment, rate: float, stop: threading.Event, out: list) -> None:
-    """Pending write submits (no wait) at `rate` per second on a fixed schedule, timed from
-    each one's scheduled start, until `stop`: point 3's submit latency, taken while the waits are held."""
-    client, due, i = Client(d.port, d.token), time.perf_counter(), 0
-    while not stop.is_set():
-        due += 1 / rate
-        status, plan = client.request("POST", "/api/v1/plans", {
-            "portal": "demo", "method": "crm.lead.add", "params": {"fields": {"TITLE": f"timed {i}"}}})
-        out.append((time.perf_counter() - (due - 1 / rate), status == 201 and plan.get("status") == "pending_approval"))
-        i += 1
-        time.sleep(max(0.0, due - time.perf_counter()))
-    client.close()
+def timed_writes(d: Deployment, rate: float, stop: threading.Event, out: list, connections: int = 8) -> None:
+    """Pending write submits (no wait) at `rate` per second on a fixed schedule, timed from each
+    one's scheduled start, until `stop`: point 3's submit latency, taken while the waits are held.
+    An open loop, as independent agents are: `connections` keep-alive connections take the
+    schedule's slots in turn, so one slow answer does not hold back the submits due after it
+    (with one connection, every submit behind a slow one was counted late by the client's own
+    queue); a submit that finds its connection still busy starts late and is counted from its slot."""
+    start = time.perf_counter() + 0.1
+
+    def one(k: int) -> None:
+        client, slot = Client(d.port, d.token), k
+        while not stop.is_set():
+            due = start + slot / rate
+            time.sleep(max(0.0, due - time.perf_counter()))
+            status, plan = client.request("POST", "/api/v1/plans", {
+                "portal": "demo", "method": "crm.lead.add", "params": {"fields": {"TITLE": f"timed {slot}"}}})
+            out.append((time.perf_counter() - due, status == 201 and plan.get("status") == "pending_approval"))
+            slot += connections
+        client.close()
+
+    threads = [threading.Thread(target=one, args=(k,), daemon=True) for k in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def main() -> int:

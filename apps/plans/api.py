@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import uuid
 
 from django.conf import settings
 
@@ -26,7 +27,13 @@ from .schemas import (
     parse_wait,
     render_plan,
 )
-from .selectors import plan_await_final, plan_get_for_agent, plan_list_for_agent, plans_for_agent
+from .selectors import (
+    plan_await_final,
+    plan_get_for_agent,
+    plan_list_for_agent,
+    plan_status_for_agent,
+    plans_for_agent,
+)
 
 
 def _agent(request):
@@ -108,10 +115,11 @@ def _list(request):
 def plan_detail(request, plan_id):
     agent = _agent(request)
     wait = parse_wait(request.GET.get("wait"), maximum=settings.API_MAX_WAIT_SECONDS)
-    plan = plan_get_for_agent(agent=agent, plan_id=plan_id)
-    if wait and plan.status not in FINAL_FOR_WAIT:
-        return _waiting(agent, plan, wait, render_plan)
-    return render_plan(plan)
+    if wait:  # a plan that is not final is read whole only when the wait ends
+        status = plan_status_for_agent(agent=agent, plan_id=plan_id)
+        if status not in FINAL_FOR_WAIT:
+            return _waiting(agent, Plan(pk=uuid.UUID(plan_id), status=status), wait, render_plan)
+    return render_plan(plan_get_for_agent(agent=agent, plan_id=plan_id))
 
 
 @json_endpoint("POST")

@@ -7,9 +7,10 @@ import uuid
 import weakref
 from collections import Counter
 
+from django.db import connection
 from django.db.models import Q
 
-from apps.core import aio, wakeup
+from apps.core import aio, sql, wakeup
 from apps.core.exceptions import InvalidRequest, NotFound
 from apps.portals.models import Portal
 
@@ -55,7 +56,7 @@ async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
     for a lost notify is the event loop's `_FinalSweep`, not a re-read per waiter."""
     if plan.status in FINAL_FOR_WAIT or seconds <= 0:
         return plan
-    deadline = time.monotonic() + seconds
+    deadline, unread = time.monotonic() + seconds, plan
     sweep = _FinalSweep.of_running_loop()
     with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub, sweep.watching(plan.pk):
         # After subscribing no change is missed; what the caller read is still good unless the
@@ -69,13 +70,33 @@ async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
             await aio.park()
             await sub.wait(remaining)
             plan = await aio.run_sync(_plan_reload, agent, plan.pk)
+    if plan is unread:  # the caller's plan is rendered only as read after the wait (it may hold only a status)
+        plan = await aio.run_sync(_plan_reload, agent, plan.pk)
     return plan
 
 
+_STATUS = f"SELECT status FROM {Plan._meta.db_table} WHERE id = %s"  # noqa: S608  # nosec B608
+_AGENTS_STATUS = _STATUS + " AND agent_id = %s"
+
+
+def _db_id(plan_id):
+    """A plan id as the database takes it (a uuid on PostgreSQL, 32 hex digits on SQLite)."""
+    return Plan._meta.pk.get_db_prep_value(uuid.UUID(str(plan_id)), connection)
+
+
+def plan_status_for_agent(*, agent, plan_id) -> str:
+    """Only the status of one of the agent's plans (what a `?wait=` needs before it waits: it
+    reads the whole plan once, when the wait ends). One fixed statement (apps.core.sql)."""
+    row = sql.fetchone(_AGENTS_STATUS, [_db_id(plan_id), agent.pk]) if is_uuid(plan_id) else None
+    if row is None:
+        raise NotFound("No such plan.")
+    return row[0]
+
+
 def _status_now(plan_id) -> str | None:
-    status = Plan.objects.filter(pk=plan_id).values_list("status", flat=True).first()
+    row = sql.fetchone(_STATUS, [_db_id(plan_id)])
     aio.release_connections()
-    return status
+    return row[0] if row else None
 
 
 def _final_among(plan_ids: list[str]) -> list:

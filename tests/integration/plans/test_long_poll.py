@@ -155,6 +155,37 @@ def test_a_waiting_get_is_answered_by_the_transition_signal(asgi_app, agent, por
     assert wakeup.waiting_count() == 0
 
 
+def test_a_waiting_get_reads_only_the_status_before_it_waits_and_the_plan_once(asgi_app, agent, portal, woken,
+                                                                              held_signals, monkeypatch):
+    """A wait cycle read the whole plan (with its portal, preview and approvals) before it waited
+    and again after: 500 held waits cost a fifth of a core in those reads. Now the view reads
+    its status only, and the plan is read whole once, when the wait ends."""
+    from apps.plans import selectors
+
+    whole, real = [], selectors.plans_for_agent
+    monkeypatch.setattr(selectors, "plans_for_agent", lambda a: whole.append(a) or real(a))
+    (plan_id,) = in_thread(submit, agent, portal, 1)
+
+    async def scenario():
+        request = asyncio.ensure_future(asgi_call(asgi_app, "GET", f"/api/v1/plans/{plan_id}", token=agent.token,
+                                                  query="wait=30"))
+        await until(lambda: woken.entered == 1, "the request parked")
+        assert whole == []
+        await write_then_release(held_signals, cancel, [plan_id], agent)
+        return await request
+
+    status, _, content = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert status == 200 and json.loads(content)["status"] == "cancelled"
+    assert len(whole) == 1
+
+
+def test_a_wait_on_another_agents_plan_is_not_found(asgi_app, agent, make_agent, portal):
+    (plan_id,) = in_thread(submit, make_agent("other-agent", portal=portal), portal, 1)
+    status, _, content = asyncio.run(asgi_call(asgi_app, "GET", f"/api/v1/plans/{plan_id}", token=agent.token,
+                                               query="wait=30"))
+    assert status == 404 and json.loads(content)["error"]["code"] == "not_found"
+
+
 def test_a_waiting_submit_of_a_new_plan_parks_without_reading_it_back(asgi_app, agent, portal, woken, held_signals,
                                                                       monkeypatch):
     """The plan was just created: the view hands it to the wait as it is (the wait reads it once it
