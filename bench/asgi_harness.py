@@ -53,8 +53,11 @@ class Deployment:
     throwaway database dropped on exit."""
 
     def __init__(self, mode: str, *, extra_env: dict | None = None, worker_concurrency: int = 2,
-                 cpus: str | None = None):
+                 cpus: str | None = None, web_workers: int = 1):
+        """`web_workers`: uvicorn's `--workers` (1: one process serves everything; the README's
+        production command runs 2)."""
         self.mode, self.extra_env, self.concurrency, self.cpus = mode, extra_env or {}, worker_concurrency, cpus
+        self.web_workers = web_workers
         self.procs: list[subprocess.Popen] = []
         self.db_name = None
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"cp-bench-{mode}-"))
@@ -100,7 +103,8 @@ class Deployment:
         pin = ["taskset", "-c", self.cpus] if self.cpus and shutil.which("taskset") else []
         self.server = self._start(pin + [str(VENV_BIN / "uvicorn"), "controlplane.asgi:application", "--host",
                                          "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
-                                         "--no-access-log", "--log-level", "warning", "--backlog", "4096"])
+                                         "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+                                         *(["--workers", str(self.web_workers)] if self.web_workers > 1 else [])])
         self._start([str(VENV_BIN / "celery"), "-A", "controlplane", "worker", "--loglevel=WARNING",
                      f"--concurrency={self.concurrency}", "--without-gossip", "--without-mingle"])
         self._wait_http()
@@ -145,11 +149,20 @@ class Deployment:
 
         django.setup()
 
+    def server_pids(self) -> list[int]:
+        """The processes that serve requests: the one uvicorn process, or its workers."""
+        if self.web_workers <= 1:
+            return [self.server.pid]
+        children = []
+        for task in Path(f"/proc/{self.server.pid}/task").iterdir():
+            children += [int(pid) for pid in (task / "children").read_text().split()]
+        return children
+
     def threads_of_server(self) -> int:
-        return _status_field(self.server.pid, "Threads")
+        return sum(_status_field(pid, "Threads") for pid in self.server_pids())
 
     def rss_mib_of_server(self) -> float:
-        return _status_field(self.server.pid, "VmRSS") / 1024
+        return sum(_status_field(pid, "VmRSS") for pid in self.server_pids()) / 1024
 
     def __exit__(self, *exc):
         for proc in reversed(self.procs):

@@ -23,8 +23,11 @@ Prints the submit latency alone and with the waiters held, how many waits were o
 the server process's threads and RSS while they were held, and the waiters' answers by status.
 Asserts nothing (bench/README.md keeps the figures).
 
+`--web-workers 2` serves with the README's production command (two uvicorn processes) instead of
+one; the waits are then shared by the two.
+
 Usage: .venv/bin/python bench/longpoll_bench.py [--waits 500] [--plans 100] [--calls 80] [--gap 0.6]
-       [--cpus 0,1] [--ramp 10] [--write-rate 10]
+       [--cpus 0,1] [--ramp 10] [--write-rate 10] [--web-workers 1]
 """
 
 import argparse
@@ -157,6 +160,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=80)
     parser.add_argument("--gap", type=float, default=0.6)
     parser.add_argument("--cpus", default="0,1")
+    parser.add_argument("--web-workers", type=int, default=1,
+                        help="uvicorn processes (1: all the waits held by one; the README's production command runs 2)")
     parser.add_argument("--write-rate", type=float, default=10.0,
                         help="pending write submits per second (no wait) timed beside the reads; 0: none")
     parser.add_argument("--ramp", type=float, default=10.0,
@@ -165,9 +170,10 @@ def main() -> int:
     args = parser.parse_args()
     with open("/proc/loadavg") as fh:
         print(f"load average at start: {' '.join(fh.read().split()[:3])}")
-    with Deployment("postgres", extra_env={"API_RATE_PER_MINUTE": "1000000"}, cpus=args.cpus) as d:
-        print(f"uvicorn: 1 process (pid {d.server.pid}) on cpus {args.cpus}; Celery worker 2 processes; "
-              f"PostgreSQL + Redis")
+    with Deployment("postgres", extra_env={"API_RATE_PER_MINUTE": "1000000"}, cpus=args.cpus,
+                    web_workers=args.web_workers) as d:
+        print(f"uvicorn: {args.web_workers} process(es) (pids {d.server_pids()}) on cpus {args.cpus}; "
+              f"Celery worker 2 processes; PostgreSQL + Redis")
         submitter = Client(d.port, d.token)
         plan_ids = []
         for i in range(args.plans):

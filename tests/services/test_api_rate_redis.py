@@ -37,3 +37,24 @@ def test_api_requests_under_asgi_share_one_redis_connection_for_the_rate_limit(a
     assert len(sockets) <= 1, len(sockets)  # the process's client connects once (if not already)
     if int(time.time() // 60) == window:  # the count is in Redis, where every web process sees it
         assert ratelimit._cache().get(key) == before + 20
+
+
+def test_a_request_counts_in_one_round_trip_to_redis_and_the_window_expires(agent, settings, monkeypatch):
+    """Django's `incr` asks EXISTS before INCR: two round trips on every API request."""
+    settings.API_RATE_PER_MINUTE = 1000
+    cache = ratelimit._cache()
+    cache.get("warm-up")  # the client connects outside the count
+    sent = []
+    real_send = redis.connection.Connection.send_packed_command
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command",
+                        lambda conn, *a, **kw: sent.append(a) or real_send(conn, *a, **kw))
+    window = int(time.time() // 60)
+    key = f"api-rate:{agent.pk}:{window}"
+    before = cache.get(key) or 0
+    sent.clear()
+    ratelimit.check_rate(agent)
+    assert len(sent) == 1
+    if int(time.time() // 60) == window:
+        assert cache.get(key) == before + 1
+        full = cache.make_and_validate_key(key)
+        assert 0 < cache._cache.get_client(full).ttl(full) <= 120
