@@ -211,8 +211,8 @@ def notify_pending(*, plan_id, flush: set | None = None) -> int:
     `flush`: see `_dispatch`. Returns the number of notices made."""
     collect = set() if flush is None else flush
     _told, made = _announce_batch(Plan.objects.filter(pk=plan_id), size=1, flush=collect, skip_locked=False)
-    if flush is None:
-        _flush_emails(collect)
+    if flush is None and collect:
+        transaction.on_commit(lambda: _flush_emails(collect))  # at once, unless a caller's transaction is open
     return made
 
 
