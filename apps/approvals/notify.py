@@ -86,14 +86,15 @@ def _deciders_of(plans: list[Plan]) -> dict:
                       if u.pk not in decided[plan.pk] and u.pk != plan.agent.owner_id] for plan in plans}
 
 
-def fallback_approvers(plan: Plan) -> list:
-    escalation = PortalEscalation.objects.filter(portal=plan.portal).select_related("fallback_group").first()
-    if escalation is None:
-        return []
-    users = escalation.fallback_group.user_set.filter(is_active=True)
-    if plan.agent.owner_id:
-        users = users.exclude(pk=plan.agent.owner_id)
-    return list(users)
+def _fallback_of(plans: list[Plan]) -> dict:
+    """plan pk -> its portal's fallback approvers (the escalation group's active members), less the
+    agent's owner; one read per portal."""
+    groups = {}
+    for portal_id in {plan.portal_id for plan in plans}:
+        escalation = PortalEscalation.objects.filter(portal_id=portal_id).select_related("fallback_group").first()
+        groups[portal_id] = [] if escalation is None else list(
+            escalation.fallback_group.user_set.filter(is_active=True).order_by("pk"))
+    return {plan.pk: [u for u in groups[plan.portal_id] if u.pk != plan.agent.owner_id] for plan in plans}
 
 
 def _rounds(plans: list[Plan]) -> Counter:
@@ -287,19 +288,18 @@ def remind_due(*, now=None) -> int:
     count, flush = 0, set()
     waiting = (Plan.objects.filter(status=PlanStatus.PENDING_APPROVAL, expires_at__gt=now)
                .select_related("portal", "agent").order_by("created_at"))
-    due = []
+    due = []  # (plan, the share of its lifetime gone)
     for plan in waiting.iterator(chunk_size=NOTICE_BATCH):
         lifetime = (plan.expires_at - plan.created_at).total_seconds()
-        if lifetime > 0 and (now - plan.created_at).total_seconds() / lifetime >= REMINDER_AT:
-            due.append(plan)  # ESCALATION_AT comes later
+        if lifetime > 0 and (gone := (now - plan.created_at).total_seconds() / lifetime) >= REMINDER_AT:
+            due.append((plan, gone))  # ESCALATION_AT comes later
     for start in range(0, len(due), NOTICE_BATCH):
-        plans = due[start:start + NOTICE_BATCH]
-        told, rounds = _deciders_of(plans), _rounds(plans)
-        late = [plan for plan in plans
-                if (now - plan.created_at) / (plan.expires_at - plan.created_at) >= ESCALATION_AT]
+        plans = [plan for plan, _gone in due[start:start + NOTICE_BATCH]]
+        late = [plan for plan, gone in due[start:start + NOTICE_BATCH] if gone >= ESCALATION_AT]
+        told, rounds, fallback = _deciders_of(plans), _rounds(plans), _fallback_of(late)
         with transaction.atomic():
             notices = _queue([(plan, told[plan.pk], rounds[plan.pk]) for plan in plans], NoticeKind.REMINDER)
-            notices += _queue([(plan, fallback_approvers(plan), rounds[plan.pk]) for plan in late],
+            notices += _queue([(plan, fallback[plan.pk], rounds[plan.pk]) for plan in late],
                               NoticeKind.ESCALATION)
             _dispatch(notices, flush=flush)
         count += len(notices)
