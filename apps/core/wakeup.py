@@ -28,11 +28,13 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import secrets
 import socket
 import stat
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -118,6 +120,20 @@ def subscribe(keys) -> Subscription:
         for key in sub.keys:
             _waiters.setdefault(key, set()).add(sub)
     return sub
+
+
+#: Waits this long or longer end at a random moment of their last tenth when nothing happened.
+HERD_MIN_SECONDS = 10
+
+
+def wait_deadline(seconds: float) -> float:
+    """The `time.monotonic()` at which a wait of `seconds` ends if nothing wakes it. A long wait
+    (`HERD_MIN_SECONDS` or more) ends at a random moment of its last tenth: waits that began in
+    the same instant (a fleet of agents started together, their server restarted) would otherwise
+    end, be answered and come back together every `seconds`, a herd the server must answer at
+    once. `?wait=N` is the longest a caller waits, so ending up to a tenth early keeps its word."""
+    spread = seconds / 10 if seconds >= HERD_MIN_SECONDS else 0.0
+    return time.monotonic() + seconds - random.uniform(0.0, spread)  # noqa: S311  # nosec B311 - not a secret
 
 
 def fallback_seconds() -> float:

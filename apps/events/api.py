@@ -87,7 +87,7 @@ async def events_feed(request):
     feed = await aio.run_sync(_feed_request, request)
     events, cursor = await aio.run_sync(_page, feed)
     if not events and feed.wait:
-        deadline = time.monotonic() + feed.wait
+        deadline = wakeup.wait_deadline(feed.wait)
         with wakeup.subscribe([wakeup.events_key(p.pk) for p in feed.portals]) as sub:
             while True:
                 events, cursor = await aio.run_sync(_page, feed)  # after subscribing: nothing missed

@@ -31,7 +31,7 @@ def plan_wait_final(*, agent, plan: Plan, seconds: float) -> Plan:
     by the transition (`apps.core.wakeup`); it blocks its thread meanwhile."""
     if plan.status in FINAL_FOR_WAIT or seconds <= 0:
         return plan
-    deadline = time.monotonic() + seconds
+    deadline = wakeup.wait_deadline(seconds)
     with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub:
         plan = plans_for_agent(agent).get(pk=plan.pk)  # after subscribing: no change is missed
         while plan.status not in FINAL_FOR_WAIT:
@@ -56,7 +56,7 @@ async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
     for a lost notify is the event loop's `_FinalSweep`, not a re-read per waiter."""
     if plan.status in FINAL_FOR_WAIT or seconds <= 0:
         return plan
-    deadline, unread = time.monotonic() + seconds, plan
+    deadline, unread = wakeup.wait_deadline(seconds), plan
     sweep = _FinalSweep.of_running_loop()
     with wakeup.subscribe([wakeup.plan_key(plan.pk)]) as sub, sweep.watching(plan.pk):
         # After subscribing no change is missed; what the caller read is still good unless the

@@ -91,3 +91,16 @@ def test_a_long_wakeup_dir_falls_back_to_a_private_short_one(settings, tmp_path)
     short = wakeup.wakeup_dir()
     assert len(short) < 90 and os.stat(short).st_uid == os.getuid()
     assert oct(os.stat(short).st_mode & 0o777) == "0o700"
+
+
+def test_long_waits_end_at_scattered_moments_of_their_last_tenth_and_short_ones_on_time():
+    """Waits that began together must not all end together (the herd comes back every N s)."""
+    ends = []
+    for _ in range(200):
+        before = wakeup.time.monotonic()
+        ends.append(wakeup.wait_deadline(30) - before)
+    assert all(26.9 <= end <= 30.01 for end in ends), (min(ends), max(ends))
+    assert max(ends) - min(ends) > 2.0  # spread over the tenth, not one moment
+    before = wakeup.time.monotonic()
+    short = wakeup.wait_deadline(wakeup.HERD_MIN_SECONDS - 1) - before
+    assert wakeup.HERD_MIN_SECONDS - 1 <= short < wakeup.HERD_MIN_SECONDS - 0.99

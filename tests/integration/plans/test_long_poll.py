@@ -376,3 +376,31 @@ def test_bad_submits_answer_json_errors_over_asgi(asgi_app, agent):
     status, headers, content = asyncio.run(asgi_call(asgi_app, "PUT", "/api/v1/plans", token=agent.token))
     assert status == 405 and headers["allow"] == "GET, POST" and "x-request-id" in headers
     assert Plan.objects.count() == 0
+
+
+@pytest.fixture
+def deadlines(monkeypatch):
+    """The seconds each wait asked `wakeup.wait_deadline` for; every wait then ends in 50 ms."""
+    asked = []
+
+    def soon(seconds):
+        asked.append(seconds)
+        return time.monotonic() + 0.05
+
+    monkeypatch.setattr(wakeup, "wait_deadline", soon)
+    return asked
+
+
+def test_plan_and_feed_waits_take_their_deadline_from_wait_deadline(asgi_app, agent, portal, deadlines):
+    """Their end is scattered over the last tenth (`apps.core.wakeup.wait_deadline`), so waits begun
+    together do not come back together."""
+    (plan_id,) = in_thread(submit, agent, portal, 1)
+
+    async def scenario():
+        return (await asgi_call(asgi_app, "GET", f"/api/v1/plans/{plan_id}", token=agent.token, query="wait=30"),
+                await asgi_call(asgi_app, "GET", "/api/v1/events", token=agent.token, query="wait=20"))
+
+    (plan_status, _, plan_body), (feed_status, _, feed_body) = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert plan_status == 200 and json.loads(plan_body)["status"] == "pending_approval"
+    assert feed_status == 200 and json.loads(feed_body)["events"] == []
+    assert deadlines == [30, 20]
