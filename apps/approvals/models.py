@@ -97,13 +97,15 @@ class NoticeChannel(models.TextChoices):
 
 class NoticeStatus(models.TextChoices):
     QUEUED = "queued", "Queued (waiting for the next digest)"
+    SENDING = "sending", "Sending (a digest took it)"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
 
 
 class Notice(models.Model):
     """One thing one person is told about one plan, on one channel. Email notices of one person
-    are sent at most once a minute: what arrives meanwhile goes out together as a digest."""
+    are sent at most once a minute: what arrives meanwhile goes out together as a digest. A
+    portal's Bitrix24 notices go out as one message per person, up to 50 people a request."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notices")
     plan = models.ForeignKey("plans.Plan", on_delete=models.CASCADE, related_name="notices")
@@ -112,7 +114,8 @@ class Notice(models.Model):
     status = models.CharField(max_length=16, choices=NoticeStatus.choices, default=NoticeStatus.QUEUED)
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True,
+                                   help_text="When it went out; while it is sending, when its digest took it.")
     round = models.PositiveSmallIntegerField(
         default=0, help_text="How many times the plan had gone back to its approvers (a record changed after "
                              "it was approved) when this was told: each time they are told again.")
@@ -150,6 +153,19 @@ class EmailWake(models.Model):
 
     def __str__(self):
         return f"email wake of user {self.user_id}"
+
+
+class BitrixWake(models.Model):
+    """One row per portal with Bitrix24 notices to send: `requested_at` is set while its digest
+    (`tasks.flush_bitrix_notices`) is queued or waits for the portal's limiter, so a burst of
+    notice runs queues one digest per portal, not one task per notice (`apps.core.wake`; see
+    `notify._flush_bitrix`)."""
+
+    portal = models.OneToOneField("portals.Portal", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Bitrix24 notice wake of portal {self.portal_id}"
 
 
 class NoticeWake(models.Model):

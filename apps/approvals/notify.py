@@ -5,8 +5,11 @@ Email goes through Django's mail backend (`EMAIL_URL`; the console in the embedd
 most one message per person per minute: notices that arrive meanwhile wait as `queued` and go
 out together as one digest. Where an approver has a Bitrix24 user id on the plan's portal they
 also get `im.notify.system.add` there, sent through the transport and limiter with the portal's
-own credential; it is the plane speaking, so no agent's grants are involved. A failed notice is
-recorded (visible in the admin) and never touches the plan.
+own credential; it is the plane speaking, so no agent's grants are involved. A portal's
+Bitrix24 notices go out as a digest too (`flush_bitrix`): one message per person for what
+queued meanwhile, up to 50 people in one `batch` request (one slot of the portal's limiter), so
+a burst of plans does not leave a retrying task per notice behind a 2 requests/s portal. A
+failed notice is recorded (visible in the admin) and never touches the plan.
 """
 
 from __future__ import annotations
@@ -22,16 +25,18 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.bitrix.client import BitrixClient
-from apps.bitrix.errors import BitrixError, NotSent
+from apps.bitrix.client import MAX_BATCH, BitrixClient
+from apps.bitrix.errors import BitrixError, NotSent, classify_error
 from apps.bitrix.redact import redact
 from apps.core.wake import WakeFlag
 from apps.plans.choices import PlanStatus
 from apps.plans.models import Approval, Plan
+from apps.portals.models import Portal
 
 from . import describe
 from .models import (
     ApproverBitrixUser,
+    BitrixWake,
     EmailWake,
     Mailbox,
     Notice,
@@ -60,6 +65,14 @@ _EMAIL_WAKE = WakeFlag(EmailWake, ttl_seconds=EMAIL_WAKE_TTL_SECONDS)
 REMINDER_AT, ESCALATION_AT = 0.5, 0.8
 #: Plans one digest email lists; the rest are counted, with the link to the inbox.
 DIGEST_LINES = 50
+#: Plans one Bitrix24 digest message lists (a chat notification, kept short); the rest are counted.
+BITRIX_DIGEST_LINES = 10
+#: Notices one Bitrix24 digest run takes before it hands over to a new run.
+BITRIX_RUN_LIMIT = 1000
+#: A portal's digest queued (or waiting for the portal's limiter) longer than this is taken for
+#: lost; a notice left `sending` twice as long (its worker died mid-send) is queued again.
+BITRIX_WAKE_TTL_SECONDS = 120
+_BITRIX_WAKE = WakeFlag(BitrixWake, ttl_seconds=BITRIX_WAKE_TTL_SECONDS)
 
 
 def plan_link(plan_id) -> str:
@@ -142,18 +155,17 @@ def _queue(wanted: list[tuple[Plan, list, int]], kind: str) -> list[Notice]:
 
 def _dispatch(notices: list[Notice], *, flush: set | None = None) -> None:
     """Queue the sending of these notices once the transaction commits: each person's emails go
-    out together (`flush_email`), Bitrix24 notifications one by one. `flush`: a set that collects
-    the people whose email is due, when the caller flushes them once for many plans."""
-    from .tasks import send_bitrix_notice
-
+    out together (`flush_email`), each portal's Bitrix24 notifications too (`flush_bitrix`).
+    `flush`: a set that collects the people whose email is due, when the caller flushes them once
+    for many plans."""
     emails = {n.user_id for n in notices if n.channel == NoticeChannel.EMAIL}
     if flush is not None:
         flush.update(emails)
     elif emails:
         transaction.on_commit(lambda: _flush_emails(emails))
-    for notice in notices:
-        if notice.channel == NoticeChannel.BITRIX:
-            send_bitrix_notice.delay_on_commit(notice.pk)
+    portals = {n.plan.portal_id for n in notices if n.channel == NoticeChannel.BITRIX}
+    if portals:
+        transaction.on_commit(lambda: _flush_bitrix(portals))
 
 
 def _announce_batch(waiting, *, size: int, flush: set, skip_locked: bool = True) -> tuple[int, int]:
@@ -205,6 +217,22 @@ def _flush_emails(user_ids: set) -> None:
         except Exception:  # noqa: BLE001 - the notices are committed; the beat task flushes them
             logger.warning("could not queue the email flush of user %s; the beat task will", user_id, exc_info=True)
             _EMAIL_WAKE.clear(user_id)
+
+
+def _flush_bitrix(portal_ids: set, *, now=None) -> None:
+    """Queue each portal's Bitrix24 digest unless one is queued already (or waits for the portal's
+    limiter). A broker that refuses the task loses nothing: `notify_lost` flushes them."""
+    from .tasks import flush_bitrix_notices
+
+    for portal_id in sorted(portal_ids):
+        if not _BITRIX_WAKE.request(portal_id, now=now):
+            continue
+        try:
+            flush_bitrix_notices.delay(portal_id)
+        except Exception:  # noqa: BLE001 - the notices are committed; the beat task flushes them
+            logger.warning("could not queue the Bitrix24 notices of portal %s; the beat task will", portal_id,
+                           exc_info=True)
+            _BITRIX_WAKE.clear(portal_id)
 
 
 def notify_pending(*, plan_id, flush: set | None = None) -> int:
@@ -278,6 +306,13 @@ def notify_lost(*, now=None) -> int:
                                     created_at__lt=now - datetime.timedelta(seconds=EMAIL_WAKE_TTL_SECONDS))
               .values_list("user_id", flat=True).distinct())
     _flush_emails(set(unsent))
+    queued_since = now - datetime.timedelta(seconds=BITRIX_WAKE_TTL_SECONDS)
+    Notice.objects.filter(channel=NoticeChannel.BITRIX, status=NoticeStatus.SENDING,
+                          sent_at__lt=now - 2 * datetime.timedelta(seconds=BITRIX_WAKE_TTL_SECONDS)).update(
+        status=NoticeStatus.QUEUED, sent_at=None)  # its digest's worker died mid-send: at least once
+    _flush_bitrix(set(Notice.objects.filter(status=NoticeStatus.QUEUED, channel=NoticeChannel.BITRIX,
+                                            created_at__lt=queued_since)
+                      .values_list("plan__portal_id", flat=True).distinct()), now=now)
     return announced
 
 
@@ -389,8 +424,10 @@ def flush_email(*, user_id) -> float | None:
 
 
 def send_bitrix(*, notice_id) -> float | None:
-    """`im.notify.system.add` to the approver's Bitrix24 user on the plan's portal. Returns the
-    seconds to wait when the portal's limiter defers it."""
+    """One notice as its own `im.notify.system.add` to the approver's Bitrix24 user on the plan's
+    portal: what earlier releases queued per notice (`tasks.send_bitrix_notice` messages still in
+    a broker); notices are now sent by their portal's digest (`flush_bitrix`). Returns the seconds
+    to wait when the portal's limiter defers it."""
     notice = Notice.objects.select_related("plan__portal", "plan__agent", "user").filter(pk=notice_id).first()
     if notice is None or notice.status != NoticeStatus.QUEUED:
         return None
@@ -411,3 +448,106 @@ def send_bitrix(*, notice_id) -> float | None:
         return None
     Notice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT, sent_at=timezone.now())
     return None
+
+
+def _bitrix_message(shown: list[Notice], count: int) -> str:
+    """One person's Bitrix24 message: one plan as before the digest, or the first
+    `BITRIX_DIGEST_LINES` of `count` with a link to the rest."""
+    if count == 1:
+        plan = shown[0].plan
+        return (f"Plan {describe.summary(plan.steps)} by agent {plan.agent.slug} {_about(shown[0])}: "
+                f"[URL={plan_link(plan.pk)}]open it[/URL]")
+    lines = [f"{count} plans on {shown[0].plan.portal.slug} wait for your decision:"]
+    lines += [f"- {describe.summary(n.plan.steps)} by agent {n.plan.agent.slug} {_about(n)}: "
+              f"[URL={plan_link(n.plan_id)}]open it[/URL]" for n in shown]
+    if count > len(shown):
+        lines.append(f"... and {count - len(shown)} more: [URL={settings.SITE_URL.rstrip('/')}/approvals/]"
+                     f"your inbox[/URL]")
+    return "\n".join(lines)
+
+
+def _claim_bitrix(portal_id, now) -> list[tuple[int, int]]:
+    """Take the portal's queued Bitrix24 notices (oldest first, up to `BITRIX_RUN_LIMIT`): those
+    of plans no longer waiting are done (nothing to tell), the rest become `sending`. Rows another
+    digest holds are skipped. Returns (notice pk, user id) of the taken."""
+    with transaction.atomic():
+        queued = list(Notice.objects.select_for_update(skip_locked=True, of=("self",))
+                      .filter(channel=NoticeChannel.BITRIX, status=NoticeStatus.QUEUED, plan__portal_id=portal_id)
+                      .order_by("created_at").values_list("pk", "user_id", "kind", "plan__status")[:BITRIX_RUN_LIMIT])
+        live, stale = [], []
+        for pk, user_id, kind, plan_status in queued:
+            told = kind == NoticeKind.ESCALATION or plan_status == PlanStatus.PENDING_APPROVAL
+            (live if told else stale).append((pk, user_id))
+        _mark([pk for pk, _ in stale], status=NoticeStatus.SENT, error="decided before sending", sent_at=now)
+        _mark([pk for pk, _ in live], status=NoticeStatus.SENDING, sent_at=now)
+    return live
+
+
+def flush_bitrix(*, portal_id) -> float | None:
+    """Send the portal's queued Bitrix24 notices: one `im.notify.system.add` per person, listing
+    what queued for them (`_bitrix_message`), `MAX_BATCH` people to a `batch` request with
+    halt=0, each request one slot of the portal's limiter. Returns the seconds to wait when the
+    limiter defers a request: what was not sent is queued again, and the task retries then as
+    the portal's one digest meanwhile (its wake flag kept set). A refused command fails only its
+    person's notices; a request that fails fails those it carried."""
+    now = timezone.now()
+    _BITRIX_WAKE.clear(portal_id)  # before the read: a notice committed from now on queues a new digest
+    taken = _claim_bitrix(portal_id, now)
+    if not taken:
+        return None
+    people = defaultdict(list)
+    for pk, user_id in taken:
+        people[user_id].append(pk)
+    target = dict(ApproverBitrixUser.objects.filter(portal_id=portal_id, user_id__in=people)
+                  .values_list("user_id", "bitrix_user_id"))
+    gone = [pk for user_id in people if user_id not in target for pk in people[user_id]]
+    _mark(gone, status=NoticeStatus.FAILED, error="no Bitrix24 user id any more")
+    commands = []
+    for user_id in sorted(set(people) & set(target)):
+        shown = list(Notice.objects.select_related("plan__portal", "plan__agent")
+                     .filter(pk__in=people[user_id][:BITRIX_DIGEST_LINES]).order_by("created_at"))
+        message = _bitrix_message(shown, len(people[user_id]))
+        commands.append((f"u{user_id}", "im.notify.system.add", {"USER_ID": target[user_id], "MESSAGE": message}))
+    portal = Portal.objects.filter(pk=portal_id).first()
+    if portal is None:  # deleted meanwhile, its plans and notices with it
+        return None
+    client, deferred = BitrixClient(portal), 0
+    for start in range(0, len(commands), MAX_BATCH):
+        chunk = commands[start:start + MAX_BATCH]
+        try:
+            result = client.batch(chunk, halt=False)
+        except NotSent as exc:  # nothing of this request or the next ones went out: queued again
+            unsent = [pk for name, _m, _p in commands[start:] for pk in people[int(name[1:])]]
+            _mark(unsent, status=NoticeStatus.QUEUED, sent_at=None)
+            _BITRIX_WAKE.arm(portal_id)
+            return max(1.0, exc.retry_after or 5.0)
+        except BitrixError as exc:
+            _mark([pk for name, _m, _p in chunk for pk in people[int(name[1:])]], status=NoticeStatus.FAILED,
+                  error=redact(exc.description or exc.code)[:500])
+            continue
+        deferred += _settle_bitrix(result, chunk, people)
+    if deferred:  # the portal put some commands off: the task retries as the portal's digest
+        _BITRIX_WAKE.arm(portal_id)
+        return 5.0
+    if len(taken) == BITRIX_RUN_LIMIT:
+        _flush_bitrix({portal_id})  # more may wait: a new run takes them
+    return None
+
+
+def _settle_bitrix(result, chunk, people) -> int:
+    """Each person's notices as their command ended: sent, refused (failed with the portal's
+    words) or, when the portal deferred it, queued again for the next digest (their number is
+    returned)."""
+    sent, again = [], []
+    for name, _method, _params in chunk:
+        pks, error = people[int(name[1:])], result.errors.get(name)
+        if error is None and name in result.results:
+            sent += pks
+        elif error is not None and issubclass(classify_error(None, error.get("error")), NotSent):
+            again += pks
+        else:
+            words = (error or {}).get("error_description") or (error or {}).get("error") or "no answer in the batch"
+            _mark(pks, status=NoticeStatus.FAILED, error=redact(str(words))[:500])
+    _mark(sent, status=NoticeStatus.SENT, sent_at=timezone.now())
+    _mark(again, status=NoticeStatus.QUEUED, sent_at=None)
+    return len(again)

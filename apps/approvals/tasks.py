@@ -40,6 +40,15 @@ def notify_plan_pending(plan_id: str):
 
 
 @shared_task(bind=True, max_retries=None, ignore_result=True)
+def flush_bitrix_notices(self, portal_id: int):
+    from .notify import flush_bitrix
+
+    wait = flush_bitrix(portal_id=portal_id)
+    if wait is not None:
+        raise self.retry(args=(portal_id,), countdown=wait)
+
+
+@shared_task(bind=True, max_retries=None, ignore_result=True)
 def flush_email(self, user_id: int):
     from .notify import flush_email as flush
 
@@ -50,6 +59,7 @@ def flush_email(self, user_id: int):
 
 @shared_task(bind=True, max_retries=50, ignore_result=True)
 def send_bitrix_notice(self, notice_id: int):
+    """One notice: what earlier releases queued per notice (messages still in a broker)."""
     from .notify import send_bitrix
 
     wait = send_bitrix(notice_id=notice_id)
