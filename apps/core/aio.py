@@ -155,6 +155,10 @@ class Waiting:
     wait: Callable[[], Awaitable]
     then: Callable[[Any], Any]
 
+    def map(self, fn: Callable[[Any], Any]) -> "Waiting":
+        """The same wait, its answer passed on to `fn` (sync code too)."""
+        return Waiting(wait=self.wait, then=lambda result: fn(self.then(result)))
+
 
 def long_poll(sync_part):
     """A view that may wait, written once as its sync part, which answers at once or answers

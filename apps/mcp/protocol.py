@@ -16,6 +16,7 @@ Errors:
 
 import logging
 
+from apps.core import aio
 from apps.core.exceptions import ApplicationError, InvalidRequest
 from clients.b24cp import mcp_tools
 
@@ -45,9 +46,9 @@ def is_request(message) -> bool:
     return isinstance(message, dict) and "method" in message and "id" in message
 
 
-def handle(message, *, request, agent) -> dict | None:
+def handle(message, *, request, agent):
     """Answer one JSON-RPC message: a response for a request, None for a notification or a
-    response from the client."""
+    response from the client, or `aio.Waiting` for the response when a tool waits."""
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         return error_message(None, INVALID_REQUEST, "Send one JSON-RPC 2.0 object.")
     msg_id = message.get("id")
@@ -61,15 +62,47 @@ def handle(message, *, request, agent) -> dict | None:
     params = message.get("params")
     if params is not None and not isinstance(params, dict):
         return error_message(msg_id, INVALID_PARAMS, "params must be an object.")
+    answer = _respond(msg_id, method, request, lambda: _dispatch(method, params or {}, request=request, agent=agent))
+    if isinstance(answer, aio.Waiting):  # a tool waits (a plan, the event feed): answered when it ends
+        return aio.Waiting(wait=_guarded(answer.wait),
+                           then=lambda result: _respond(msg_id, method, request, result if isinstance(
+                               result, _Failed) else lambda: answer.then(result)))
+    return answer
+
+
+def _respond(msg_id, method, request, run):
+    """The JSON-RPC response to `run()`'s result, or to its error; `aio.Waiting` passes through."""
     try:
-        result = _dispatch(method, params or {}, request=request, agent=agent)
+        result = run()
     except RpcError as exc:
         return error_message(msg_id, exc.code, exc.message, exc.data)
     except Exception:
         logger.exception("Unhandled error in MCP method %s", method)
         return error_message(msg_id, INTERNAL_ERROR, "Internal error; it has been logged.",
                              {"code": "internal_error", "request_id": getattr(request, "request_id", None)})
+    if isinstance(result, aio.Waiting):
+        return result
     return {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+
+def _guarded(wait):
+    """The wait, an error in it handed on to be answered as one (not raised through the view)."""
+    async def run():
+        try:
+            return await wait()
+        except Exception as exc:  # noqa: BLE001 - answered as an internal error by _respond
+            return _Failed(exc)
+    return run
+
+
+class _Failed:
+    """A failed wait: calling it raises the error again, for `_respond` to answer."""
+
+    def __init__(self, exc: Exception):
+        self.exc = exc
+
+    def __call__(self):
+        raise self.exc
 
 
 def _dispatch(method, params: dict, *, request, agent) -> dict:
@@ -102,11 +135,20 @@ def _call(params: dict, *, request, agent) -> dict:
         arguments = mcp_tools.validate_arguments(tool, params.get("arguments"))
     except mcp_tools.ArgumentError as exc:
         raise RpcError(INVALID_PARAMS, exc.message, exc.as_error()) from None
+    answer = _tool_outcome(lambda: call_tool(request=request, agent=agent, name=tool["name"], arguments=arguments))
+    if isinstance(answer, aio.Waiting):
+        return aio.Waiting(wait=answer.wait, then=lambda result: _tool_outcome(lambda: answer.then(result)))
+    return answer
+
+
+def _tool_outcome(run):
+    """The tool result of `run()` (the tool's answer), or its error as MCP reports it: bad input a
+    JSON-RPC error, a refusal or failure a tool result with isError. `aio.Waiting` passes through."""
     try:
-        answer = call_tool(request=request, agent=agent, name=tool["name"], arguments=arguments)
+        answer = run()
     except InvalidRequest as exc:
         raise RpcError(INVALID_PARAMS, exc.message, exc.as_dict()) from None
     except ApplicationError as exc:
         return mcp_tools.tool_error(exc.as_dict())
-    return mcp_tools.tool_result(answer)
+    return answer if isinstance(answer, aio.Waiting) else mcp_tools.tool_result(answer)
 

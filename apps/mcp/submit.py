@@ -1,18 +1,28 @@
 """submit_plan over the plan services: what `POST /api/v1/plans` does, without HTTP."""
 
 import dataclasses
+import functools
 
+from apps.core import aio
 from apps.plans import services
+from apps.plans.choices import FINAL_FOR_WAIT
 from apps.plans.schemas import parse_submit
-from apps.plans.selectors import plan_wait_final, plans_for_agent
+from apps.plans.selectors import plan_await_final, plans_for_agent
 
 
 def wait_for_final(agent, plan, seconds: int):
-    return plan_wait_final(agent=agent, plan=plan, seconds=seconds)
+    """The plan when it is final or nothing is to be waited for; otherwise `aio.Waiting` for it:
+    the MCP endpoint awaits it as the API's `?wait=` does, holding no thread meanwhile."""
+    if not seconds or plan.status in FINAL_FOR_WAIT:
+        return plan
+    aio.release_connections()
+    return aio.Waiting(wait=functools.partial(plan_await_final, agent=agent, plan=plan, seconds=seconds),
+                       then=lambda final: final)
 
 
 def mcp_submit(*, agent, body: dict, wait: int, dry_run: bool):
-    """Returns ("dry_run", answer) or ("plan", plan). Raises the API's errors."""
+    """Returns ("dry_run", answer) or ("plan", the plan or `aio.Waiting` for it). Raises the API's
+    errors."""
     req = parse_submit(body, header_key=None)
     submission = services.plan_submit(
         agent=agent, portal=services.portal_for_agent(agent=agent, slug=req.portal), steps=req.steps,

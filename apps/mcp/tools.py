@@ -4,12 +4,14 @@ Names, descriptions and schemas live in `clients/b24cp/mcp_tools.py`, shared wit
 server, so both transports offer the same tools with the same words.
 """
 
+import functools
 import json
 
-from asgiref.sync import async_to_sync, iscoroutinefunction
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
 
+from apps.core import aio
 from apps.core.exceptions import ApplicationError, InvalidRequest, NotFound
 from apps.exports import services as export_services
 from apps.exports.schemas import parse_export, render_export
@@ -29,8 +31,9 @@ def tools_for_agent(agent) -> list[dict]:
     return mcp_tools.tools_for(capabilities_for(agent=agent), events_available=events_view() is not None)
 
 
-def call_tool(*, request, agent, name: str, arguments: dict) -> dict:
-    """Run one tool with validated arguments; returns the JSON answer. Raises ApplicationError."""
+def call_tool(*, request, agent, name: str, arguments: dict):
+    """Run one tool with validated arguments; returns the JSON answer, or `aio.Waiting` for it (a
+    plan or the event feed waited on). Raises ApplicationError."""
     handler = _HANDLERS[name]
     return handler(request, agent, arguments)
 
@@ -45,16 +48,25 @@ def _describe(request, agent, args):
     return mcp_tools.describe_answer({"portal": portal.slug, **described})
 
 
+def _plan_answer(plan):
+    return mcp_tools.plan_answer(render_plan(plan))
+
+
+def _answer_when_final(plan_or_waiting):
+    if isinstance(plan_or_waiting, aio.Waiting):
+        return plan_or_waiting.map(_plan_answer)
+    return _plan_answer(plan_or_waiting)
+
+
 def _submit(request, agent, args):
     kind, answer = mcp_submit(agent=agent, body=mcp_tools.submit_body(args),
                               wait=min(args["wait"], settings.API_MAX_WAIT_SECONDS), dry_run=args["dry_run"])
-    return answer if kind == "dry_run" else mcp_tools.plan_answer(render_plan(answer))
+    return answer if kind == "dry_run" else _answer_when_final(answer)
 
 
 def _get(request, agent, args):
     plan = plan_get_for_agent(agent=agent, plan_id=args["plan_id"])
-    plan = wait_for_final(agent, plan, min(args["wait"], settings.API_MAX_WAIT_SECONDS))
-    return mcp_tools.plan_answer(render_plan(plan))
+    return _answer_when_final(wait_for_final(agent, plan, min(args["wait"], settings.API_MAX_WAIT_SECONDS)))
 
 
 def _cancel(request, agent, args):
@@ -111,7 +123,12 @@ def _events(request, agent, args):
             query[key] = str(args[key])
     inner.GET = query
     inner.request_id = getattr(request, "request_id", None)
-    response = async_to_sync(view)(inner) if iscoroutinefunction(view) else view(inner)  # the feed is async
+    if iscoroutinefunction(view):  # the feed is async: the endpoint awaits it, holding no thread
+        return aio.Waiting(wait=functools.partial(view, inner), then=_feed_answer)
+    return _feed_answer(view(inner))
+
+
+def _feed_answer(response):
     try:
         payload = json.loads(response.content)
     except ValueError:

@@ -1,4 +1,5 @@
-"""`/mcp`: MCP over streamable HTTP, served by the plane itself (any WSGI worker, no second server).
+"""`/mcp`: MCP over streamable HTTP, served by the plane itself (no second server). Under uvicorn a
+tool that waits holds no thread (`aio.long_poll`); any WSGI server runs it too, a worker waiting.
 
 Stateless and JSON-only: a POST carries one JSON-RPC message with `Authorization: Bearer <agent
 token>`; a request gets `application/json`, a notification 202 with no body. No `Mcp-Session-Id`
@@ -18,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.agents.auth import authenticate_agent
 from apps.agents.ratelimit import check_rate
+from apps.core import aio
 from apps.core.api import read_body
 from apps.core.exceptions import ApplicationError
 
@@ -53,7 +55,10 @@ def _origin_allowed(origin: str) -> bool:
 
 
 # Bearer-token endpoint: no cookie or session is read (apps.agents.auth), so CSRF does not apply.
+# Written as its sync part (`aio.long_poll`): a tool that waits (a plan, the event feed) is awaited
+# as the API's `?wait=` is, holding no thread meanwhile under ASGI.
 @csrf_exempt
+@aio.long_poll
 def mcp_endpoint(request):
     if request.method != "POST":
         response = _json(protocol.error_message(None, protocol.INVALID_REQUEST,
@@ -94,4 +99,6 @@ def mcp_endpoint(request):
     answer = protocol.handle(message, request=request, agent=agent)
     if answer is None:
         return HttpResponse(status=202)
+    if isinstance(answer, aio.Waiting):
+        return answer.map(_json)
     return _json(answer)
