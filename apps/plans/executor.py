@@ -479,30 +479,25 @@ def _settle_members(members: list[tuple[Plan, ExecutionAttempt]], result) -> lis
 
 
 def _settle_member(plan: Plan, record: ExecutionAttempt, result, command: str, size: int) -> Outcome:
-    """One plan's own command out of the batch answer."""
+    """A plan whose command the batch answer did not settle (`_settle_members` settles the
+    answered ones): missing from the answer, so nobody knows whether it ran, or refused before it
+    ran (a limit), so it is retried alone."""
     error = result.errors.get(command)
-    ran = command in result.results or error is not None
-    if not ran:  # neither answer nor error: nobody knows whether it ran
+    if error is None:  # neither answer nor error
         exc = OutcomeUnknown("BATCH_ANSWER_MISSING", "The batch answer held nothing for this call.")
         close_attempt(record, AttemptOutcome.UNKNOWN, {**exc.as_dict(), "batch": size})
         return _outcome_unknown(plan, record.number, exc)
-    if error is not None:
-        cls = classify_error(None, error.get("error"))
-        if issubclass(cls, NotSent):  # refused before it ran (a limit): retried for this plan alone
-            method = method_path(plan.steps[0]["method"])
-            if issubclass(cls, WaitForReset):
-                retry_after = limiter.operating_time_reset_at(
-                    portal_id=plan.portal_id, method=method, time_info=result.times.get(command)) - time.time()
-            else:
-                retry_after = 1.0 / max(plan.portal.rate_per_second, 0.01)
-            exc = cls(error.get("error"), error.get("error_description") or "", method=method,
-                      retry_after=max(retry_after, 1.0))
-            close_attempt(record, AttemptOutcome.NOT_SENT, {**_not_sent_detail(exc), "batch": size})
-            return _retry_or_fail(plan, record.number, exc)
-    close_attempt(record, AttemptOutcome.ANSWERED, {"batch": size})
-    entry = {"result": result.results.get(command), "error": error,
-             "total": result.totals.get(command), "next": result.nexts.get(command)}
-    return _settle(plan, {"steps": {plan.steps[0]["name"]: entry}})
+    cls = classify_error(None, error.get("error"))
+    method = method_path(plan.steps[0]["method"])
+    if issubclass(cls, WaitForReset):
+        retry_after = limiter.operating_time_reset_at(
+            portal_id=plan.portal_id, method=method, time_info=result.times.get(command)) - time.time()
+    else:
+        retry_after = 1.0 / max(plan.portal.rate_per_second, 0.01)
+    exc = cls(error.get("error"), error.get("error_description") or "", method=method,
+              retry_after=max(retry_after, 1.0))
+    close_attempt(record, AttemptOutcome.NOT_SENT, {**_not_sent_detail(exc), "batch": size})
+    return _retry_or_fail(plan, record.number, exc)
 
 
 def _leader_outcome(members, outcomes: list[Outcome]) -> Outcome:
