@@ -126,7 +126,9 @@ class Notice(models.Model):
                                                name="notice_once_a_round")]
         indexes = [models.Index(fields=["user", "channel", "status"]),
                    # the beat's look for emails whose flush was lost (`notify.notify_lost`)
-                   models.Index(fields=["created_at"], condition=models.Q(status="queued"), name="notice_queued")]
+                   models.Index(fields=["created_at"], condition=models.Q(status="queued"), name="notice_queued"),
+                   # the beat's look for Bitrix24 notices a dead digest left sending (`notify.notify_lost`)
+                   models.Index(fields=["sent_at"], condition=models.Q(status="sending"), name="notice_sending")]
 
     def __str__(self):
         return f"{self.get_kind_display()} to {self.user} by {self.channel}: {self.status}"
