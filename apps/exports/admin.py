@@ -1,18 +1,23 @@
 """Exports in the admin, read-only (house rule 10): who asked for what, how far it has got
 (rows, estimated total, rate, time left, a progress bar), its plan and its file's fate. The
-approval itself happens on the export's plan, in the approvers' usual pages."""
+approval itself happens on the export's plan, in the approvers' usual pages; an approver of the
+portal may stop an approved export that is queued or fetching (`services.export_stop`)."""
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.accounts.mfa import mfa_gate
 from apps.core.admin import ReadOnlyAdminMixin
+from apps.core.exceptions import ApplicationError
+from apps.plans.selectors import portals_decidable_by
 
 from .choices import WAITING_STATES, ExportStatus
 from .models import Export
 from .selectors import export_file_ready, export_progress
+from .services import export_stop
 
 
 def _number(value) -> str:
@@ -36,6 +41,26 @@ class ExportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
               "method", "request", "format", "strategy", "file_state", "created_at", "started_at", "finished_at",
               "expires_at", "error_text")
     readonly_fields = fields
+    actions = ["stop_selected"]
+
+    def has_stop_permission(self, request):
+        """Offered to the people the service accepts: approvers of some portal (apps.plans.selectors)."""
+        return portals_decidable_by(request.user).exists()
+
+    @admin.action(permissions=["stop"], description="Stop selected exports (approved: queued or fetching)")
+    def stop_selected(self, request, queryset):
+        gate = mfa_gate(request, reverse("admin:exports_export_changelist"))
+        if gate:
+            return gate
+        for export in queryset:
+            try:
+                stopped = export_stop(export_id=export.pk, user=request.user)
+            except ApplicationError as exc:
+                self.message_user(request, f"Export {str(export.pk)[:8]}: {exc.message}", messages.ERROR)
+                continue
+            self.message_user(request, f"Export {str(export.pk)[:8]} stopped after {stopped.rows_written:,} rows; "
+                              "its partial file is removed.", messages.SUCCESS)
+        return None
 
     @admin.display(description="export")
     def short_id(self, obj):

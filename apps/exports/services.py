@@ -29,7 +29,7 @@ from apps.audit import registry as audit_registry
 from apps.audit.services import audit_record
 from apps.bitrix.client import BitrixClient
 from apps.bitrix.errors import AuthFailed, BitrixError, Deferred, NotSent, OutcomeUnknown, classify_error
-from apps.core.exceptions import Conflict, IdempotencyMismatch, InvalidRequest, NotFound
+from apps.core.exceptions import Conflict, IdempotencyMismatch, InvalidRequest, NotAllowed, NotFound
 from apps.plans.choices import PlanStatus
 from apps.plans.evaluation import plan_evaluate
 from apps.plans.services import plan_cancel, plan_submit
@@ -158,6 +158,32 @@ def _fail(export: Export, code: str, message: str, **extra) -> None:
     _transition(export, source=[*WAITING_STATES, E.RUNNING], target=E.FAILED, data={"error": code},
                 error={"code": code, "message": message, **extra})
     files.remove(files.export_path(export))
+
+
+def export_stop(*, export_id, user) -> Export:
+    """An approver of the export's portal stops an approved export, queued or fetching (the admin's
+    action): it ends `cancelled`, recorded as theirs, and its partial file is removed, as when the
+    agent cancels it. One still waiting for approval is decided on its plan (rejected), where the
+    approver sees what it reads. A final one answers Conflict."""
+    from apps.plans.selectors import user_may_decide
+
+    with transaction.atomic():
+        export = (Export.objects.select_for_update(of=("self",)).select_related("portal")
+                  .filter(pk=export_id).first())
+        if export is None:
+            raise NotFound("No such export.")
+        if not user_may_decide(user=user, portal=export.portal):
+            raise NotAllowed(f"{user.get_username()} may not stop exports on portal {export.portal.slug}.")
+        if export.status in TERMINAL_STATES:
+            raise Conflict(f"The export is {export.status}; only an approved export can be stopped.",
+                           status=export.status)
+        if export.status == E.PENDING_APPROVAL:
+            raise Conflict("The export waits for approval: reject its plan instead.", status=export.status)
+        if not _transition(export, source=export.status, target=E.CANCELLED, actor=user,
+                           data={"stopped_by": "approver", "rows": export.rows_written}):
+            raise Conflict("The export has already moved on; reload it.", status=export.status)  # pragma: no cover
+        transaction.on_commit(lambda: files.remove(files.export_path(export)))
+    return export
 
 
 def export_cancel(*, export_id, agent) -> Export:

@@ -50,3 +50,29 @@ def test_admin_shows_export_progress(live_server, new_page, login, portal, make_
     expect(page.locator(".field-request")).to_contain_text('"STATUS_ID": "NEW"')
     expect(page.locator(".field-file_state")).to_contain_text("1,234,567 bytes written so far")
     _shot(page, "exports-admin-detail")
+
+
+def test_an_approver_stops_a_running_export_from_the_list(live_server, new_page, login, portal, make_agent,
+                                                          make_approver):
+    from django.contrib.auth.models import Permission
+
+    agent = make_agent("exporter", portal=portal)
+    running = export_submit(agent=agent, portal=portal, method="crm.lead.list", select=["ID", "TITLE"],
+                            filter_={}, order={}, fmt="csv").export
+    Export.objects.filter(pk=running.pk).update(
+        status="running", strategy="id_chain", rows_written=40_000, total_estimate=100_000, active_seconds=10.0,
+        requests=16, started_at=timezone.now())
+    approver = make_approver("alice", portals=[portal])
+    approver.user_permissions.add(Permission.objects.get(content_type__app_label="exports", codename="view_export"))
+
+    page = login(new_page(), approver)
+    page.goto(f"{live_server.url}/admin/exports/export/")
+    row = page.locator("#result_list tbody tr", has_text=str(running.pk)[:8])
+    row.locator("input.action-select").check()
+    page.locator("select[name=action]").select_option("stop_selected")
+    page.locator("button[name=index]").click()
+    expect(page.locator(".messagelist")).to_contain_text(
+        f"Export {str(running.pk)[:8]} stopped after 40,000 rows; its partial file is removed.")
+    expect(page.locator("#result_list tbody tr", has_text=str(running.pk)[:8])).to_contain_text("Cancelled")
+    _shot(page, "exports-admin-stopped")
+    assert Export.objects.get(pk=running.pk).status == "cancelled"
