@@ -71,3 +71,23 @@ def test_a_waiting_export_is_decided_on_its_plan_and_a_final_one_cannot_be_stopp
         export_stop(export_id=done.pk, user=approver)
     assert refused.value.extra["status"] == "succeeded"
     assert files.export_path(done).exists()
+
+
+def test_the_admin_action_needs_a_second_factor_where_deciding_does(started, export_portal, make_approver, client,
+                                                                    settings):
+    from django.contrib.auth.models import Permission
+
+    settings.APPROVER_MFA_REQUIRED = True
+    approver = make_approver("alice", portals=[export_portal])
+    approver.user_permissions.add(Permission.objects.get(content_type__app_label="exports", codename="view_export"))
+    client.force_login(approver)
+    response = client.post("/admin/exports/export/", {"action": "stop_selected", "_selected_action": [started.pk]})
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/2fa/totp/activate/")
+    started.refresh_from_db()
+    assert started.status == "running" and files.export_path(started).exists()
+
+    settings.APPROVER_MFA_REQUIRED = False
+    response = client.post("/admin/exports/export/", {"action": "stop_selected", "_selected_action": [started.pk]})
+    assert response.status_code == 302
+    started.refresh_from_db()
+    assert started.status == "cancelled"
