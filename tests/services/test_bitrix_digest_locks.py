@@ -3,10 +3,9 @@ notices it takes, so a decision holding the plan's row does not hold the approve
 back, and it passes over notices another digest is taking instead of waiting for them."""
 
 import threading
-from contextlib import contextmanager
 
 import pytest
-from django.db import connections, transaction
+from django.db import connections
 
 from apps.approvals import notify, tasks
 from apps.approvals.models import ApproverBitrixUser, Notice
@@ -15,41 +14,13 @@ from apps.plans.services import plan_submit
 from apps.policy.services import grant_upsert
 from apps.portals.models import AuthMode, Credential, Portal
 from tests.integration.approvals.test_notify_bitrix import UPDATE, BatchPortal
-from tests.services import needs_postgres
+from tests.services import held, needs_postgres
 
 pytestmark = [
     pytest.mark.services,
     needs_postgres,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-@contextmanager
-def held(queryset):
-    """The rows of `queryset` locked by another connection until the block ends."""
-    holding, release, errors = threading.Event(), threading.Event(), []
-
-    def hold():
-        try:
-            with transaction.atomic():
-                list(queryset.select_for_update())
-                holding.set()
-                release.wait(30)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(repr(exc))
-        finally:
-            holding.set()
-            connections.close_all()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(30) and errors == []
-        yield
-    finally:
-        release.set()
-        holder.join(30)
-    assert errors == []
 
 
 def flush_in_a_thread(portal_id):

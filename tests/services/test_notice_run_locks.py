@@ -7,13 +7,13 @@ second both worker processes sat in them, in front of the executions (bench/READ
 import threading
 
 import pytest
-from django.db import connections, transaction
+from django.db import connections
 
 from apps.approvals import notify
 from apps.approvals.models import Notice
 from apps.plans.models import Plan
 from apps.plans.services import plan_submit
-from tests.services import needs_postgres
+from tests.services import held, needs_postgres
 
 pytestmark = [
     pytest.mark.services,
@@ -33,37 +33,16 @@ def test_a_run_passes_over_a_plan_another_transaction_holds(agent, portal, make_
     alice = make_approver("alice", portals=[portal])
     alice.email = "alice@example.com"
     alice.save()
-    held, *others = (plan_submit(agent=agent, portal=portal, steps=UPDATE).plan for _ in range(3))
-    holding, release, errors = threading.Event(), threading.Event(), []
-
-    def hold():
-        try:
-            with transaction.atomic():
-                list(Plan.objects.select_for_update().filter(pk=held.pk))
-                holding.set()
-                release.wait(30)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread below
-            errors.append(repr(exc))
-        finally:
-            holding.set()
-            connections.close_all()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
+    held_plan, *others = (plan_submit(agent=agent, portal=portal, steps=UPDATE).plan for _ in range(3))
     result = {}
-    try:
-        assert holding.wait(30) and errors == []
+    with held(Plan.objects.filter(pk=held_plan.pk)):  # a second run, or a decision, holding it
         runner = threading.Thread(target=lambda: result.update(
             told=notify.notify_waiting(portal_id=portal.pk)) or connections.close_all())
         runner.start()
         runner.join(20)
         assert not runner.is_alive(), "the run waited for the plan another transaction holds"
         assert result == {"told": 2}
-    finally:
-        release.set()
-        holder.join(30)
-    assert errors == []
     told = dict(Plan.objects.values_list("pk", "approvers_told_at"))
-    assert told[held.pk] is None and all(told[p.pk] is not None for p in others)
+    assert told[held_plan.pk] is None and all(told[p.pk] is not None for p in others)
     assert notify.notify_waiting(portal_id=portal.pk) == 1  # the next run announces it
-    assert Notice.objects.filter(plan=held, user=alice, kind="pending").count() == 1
+    assert Notice.objects.filter(plan=held_plan, user=alice, kind="pending").count() == 1
