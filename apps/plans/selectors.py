@@ -27,8 +27,9 @@ def plans_for_agent(agent):
 
 
 def plan_wait_final(*, agent, plan: Plan, seconds: float) -> Plan:
-    """The plan once it is final, or as it is after `seconds` (MCP's `wait`, sync callers). Woken
-    by the transition (`apps.core.wakeup`); it blocks its thread meanwhile."""
+    """The plan once it is final, or as it is after `seconds`, for sync callers (a script, a
+    shell; the API's and MCP's waits use `plan_await_final`). Woken by the transition
+    (`apps.core.wakeup`); it blocks its thread meanwhile."""
     if plan.status in FINAL_FOR_WAIT or seconds <= 0:
         return plan
     deadline = wakeup.wait_deadline(seconds)
