@@ -137,3 +137,20 @@ def test_concurrent_writers_never_fork_a_chain():
     assert dict(AuditHead.objects.values_list("chain", "seq")) == {"portal:acme": 30, "portal:beta": 30, "system": 30}
     result = audit_verify()
     assert result.ok and result.checked == 90
+
+
+@pytest.mark.django_db
+def test_the_head_moves_inside_the_entries_insert_and_the_chain_verifies():
+    """Two statements under the head's lock, not three (one round trip less for the writers of a
+    busy portal to wait on): the locking read, then the INSERT carrying the head's UPDATE."""
+    from django.test.utils import CaptureQueriesContext
+
+    audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 0})
+    with CaptureQueriesContext(connection) as queries:
+        audit_record(action=registry.GRANT_CHANGED, portal="acme", data={"i": 1})
+    assert [q["sql"].split()[0].upper() for q in queries.captured_queries] == ["SELECT", "WITH"]
+    assert "FOR UPDATE" in queries.captured_queries[0]["sql"]
+    head = AuditHead.objects.get(chain="portal:acme")
+    last = AuditEntry.objects.filter(chain="portal:acme").order_by("-seq").first()
+    assert (head.seq, head.hash) == (last.seq, last.hash) == (2, last.hash)
+    assert audit_verify().ok
