@@ -128,7 +128,8 @@ def _render_feed(events, cursor) -> dict:
 
 def _agent(request):
     agent = authenticate_agent(request)
-    check_rate(agent)
+    if not getattr(request, "rate_counted", False):  # MCP's read_events, counted by /mcp already
+        check_rate(agent)
     return agent
 
 

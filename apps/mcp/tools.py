@@ -123,6 +123,7 @@ def _events(request, agent, args):
             query[key] = str(args[key])
     inner.GET = query
     inner.request_id = getattr(request, "request_id", None)
+    inner.rate_counted = True  # this call counted once against the agent's rate, at /mcp
     if iscoroutinefunction(view):  # the feed is async: the endpoint awaits it, holding no thread
         return aio.Waiting(wait=functools.partial(view, inner), then=_feed_answer)
     return _feed_answer(view(inner))

@@ -53,3 +53,17 @@ def test_the_real_feed_answers_read_events(client, agent, portal):
     result = rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {"wait": 0}})["result"]
     assert result["isError"] is False
     assert [e["event"] for e in result["structuredContent"]["events"]] == ["ONCRMLEADADD"]
+
+
+def test_a_read_events_call_counts_once_against_the_agents_rate(client, agent, portal, settings):
+    """/mcp counts the call; the feed it calls in-process does not count it again."""
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.API_RATE_PER_MINUTE = 3
+    answers = [rpc(client, agent.token, "tools/call", {"name": "read_events", "arguments": {"wait": 0}}, msg_id=i)
+               for i in range(3)]
+    assert all(a["result"]["isError"] is False for a in answers), answers
+    refused = client.post("/mcp", {"jsonrpc": "2.0", "id": 9, "method": "ping"}, content_type="application/json",
+                          HTTP_AUTHORIZATION=f"Bearer {agent.token}")
+    assert refused.status_code == 429  # the fourth request of the minute
