@@ -364,6 +364,11 @@ def _line(notice: Notice) -> str:
             f"  {plan_link(plan.pk)}")
 
 
+def _still_to_tell(kind, plan_status) -> bool:
+    """A queued notice is still worth sending: an escalation always, the others while the plan waits."""
+    return kind == NoticeKind.ESCALATION or plan_status == PlanStatus.PENDING_APPROVAL
+
+
 def _minute_left(user_id, last_sent, now) -> float | None:
     """The seconds until the person may get another email, with their flush's flag kept set (it
     retries then); None when the minute is over."""
@@ -396,8 +401,7 @@ def flush_email(*, user_id) -> float | None:
                   .order_by("created_at").values_list("pk", "kind", "plan__status"))
         live, stale = [], []
         for pk, kind, plan_status in queued:
-            told = kind == NoticeKind.ESCALATION or plan_status == PlanStatus.PENDING_APPROVAL
-            (live if told else stale).append(pk)
+            (live if _still_to_tell(kind, plan_status) else stale).append(pk)
         if stale:  # decided or gone meanwhile: nothing to tell
             _mark(stale, status=NoticeStatus.SENT, error="decided before sending", sent_at=now)
         if not live:
@@ -436,8 +440,7 @@ def send_bitrix(*, notice_id) -> float | None:
         Notice.objects.filter(pk=notice.pk).update(status=NoticeStatus.FAILED, error="no Bitrix24 user id any more")
         return None
     plan = notice.plan
-    message = (f"Plan {describe.summary(plan.steps)} by agent {plan.agent.slug} {_about(notice)}: "
-               f"[URL={plan_link(plan.pk)}]open it[/URL]")
+    message = _bitrix_message([notice], 1)
     try:
         BitrixClient(plan.portal).call("im.notify.system.add", {"USER_ID": target.bitrix_user_id, "MESSAGE": message})
     except NotSent as exc:
@@ -476,8 +479,7 @@ def _claim_bitrix(portal_id, now) -> list[tuple[int, int]]:
                       .order_by("created_at").values_list("pk", "user_id", "kind", "plan__status")[:BITRIX_RUN_LIMIT])
         live, stale = [], []
         for pk, user_id, kind, plan_status in queued:
-            told = kind == NoticeKind.ESCALATION or plan_status == PlanStatus.PENDING_APPROVAL
-            (live if told else stale).append((pk, user_id))
+            (live if _still_to_tell(kind, plan_status) else stale).append((pk, user_id))
         _mark([pk for pk, _ in stale], status=NoticeStatus.SENT, error="decided before sending", sent_at=now)
         _mark([pk for pk, _ in live], status=NoticeStatus.SENDING, sent_at=now)
     return live
@@ -502,12 +504,14 @@ def flush_bitrix(*, portal_id) -> float | None:
                   .values_list("user_id", "bitrix_user_id"))
     gone = [pk for user_id in people if user_id not in target for pk in people[user_id]]
     _mark(gone, status=NoticeStatus.FAILED, error="no Bitrix24 user id any more")
-    commands = []
+    commands, carried = [], {}  # carried: command name -> the notices it tells of
     for user_id in sorted(set(people) & set(target)):
         shown = list(Notice.objects.select_related("plan__portal", "plan__agent")
                      .filter(pk__in=people[user_id][:BITRIX_DIGEST_LINES]).order_by("created_at"))
         message = _bitrix_message(shown, len(people[user_id]))
-        commands.append((f"u{user_id}", "im.notify.system.add", {"USER_ID": target[user_id], "MESSAGE": message}))
+        name = f"u{user_id}"
+        carried[name] = people[user_id]
+        commands.append((name, "im.notify.system.add", {"USER_ID": target[user_id], "MESSAGE": message}))
     portal = Portal.objects.filter(pk=portal_id).first()
     if portal is None:  # deleted meanwhile, its plans and notices with it
         return None
@@ -517,15 +521,15 @@ def flush_bitrix(*, portal_id) -> float | None:
         try:
             result = client.batch(chunk, halt=False)
         except NotSent as exc:  # nothing of this request or the next ones went out: queued again
-            unsent = [pk for name, _m, _p in commands[start:] for pk in people[int(name[1:])]]
+            unsent = [pk for name, _m, _p in commands[start:] for pk in carried[name]]
             _mark(unsent, status=NoticeStatus.QUEUED, sent_at=None)
             _BITRIX_WAKE.arm(portal_id)
             return max(1.0, exc.retry_after or 5.0)
         except BitrixError as exc:
-            _mark([pk for name, _m, _p in chunk for pk in people[int(name[1:])]], status=NoticeStatus.FAILED,
+            _mark([pk for name, _m, _p in chunk for pk in carried[name]], status=NoticeStatus.FAILED,
                   error=redact(exc.description or exc.code)[:500])
             continue
-        deferred += _settle_bitrix(result, chunk, people)
+        deferred += _settle_bitrix(result, chunk, carried)
     if deferred:  # the portal put some commands off: the task retries as the portal's digest
         _BITRIX_WAKE.arm(portal_id)
         return 5.0
@@ -534,13 +538,13 @@ def flush_bitrix(*, portal_id) -> float | None:
     return None
 
 
-def _settle_bitrix(result, chunk, people) -> int:
+def _settle_bitrix(result, chunk, carried) -> int:
     """Each person's notices as their command ended: sent, refused (failed with the portal's
     words) or, when the portal deferred it, queued again for the next digest (their number is
     returned)."""
     sent, again = [], []
     for name, _method, _params in chunk:
-        pks, error = people[int(name[1:])], result.errors.get(name)
+        pks, error = carried[name], result.errors.get(name)
         if error is None and name in result.results:
             sent += pks
         elif error is not None and issubclass(classify_error(None, error.get("error")), NotSent):

@@ -1,13 +1,11 @@
 """submit_plan over the plan services: what `POST /api/v1/plans` does, without HTTP."""
 
 import dataclasses
-import functools
 
-from apps.core import aio
 from apps.plans import services
 from apps.plans.choices import FINAL_FOR_WAIT
 from apps.plans.schemas import parse_submit
-from apps.plans.selectors import plan_await_final, plans_for_agent
+from apps.plans.selectors import plan_waiting, plans_for_agent
 
 
 def wait_for_final(agent, plan, seconds: int):
@@ -15,9 +13,7 @@ def wait_for_final(agent, plan, seconds: int):
     the MCP endpoint awaits it as the API's `?wait=` does, holding no thread meanwhile."""
     if not seconds or plan.status in FINAL_FOR_WAIT:
         return plan
-    aio.release_connections()
-    return aio.Waiting(wait=functools.partial(plan_await_final, agent=agent, plan=plan, seconds=seconds),
-                       then=lambda final: final)
+    return plan_waiting(agent=agent, plan=plan, seconds=seconds, then=lambda final: final)
 
 
 def mcp_submit(*, agent, body: dict, wait: int, dry_run: bool):

@@ -28,10 +28,10 @@ from .schemas import (
     render_plan,
 )
 from .selectors import (
-    plan_await_final,
     plan_get_for_agent,
     plan_list_for_agent,
     plan_status_for_agent,
+    plan_waiting,
     plans_for_agent,
 )
 
@@ -59,8 +59,7 @@ def _as_created(plan: Plan) -> Plan:
 
 
 def _waiting(agent, plan: Plan, seconds: int, then) -> aio.Waiting:
-    aio.release_connections()
-    return aio.Waiting(wait=functools.partial(plan_await_final, agent=agent, plan=plan, seconds=seconds), then=then)
+    return plan_waiting(agent=agent, plan=plan, seconds=seconds, then=then)
 
 
 @json_endpoint("GET", "POST")

@@ -1,6 +1,7 @@
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 import uuid
@@ -74,6 +75,13 @@ async def plan_await_final(*, agent, plan: Plan, seconds: float) -> Plan:
     if plan is unread:  # the caller's plan is rendered only as read after the wait (it may hold only a status)
         plan = await aio.run_sync(_plan_reload, agent, plan.pk)
     return plan
+
+
+def plan_waiting(*, agent, plan: Plan, seconds: float, then) -> aio.Waiting:
+    """What a view's sync part hands over when the answer waits for `plan` (`aio.long_poll`): its
+    connections let go, then `plan_await_final`, then `then(plan)`. The API's and MCP's waits."""
+    aio.release_connections()
+    return aio.Waiting(wait=functools.partial(plan_await_final, agent=agent, plan=plan, seconds=seconds), then=then)
 
 
 _STATUS = f"SELECT status FROM {Plan._meta.db_table} WHERE id = %s"  # noqa: S608  # nosec B608

@@ -109,9 +109,6 @@ def test_a_wait_that_fails_is_answered_as_an_internal_error_not_a_500(asgi_app, 
         raise RuntimeError("the wake-up transport broke")
 
     monkeypatch.setattr(selectors, "plan_await_final", broken)
-    from apps.mcp import submit as mcp_submit
-
-    monkeypatch.setattr(mcp_submit, "plan_await_final", broken)
     status, headers, content = asyncio.run(asyncio.wait_for(
         call(asgi_app, agent, "get_plan", {"plan_id": str(plan_id), "wait": 30}, msg_id=7), 60))
     assert status == 200 and headers["content-type"].startswith("application/json")
