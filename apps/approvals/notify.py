@@ -504,11 +504,14 @@ def flush_bitrix(*, portal_id) -> float | None:
                   .values_list("user_id", "bitrix_user_id"))
     gone = [pk for user_id in people if user_id not in target for pk in people[user_id]]
     _mark(gone, status=NoticeStatus.FAILED, error="no Bitrix24 user id any more")
+    told = sorted(set(people) & set(target))
+    shown = defaultdict(list)  # each person's first BITRIX_DIGEST_LINES notices, read in one query
+    for notice in (Notice.objects.select_related("plan__portal", "plan__agent").order_by("created_at")
+                   .filter(pk__in=[pk for user_id in told for pk in people[user_id][:BITRIX_DIGEST_LINES]])):
+        shown[notice.user_id].append(notice)
     commands, carried = [], {}  # carried: command name -> the notices it tells of
-    for user_id in sorted(set(people) & set(target)):
-        shown = list(Notice.objects.select_related("plan__portal", "plan__agent")
-                     .filter(pk__in=people[user_id][:BITRIX_DIGEST_LINES]).order_by("created_at"))
-        message = _bitrix_message(shown, len(people[user_id]))
+    for user_id in told:
+        message = _bitrix_message(shown[user_id], len(people[user_id]))
         name = f"u{user_id}"
         carried[name] = people[user_id]
         commands.append((name, "im.notify.system.add", {"USER_ID": target[user_id], "MESSAGE": message}))
